@@ -1,0 +1,128 @@
+"""``cytomodel`` command line: a thin layer over the package's functions."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _add_data_args(p: argparse.ArgumentParser, split_default: str | None = None) -> None:
+    p.add_argument("--data", required=True, help="class-per-folder tree, a folder with manifest.csv, or a manifest CSV")
+    p.add_argument("--split", default=split_default, help="manifest split to use (e.g. train); default: %(default)s")
+    p.add_argument("--strict", action="store_true", help="fail on the first unreadable image instead of skipping it")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .data import load_dataset
+    from .training import train
+
+    cfg = load_config(args.preset, args.config, args.set)
+    data = load_dataset(args.data, cfg.resolution, cfg.crop_fraction, split=args.split, strict=args.strict,
+                        progress=True)
+    for path, why in data.skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    print(f"{len(data.images)} images, classes: {', '.join(data.class_names)} (data hash {data.data_hash[:12]})")
+    model = train(cfg, data, args.out, resume=args.resume, init_from=args.init_from, max_minutes=args.max_minutes,
+                  data_source=str(args.data))
+    print(f"model saved to {Path(args.out) / 'model'} (step {model.metadata.get('train_steps')})")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .generation import generate_images, image_grid, save_generated, sdedit_images
+    from .model import load_model
+    from .runtime import configure_runtime
+
+    configure_runtime()
+    model = load_model(args.model)
+    classes = model.class_names if args.class_name == "all" else [c.strip() for c in args.class_name.split(",")]
+    if args.from_image:
+        images = [Path(p) for p in args.from_image]
+        batch = sdedit_images(model, images, classes[0] if len(classes) == 1 else classes, args.strength,
+                              args.guidance, args.steps, args.seed, args.precision, progress=True)
+    else:
+        batch = generate_images(model, classes, args.n, args.guidance, args.steps, args.seed, args.precision,
+                                progress=True)
+    table = save_generated(batch, args.out, model, upscale=args.upscale)
+    if args.grid:
+        image_grid(batch.images, rows=len(classes) if not args.from_image else 1, upscale=args.upscale or 1).save(
+            Path(args.out) / "grid.png")
+    print(f"wrote {len(table)} images and generated.csv to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import PRESETS
+
+    parser = argparse.ArgumentParser(prog="cytomodel", description="Train, sample and evaluate a class-conditional "
+                                     "diffusion model of blood cells.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a diffusion model on labelled cell images",
+                       description="Train a class-conditional diffusion model. Resumable: re-run with --resume.")
+    _add_data_args(p)
+    p.add_argument("--preset", default="cpu-32", choices=sorted(PRESETS), help="model/training preset (%(default)s)")
+    p.add_argument("--config", help="TOML file overriding preset fields (top level or a [train] table)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config field")
+    p.add_argument("--out", required=True, help="output folder (checkpoints/, samples/, model/, train_log.csv)")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--init-from", help="start from the weights of a saved model folder (fresh optimiser)")
+    p.add_argument("--max-minutes", type=float, help="checkpoint and stop after this many minutes")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="generate synthetic cells (or SDEdit morphs of real ones)",
+                       description="Generate images with classifier-free guidance; same seed, same images.")
+    p.add_argument("--model", default=None, help="model folder (default: the bundled data/models/cpu-32)")
+    p.add_argument("--class", dest="class_name", default="all", help="class name, comma list, or 'all'")
+    p.add_argument("--n", type=int, default=16, help="images per class")
+    p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (1 = none)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    p.add_argument("--seed", type=int, default=0, help="image i uses seed+i")
+    p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    p.add_argument("--from-image", nargs="+", help="real image(s) to morph (SDEdit)")
+    p.add_argument("--strength", type=float, default=0.5, help="SDEdit noise level: 0 = real, 1 = fully synthetic")
+    p.add_argument("--upscale", type=int, default=1, help="nearest-neighbour upscale factor for saved PNGs")
+    p.add_argument("--grid", action="store_true", help="also write grid.png")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=cmd_generate)
+
+    _register_optional_commands(sub)
+    return parser
+
+
+def _register_optional_commands(sub) -> None:
+    """Commands contributed by other modules (classifier, baseline, evaluation) register themselves here."""
+    import importlib
+
+    for module in ("cytomodel.baseline", "cytomodel.classifier", "cytomodel.evaluation"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        register = getattr(mod, "register_cli", None)
+        if register is not None:
+            register(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if getattr(args, "model", "unset") is None:
+        from .model import bundled_model_path
+        args.model = str(bundled_model_path())
+    from .data import DataError
+    try:
+        return args.func(args) or 0
+    except (DataError, ValueError, FileNotFoundError) as exc:
+        print(f"cytomodel {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

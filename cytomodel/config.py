@@ -1,0 +1,171 @@
+"""Training configuration: named presets, TOML files and ``key=value`` overrides.
+
+A preset is a complete, validated :class:`TrainConfig`; a TOML file or the command line only changes fields of it,
+so every run records one flat, explicit config.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "cpu-32"
+    # model
+    resolution: int = 32
+    block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
+    layers_per_block: int = 1
+    attention_levels: int = 1          # attention in the last N (lowest-resolution) levels
+    attention_head_dim: int | None = None  # None: one head per block (fast on CPU)
+    norm_num_groups: int = 8
+    dropout: float = 0.0
+    # diffusion
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    min_snr_gamma: float | None = 5.0
+    class_dropout: float = 0.1
+    # preprocessing
+    crop_fraction: float = 1.0
+    # augmentation
+    flips: bool = True
+    rotations: bool = True
+    color_jitter: float = 0.03
+    # optimisation
+    batch_size: int = 64
+    learning_rate: float = 6e-4
+    lr_warmup_steps: int = 250
+    lr_schedule: str = "cosine"         # "cosine" or "constant"
+    lr_min_ratio: float = 0.1
+    weight_decay: float = 0.0
+    adam_beta2: float = 0.99
+    grad_clip: float = 1.0
+    max_steps: int = 20000
+    ema_max_decay: float = 0.9995
+    ema_power: float = 0.75
+    ema_start_step: int = 200
+    mixed_precision: str = "bf16"       # "bf16", "fp16" (GPU) or "no"
+    channels_last: bool = False
+    # bookkeeping
+    seed: int = 0
+    checkpoint_every: int = 500
+    sample_every: int = 1000
+    keep_checkpoints: int = 2
+    threads: int | None = None
+
+    def validate(self) -> "TrainConfig":
+        def bad(name: str, why: str) -> None:
+            raise ValueError(f"config field '{name}': {why} (got {getattr(self, name)!r})")
+
+        if self.resolution < 8 or self.resolution % 2 ** (len(self.block_out_channels) - 1):
+            bad("resolution", f"must be >= 8 and divisible by 2**{len(self.block_out_channels) - 1}")
+        if any(c % self.norm_num_groups for c in self.block_out_channels):
+            bad("block_out_channels", f"every entry must be divisible by norm_num_groups={self.norm_num_groups}")
+        if not 0 <= self.attention_levels <= len(self.block_out_channels):
+            bad("attention_levels", "must be between 0 and the number of levels")
+        if self.beta_schedule not in {"linear", "scaled_linear", "squaredcos_cap_v2"}:
+            bad("beta_schedule", "use 'linear', 'scaled_linear' or 'squaredcos_cap_v2'")
+        if self.min_snr_gamma is not None and self.min_snr_gamma <= 0:
+            bad("min_snr_gamma", "must be positive, or omitted to disable Min-SNR weighting")
+        if not 0 <= self.class_dropout < 1:
+            bad("class_dropout", "must be in [0, 1)")
+        if not 0 < self.crop_fraction <= 1:
+            bad("crop_fraction", "must be in (0, 1]")
+        if not 0 <= self.color_jitter < 0.5:
+            bad("color_jitter", "must be in [0, 0.5)")
+        for name in ("batch_size", "max_steps", "checkpoint_every", "sample_every", "num_train_timesteps"):
+            if getattr(self, name) <= 0:
+                bad(name, "must be a positive integer")
+        if self.learning_rate <= 0:
+            bad("learning_rate", "must be positive")
+        if self.lr_schedule not in {"cosine", "constant"}:
+            bad("lr_schedule", "use 'cosine' or 'constant'")
+        if self.mixed_precision not in {"bf16", "fp16", "no"}:
+            bad("mixed_precision", "use 'bf16', 'fp16' or 'no'")
+        if not 0 < self.ema_max_decay < 1:
+            bad("ema_max_decay", "must be in (0, 1)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["block_out_channels"] = list(self.block_out_channels)
+        return {k: v for k, v in d.items() if v is not None}
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Trains on 2 CPU cores at ~120 img/s (bf16); the bundled model.
+    "cpu-32": {},
+    # A few minutes on a CPU: for tests and smoke runs only.
+    "tiny-16": dict(resolution=16, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
+                    batch_size=16, max_steps=20, checkpoint_every=10, sample_every=10, lr_warmup_steps=2,
+                    ema_start_step=0),
+    # GPU presets: larger UNets, attention at 16x16 and below, bf16 autocast.
+    "gpu-64": dict(resolution=64, block_out_channels=(64, 128, 256, 256), layers_per_block=2, attention_levels=2,
+                   attention_head_dim=64, norm_num_groups=32, dropout=0.1, batch_size=128, learning_rate=2e-4,
+                   lr_warmup_steps=1000, max_steps=60000, ema_max_decay=0.9999, checkpoint_every=2000,
+                   sample_every=5000),
+    "gpu-128": dict(resolution=128, block_out_channels=(64, 128, 256, 384, 512), layers_per_block=2,
+                    attention_levels=2, attention_head_dim=64, norm_num_groups=32, dropout=0.1, batch_size=64,
+                    learning_rate=1e-4, lr_warmup_steps=1000, max_steps=150000, ema_max_decay=0.9999,
+                    checkpoint_every=5000, sample_every=10000),
+}
+
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn a TOML value or a command-line string into the field's type, with a clear error."""
+    if name not in _FIELDS:
+        raise ValueError(f"unknown config field '{name}'; known fields: {', '.join(sorted(_FIELDS))}")
+    default = getattr(TrainConfig(), name)
+    if isinstance(value, str) and not isinstance(default, str):
+        text = value.strip()
+        if text.lower() in {"none", "null", ""}:
+            return None
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise ValueError(f"config field '{name}': cannot parse {value!r}") from None
+    if isinstance(default, tuple) and isinstance(value, list):
+        value = tuple(value)
+    if isinstance(default, bool) and not isinstance(value, bool):
+        raise ValueError(f"config field '{name}': expected true/false, got {value!r}")
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if default is not None and value is not None and not isinstance(value, type(default)):
+        raise ValueError(f"config field '{name}': expected {type(default).__name__}, got {value!r}")
+    return value
+
+
+def load_config(preset: str = "cpu-32", file: str | Path | None = None,
+                overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
+    """Build a config from a preset, then a TOML file (``[train]`` table or top level), then overrides."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    values: dict[str, Any] = {"preset": preset, **PRESETS[preset]}
+    if file is not None:
+        path = Path(file)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"config file {path}: {exc}") from None
+        data = data.get("train", data)
+        if "preset" in data and data["preset"] != preset:
+            values = {"preset": data["preset"], **PRESETS[data["preset"]]} if data["preset"] in PRESETS else values
+        values.update({k: _coerce(k, v) for k, v in data.items() if k != "preset"})
+    if overrides:
+        items = overrides.items() if isinstance(overrides, dict) else (_split_override(o) for o in overrides)
+        values.update({k: _coerce(k, v) for k, v in items})
+    return TrainConfig(**{k: _coerce(k, v) if k != "preset" else v for k, v in values.items()}).validate()
+
+
+def _split_override(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise ValueError(f"override {text!r} must look like key=value, e.g. max_steps=5000")
+    key, value = text.split("=", 1)
+    return key.strip(), value

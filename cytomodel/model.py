@@ -1,0 +1,165 @@
+"""The class-conditional diffusion model: a diffusers ``UNet2DModel`` with a class embedding (+ a null class for
+classifier-free guidance), its noise schedule, and the metadata needed to use it (classes, preprocessing).
+
+On disk a model is a folder that plain diffusers can read::
+
+    config.json + diffusion_pytorch_model.safetensors   UNet2DModel.from_pretrained(dir)
+    scheduler_config.json                               DDPMScheduler.from_pretrained(dir)
+    cytomodel.json                                      classes, resolution, preprocessing, provenance
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+
+from .config import TrainConfig
+from .provenance import write_json
+
+METADATA_FILE = "cytomodel.json"
+FORMAT_VERSION = 1
+
+
+def build_unet(cfg: TrainConfig, num_classes: int) -> UNet2DModel:
+    """A UNet2DModel sized by the config; class index ``num_classes`` is the null (unconditional) class."""
+    levels = len(cfg.block_out_channels)
+    attn = cfg.attention_levels
+    down = tuple("AttnDownBlock2D" if i >= levels - attn else "DownBlock2D" for i in range(levels))
+    up = tuple("AttnUpBlock2D" if i < attn else "UpBlock2D" for i in range(levels))
+    return UNet2DModel(
+        sample_size=cfg.resolution, in_channels=3, out_channels=3,
+        block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
+        down_block_types=down, up_block_types=up, num_class_embeds=num_classes + 1,
+        attention_head_dim=cfg.attention_head_dim or cfg.block_out_channels[-1],
+        norm_num_groups=cfg.norm_num_groups, dropout=cfg.dropout,
+    )
+
+
+def build_scheduler(cfg: TrainConfig) -> DDPMScheduler:
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
+                         prediction_type="epsilon", clip_sample=False)
+
+
+@dataclass
+class CytoModel:
+    """UNet + noise schedule + what the numbers mean. Pixel space is standardised per channel
+    (``(x/255 - mean) / std * 0.5``) so the diffusion never has to learn the stain's global colour."""
+    unet: UNet2DModel
+    scheduler: DDPMScheduler
+    class_names: list[str]
+    resolution: int
+    pixel_mean: list[float]
+    pixel_std: list[float]
+    crop_fraction: float = 1.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def null_class(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    def class_index(self, name: str | int) -> int:
+        if isinstance(name, (int, np.integer)):
+            if not 0 <= int(name) < len(self.class_names):
+                raise ValueError(f"class index {name} out of range 0..{len(self.class_names) - 1}")
+            return int(name)
+        if name not in self.class_names:
+            raise ValueError(f"unknown class {name!r}; this model knows: {', '.join(self.class_names)}")
+        return self.class_names.index(name)
+
+    # --------------------------------------------------------------- pixel <-> model space
+    def _stats(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = torch.tensor(self.pixel_mean, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(self.pixel_std, device=device).view(1, 3, 1, 1)
+        return mean, std
+
+    def encode(self, images_uint8: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) uint8 -> (N, 3, H, W) float in model space."""
+        x = torch.as_tensor(np.asarray(images_uint8)).to(self.device)
+        x = x.permute(0, 3, 1, 2).float() / 255.0
+        mean, std = self._stats(x.device)
+        return (x - mean) / std * 0.5
+
+    def decode(self, x: torch.Tensor) -> np.ndarray:
+        """(N, 3, H, W) model space -> (N, H, W, 3) uint8."""
+        mean, std = self._stats(x.device)
+        pix = (x.float() / 0.5 * std + mean).clamp(0, 1)
+        return (pix * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+    def preprocess(self, image) -> np.ndarray:
+        """Any image (path, bytes, PIL) -> (H, W, 3) uint8 at this model's resolution, like training data."""
+        from .data import load_image, preprocess
+
+        name = str(image) if isinstance(image, (str, Path)) else "<image>"
+        return preprocess(load_image(image), self.resolution, self.crop_fraction, name=name)
+
+    # --------------------------------------------------------------- persistence
+    def save_pretrained(self, path: str | Path, dtype: torch.dtype = torch.float32,
+                        extra: dict[str, Any] | None = None) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        unet = self.unet
+        if dtype != torch.float32:
+            import copy
+            unet = copy.deepcopy(self.unet).to(dtype)
+        unet.save_pretrained(path, safe_serialization=True)
+        self.scheduler.save_pretrained(path)
+        meta = {**self.metadata, **(extra or {})}
+        meta.update(format_version=FORMAT_VERSION, class_names=self.class_names, null_class=self.null_class,
+                    resolution=self.resolution, preprocessing={
+                        "crop_fraction": self.crop_fraction, "pixel_mean": self.pixel_mean,
+                        "pixel_std": self.pixel_std, "resize": "lanczos", "model_space": "(x/255-mean)/std*0.5"},
+                    weights_dtype=str(dtype).replace("torch.", ""))
+        write_json(path / METADATA_FILE, meta)
+        self.metadata = meta
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "CytoModel":
+        path = Path(path)
+        meta_file = path / METADATA_FILE
+        if not meta_file.is_file():
+            raise FileNotFoundError(f"{path} is not a cytomodel folder (no {METADATA_FILE}); "
+                                    "train one with `cytomodel train` or point to data/models/cpu-32")
+        meta = json.loads(meta_file.read_text())
+        if meta.get("format_version", 0) > FORMAT_VERSION:
+            raise ValueError(f"{path} was written by a newer cytomodel (format {meta['format_version']}); upgrade")
+        unet = UNet2DModel.from_pretrained(path, torch_dtype=torch.float32).float().eval()
+        scheduler = DDPMScheduler.from_pretrained(path)
+        pre = meta["preprocessing"]
+        model = cls(unet=unet, scheduler=scheduler, class_names=list(meta["class_names"]),
+                    resolution=int(meta["resolution"]), pixel_mean=list(pre["pixel_mean"]),
+                    pixel_std=list(pre["pixel_std"]), crop_fraction=float(pre.get("crop_fraction", 1.0)),
+                    metadata=meta)
+        if device is not None:
+            model.unet.to(device)
+        return model
+
+    @property
+    def temperature(self) -> float | None:
+        """Softmax temperature fitted on validation data (None until `cytomodel calibrate` has run)."""
+        t = self.metadata.get("temperature")
+        return float(t) if t is not None else None
+
+
+def pixel_statistics(images_uint8: np.ndarray) -> tuple[list[float], list[float]]:
+    x = images_uint8.reshape(-1, 3).astype(np.float64) / 255.0
+    return x.mean(0).round(6).tolist(), np.maximum(x.std(0), 1e-3).round(6).tolist()
+
+
+def load_model(path: str | Path, device: str | torch.device | None = None) -> CytoModel:
+    """Load a saved cytomodel folder (see module docstring)."""
+    return CytoModel.from_pretrained(path, device=device)
+
+
+def bundled_model_path() -> Path:
+    """The model shipped in the repository's data/ folder."""
+    return Path(__file__).resolve().parent.parent / "data" / "models" / "cpu-32"
