@@ -1,0 +1,479 @@
+"""A discriminative baseline: a small ResNet-style CNN that names the cell type of a preprocessed image.
+
+It is the yardstick the diffusion model is measured against (class fidelity of generated cells, memorisation in its
+feature space) and the comparison the diffusion classifier reports. Stable API::
+
+    clf = train_baseline(train_arrays, val_arrays, epochs=20, seed=0)      # ImageArrays from load_dataset
+    clf.predict_proba(images_uint8_nhwc)   # (N, C) float32, rows sum to 1
+    clf.logits(images) / clf.features(images) / clf.predict(images)
+    clf.class_names, clf.resolution
+    clf.save_pretrained(dir, dtype=torch.float16); BaselineClassifier.from_pretrained(dir)
+
+On disk: ``model.safetensors`` + ``baseline.json`` (classes, resolution, normalisation, architecture, data hash,
+code version, training settings, validation metrics). Command line: ``cytomodel baseline train|predict``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import ImageArrays
+from .provenance import code_version, write_json
+
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "baseline.json"
+FORMAT_VERSION = 1
+
+
+# ----------------------------------------------------------------------------------------------- network
+class BasicBlock(nn.Module):
+    """Pre-activation-free ResNet basic block (conv-BN-ReLU-conv-BN + shortcut), optional stride-2 downsampling."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        nn.init.zeros_(self.bn2.weight)  # each residual branch starts as identity ("zero-init gamma")
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x), inplace=True)
+
+
+class ResNetSmall(nn.Module):
+    """Stem (3x3 conv at full resolution) + one stage per width, each halving the resolution after the first,
+    then global average pooling, so any input size works. Default widths (32, 64, 128), one block each:
+    ~0.3 M parameters, ~50 MMAC per 32 px image."""
+
+    def __init__(self, num_classes: int, widths: Sequence[int] = (32, 64, 128), blocks: Sequence[int] = (1, 1, 1),
+                 dropout: float = 0.1):
+        super().__init__()
+        if len(widths) != len(blocks) or not widths:
+            raise ValueError("widths and blocks must be non-empty and of equal length")
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                                  nn.ReLU(inplace=True))
+        layers, c = [], widths[0]
+        for i, (w, n) in enumerate(zip(widths, blocks)):
+            for j in range(n):
+                layers.append(BasicBlock(c, w, stride=2 if (i > 0 and j == 0) else 1))
+                c = w
+        self.stages = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(c, num_classes)
+        self.feature_dim = c
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(self.stages(self.stem(x)), 1).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(x)))
+
+
+# ----------------------------------------------------------------------------------------------- classifier
+def _autocast(precision: str):
+    import contextlib
+
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    raise ValueError(f"precision must be 'bf16' or 'fp32', not {precision!r}")
+
+
+@dataclass
+class BaselineClassifier:
+    """A trained ``ResNetSmall`` plus what its inputs mean. Inputs are (N, H, W, 3) uint8 at ``resolution``,
+    preprocessed like the training data (``load_dataset`` / ``CytoModel.preprocess``)."""
+    net: ResNetSmall
+    class_names: list[str]
+    resolution: int
+    pixel_mean: list[float]
+    pixel_std: list[float]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    # --------------------------------------------------------------- inference
+    def _prepare(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(images))
+        if x.ndim == 3:
+            x = x.unsqueeze(0)
+        if x.ndim != 4 or x.shape[-1] != 3:
+            raise ValueError(f"expected (N, H, W, 3) uint8 images, got shape {tuple(x.shape)}")
+        if x.dtype != torch.uint8:
+            raise ValueError(f"expected uint8 images (0-255), got {x.dtype}")
+        if x.shape[1] != self.resolution or x.shape[2] != self.resolution:
+            raise ValueError(f"images are {x.shape[1]}x{x.shape[2]} but this baseline was trained at "
+                             f"{self.resolution}px; preprocess them to {self.resolution}px first")
+        return x
+
+    def _normalise(self, x_uint8_nhwc: torch.Tensor) -> torch.Tensor:
+        x = x_uint8_nhwc.permute(0, 3, 1, 2).float() / 255.0
+        mean = torch.tensor(self.pixel_mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.pixel_std).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    @torch.no_grad()
+    def _run(self, images, what: str, batch_size: int, precision: str) -> np.ndarray:
+        x = self._prepare(images)
+        self.net.eval()
+        out = []
+        for s in range(0, len(x), batch_size):
+            xb = self._normalise(x[s:s + batch_size])
+            with _autocast(precision):
+                y = self.net.features(xb) if what == "features" else self.net(xb)
+            out.append(y.float())
+        if not out:
+            dim = self.net.feature_dim if what == "features" else len(self.class_names)
+            return np.zeros((0, dim), np.float32)
+        return torch.cat(out).numpy()
+
+    def logits(self, images, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
+        """(N, C) float32 logits."""
+        return self._run(images, "logits", batch_size, precision)
+
+    def predict_proba(self, images, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
+        """(N, C) float32 class probabilities (softmax of the logits), columns in ``class_names`` order."""
+        z = torch.from_numpy(self.logits(images, batch_size, precision))
+        return torch.softmax(z, dim=1).numpy()
+
+    def predict(self, images, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
+        """(N,) int64 index of the most probable class."""
+        return self.logits(images, batch_size, precision).argmax(1)
+
+    def features(self, images, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
+        """(N, D) float32 penultimate-layer (globally pooled) features, e.g. for nearest-neighbour checks."""
+        return self._run(images, "features", batch_size, precision)
+
+    def evaluate(self, data: ImageArrays, precision: str = "fp32") -> dict[str, Any]:
+        """Accuracy, balanced accuracy, per-class recall and confusion matrix on labelled ``data``."""
+        labels = _map_labels(data, self.class_names)
+        return classification_metrics(labels, self.predict(data.images, precision=precision), self.class_names)
+
+    # --------------------------------------------------------------- persistence
+    def save_pretrained(self, path: str | Path, dtype: torch.dtype = torch.float32,
+                        extra: dict[str, Any] | None = None) -> Path:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
+                 for k, v in self.net.state_dict().items()}
+        save_file(state, str(path / WEIGHTS_FILE))
+        meta = {**self.metadata, **(extra or {})}
+        meta.update(format_version=FORMAT_VERSION, kind="cytomodel-baseline", class_names=self.class_names,
+                    resolution=self.resolution,
+                    normalisation={"pixel_mean": self.pixel_mean, "pixel_std": self.pixel_std,
+                                   "formula": "(x/255 - mean) / std, x uint8 RGB"},
+                    architecture=self.architecture, weights_dtype=str(dtype).replace("torch.", ""))
+        write_json(path / META_FILE, meta)
+        self.metadata = meta
+        return path
+
+    @property
+    def architecture(self) -> dict[str, Any]:
+        return self.metadata.get("architecture") or {}
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> "BaselineClassifier":
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not (path / META_FILE).is_file():
+            raise FileNotFoundError(f"{path} is not a baseline classifier folder (no {META_FILE}); "
+                                    "train one with `cytomodel baseline train`")
+        meta = json.loads((path / META_FILE).read_text())
+        if meta.get("format_version", 0) > FORMAT_VERSION:
+            raise ValueError(f"{path} was written by a newer cytomodel (format {meta['format_version']}); upgrade")
+        arch = meta["architecture"]
+        net = ResNetSmall(len(meta["class_names"]), tuple(arch["widths"]), tuple(arch["blocks"]),
+                          float(arch.get("dropout", 0.0)))
+        state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path / WEIGHTS_FILE)).items()}
+        net.load_state_dict(state)
+        net.eval()
+        norm = meta["normalisation"]
+        return cls(net, list(meta["class_names"]), int(meta["resolution"]), list(norm["pixel_mean"]),
+                   list(norm["pixel_std"]), meta)
+
+
+def load_baseline(path: str | Path | None = None) -> BaselineClassifier:
+    """Load a saved baseline (default: the bundled ``data/models/baseline-32``)."""
+    return BaselineClassifier.from_pretrained(path or bundled_baseline_path())
+
+
+def bundled_baseline_path() -> Path:
+    return Path(__file__).resolve().parent.parent / "data" / "models" / "baseline-32"
+
+
+# ----------------------------------------------------------------------------------------------- metrics
+def _map_labels(data: ImageArrays, class_names: Sequence[str]) -> np.ndarray:
+    """``data.labels`` re-indexed into ``class_names`` (data may list its classes in another order)."""
+    unknown = sorted(set(data.class_names) - set(class_names))
+    present = {data.class_names[i] for i in np.unique(data.labels)}
+    if present & set(unknown):
+        raise ValueError(f"data have label(s) {sorted(present & set(unknown))} the classifier does not know "
+                         f"(it knows {list(class_names)})")
+    lut = np.array([class_names.index(c) if c in class_names else -1 for c in data.class_names])
+    return lut[data.labels]
+
+
+def classification_metrics(labels: np.ndarray, pred: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, balanced accuracy (mean recall over the classes present), per-class recall, confusion matrix."""
+    labels, pred = np.asarray(labels), np.asarray(pred)
+    k = len(class_names)
+    cm = np.zeros((k, k), dtype=np.int64)
+    np.add.at(cm, (labels, pred), 1)
+    support = cm.sum(1)
+    recall = {c: (float(cm[i, i] / support[i]) if support[i] else None) for i, c in enumerate(class_names)}
+    present = [r for r in recall.values() if r is not None]
+    return {"n": int(len(labels)), "accuracy": float((labels == pred).mean()) if len(labels) else float("nan"),
+            "balanced_accuracy": float(np.mean(present)) if present else float("nan"),
+            "recall": recall, "confusion": cm.tolist()}
+
+
+# ----------------------------------------------------------------------------------------------- training
+def _augment(batch_uint8_nchw: torch.Tensor, color_jitter: float, gen: torch.Generator) -> torch.Tensor:
+    """The diffusion model's augmentation (dihedral flips/rotations + mild brightness/colour gain jitter)."""
+    from types import SimpleNamespace
+
+    from .training import augment
+
+    return augment(batch_uint8_nchw, SimpleNamespace(flips=True, rotations=True, color_jitter=color_jitter), gen)
+
+
+def train_baseline(data: ImageArrays, val: ImageArrays | None = None, epochs: int = 20, batch_size: int = 128,
+                   seed: int = 0, progress: bool = True, lr: float = 3e-3, weight_decay: float = 5e-4,
+                   widths: Sequence[int] = (32, 64, 128), blocks: Sequence[int] = (1, 1, 1), dropout: float = 0.1,
+                   label_smoothing: float = 0.05, color_jitter: float = 0.05, balanced: bool = True,
+                   precision: str = "bf16", threads: int | None = None, max_steps: int | None = None,
+                   log: Any = None) -> BaselineClassifier:
+    """Train a ``ResNetSmall`` on ``data`` (preprocessed uint8 images).
+
+    AdamW with one-cycle (warm-up + cosine) learning rate, label smoothing, class-balanced loss weights (so the
+    classifier's implicit prior is uniform over classes: what class fidelity of class-balanced samples needs),
+    bf16 autocast on CPU by default. Seeded: same data, seed and thread count, same weights.
+    ``max_steps`` caps the number of optimiser steps (for tests). Validation metrics land in ``metadata``.
+    """
+    from .runtime import configure_runtime
+
+    configure_runtime(threads)
+    if len(data.images) == 0:
+        raise ValueError("no training images")
+    n, h, w, _ = data.images.shape
+    if h != w:
+        raise ValueError(f"training images must be square, got {h}x{w}")
+    k = len(data.class_names)
+    counts = np.bincount(data.labels, minlength=k)
+    if (counts == 0).any():
+        raise ValueError(f"class(es) {[c for c, m in zip(data.class_names, counts) if m == 0]} have no images")
+    if val is not None and val.images.shape[1:3] != (h, w):
+        raise ValueError(f"validation images are {val.images.shape[1]}px but training images are {h}px")
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x = data.images.reshape(-1, 3).astype(np.float64) / 255.0
+    mean, std = x.mean(0).round(6).tolist(), np.maximum(x.std(0), 1e-3).round(6).tolist()
+    net = ResNetSmall(k, widths, blocks, dropout)
+    clf = BaselineClassifier(net, list(data.class_names), int(h), mean, std)
+    images = torch.from_numpy(np.ascontiguousarray(data.images.transpose(0, 3, 1, 2)))
+    labels = torch.from_numpy(data.labels.astype(np.int64))
+    mean_t, std_t = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    weight = torch.tensor(counts.sum() / (k * counts), dtype=torch.float32) if balanced else None
+
+    steps_per_epoch = max(1, n // batch_size)
+    total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
+    decay, no_decay = [], []
+    for name, p in net.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    warm = max(1, int(0.05 * total))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warm if s < warm else
+                                              0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    history, step, t0 = [], 0, time.time()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=total, desc="train baseline", unit="step", dynamic_ncols=True)
+    for epoch in range(epochs):
+        if step >= total:
+            break
+        net.train()
+        order = torch.randperm(n, generator=gen)
+        loss_sum, seen = 0.0, 0
+        for b in range(steps_per_epoch):
+            if step >= total:
+                break
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            xb = (_augment(images[idx], color_jitter, gen) - mean_t) / std_t
+            with _autocast(precision):
+                logits = net(xb)
+            loss = F.cross_entropy(logits.float(), labels[idx], weight=weight, label_smoothing=label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            loss_sum += loss.item() * len(idx)
+            seen += len(idx)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}")
+        row = {"epoch": epoch + 1, "step": step, "train_loss": round(loss_sum / max(seen, 1), 5),
+               "seconds": round(time.time() - t0, 1)}
+        if val is not None:
+            m = clf.evaluate(val, precision=precision)
+            row.update(val_accuracy=round(m["accuracy"], 5), val_balanced_accuracy=round(m["balanced_accuracy"], 5))
+        history.append(row)
+        if log is not None:
+            print(json.dumps(row), file=log, flush=True)
+    if bar is not None:
+        bar.close()
+    net.eval()
+    meta: dict[str, Any] = {
+        "name": f"cytomodel-baseline-{h}", "data_hash": data.data_hash, "code_version": code_version(),
+        "class_counts": dict(zip(data.class_names, counts.tolist())),
+        "architecture": {"type": "ResNetSmall", "widths": list(widths), "blocks": list(blocks), "dropout": dropout,
+                         "parameters": int(sum(p.numel() for p in net.parameters()))},
+        "training": {"epochs": epochs, "steps": step, "batch_size": batch_size, "lr": lr,
+                     "weight_decay": weight_decay, "label_smoothing": label_smoothing, "color_jitter": color_jitter,
+                     "augmentation": "random flip, random 90-degree rotation, brightness/colour gain jitter",
+                     "balanced_loss": balanced, "precision": precision, "seed": seed,
+                     "threads": torch.get_num_threads(), "wall_seconds": round(time.time() - t0, 1)},
+        "history": history,
+    }
+    if val is not None:
+        m = clf.evaluate(val)  # final figures in fp32, like default inference
+        meta["val_metrics"] = {"n": m["n"], "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"],
+                               "recall": m["recall"], "data_hash": val.data_hash}
+    clf.metadata = meta
+    return clf
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .data import load_dataset
+
+    data = load_dataset(args.data, args.resolution, args.crop_fraction, split=args.split, strict=args.strict,
+                        progress=True)
+    for path, why in data.skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    val = None
+    if args.val_split:
+        val = load_dataset(args.data, args.resolution, args.crop_fraction, split=args.val_split,
+                           class_names=data.class_names, strict=args.strict, progress=True)
+    print(f"{len(data.images)} training images, classes: {', '.join(data.class_names)}"
+          + (f"; {len(val.images)} validation images" if val is not None else ""))
+    clf = train_baseline(data, val, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                         lr=args.lr, precision=args.precision, log=sys.stdout)
+    extra = {"data_source": str(args.data), "split": args.split, "val_split": args.val_split,
+             "crop_fraction": args.crop_fraction}
+    if args.test_split:
+        test = load_dataset(args.data, args.resolution, args.crop_fraction, split=args.test_split,
+                            class_names=data.class_names, strict=args.strict, progress=True)
+        m = clf.evaluate(test)
+        extra["test_metrics"] = {"n": m["n"], "accuracy": m["accuracy"],
+                                 "balanced_accuracy": m["balanced_accuracy"], "recall": m["recall"],
+                                 "data_hash": test.data_hash, "split": args.test_split}
+    clf.save_pretrained(args.out, dtype=torch.float16 if args.fp16 else torch.float32, extra=extra)
+    for name in ("val_metrics", "test_metrics"):
+        if name in clf.metadata:
+            m = clf.metadata[name]
+            print(f"{name.split('_')[0]}: accuracy {m['accuracy']:.4f}, balanced accuracy "
+                  f"{m['balanced_accuracy']:.4f} (n={m['n']})")
+    print(f"baseline saved to {args.out}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .data import load_dataset, load_image, preprocess
+
+    clf = BaselineClassifier.from_pretrained(args.model)
+    crop = float(clf.metadata.get("crop_fraction", 1.0))
+    if args.images:
+        names = [str(p) for p in args.images]
+        arrays = np.stack([preprocess(load_image(p), clf.resolution, crop, name=str(p)) for p in args.images])
+        truth = None
+    elif args.data:
+        data = load_dataset(args.data, clf.resolution, crop, split=args.split, class_names=clf.class_names,
+                            strict=args.strict, progress=True)
+        for path, why in data.skipped:
+            print(f"skipped {path}: {why}", file=sys.stderr)
+        names, arrays, truth = [str(r.path) for r in data.records], data.images, _map_labels(data, clf.class_names)
+    else:
+        raise ValueError("give --data (a labelled dataset) or --images (files)")
+    proba = clf.predict_proba(arrays)
+    pred = proba.argmax(1)
+    table = pd.DataFrame({"path": names, "predicted": [clf.class_names[i] for i in pred],
+                          "confidence": proba.max(1).round(5)})
+    for j, c in enumerate(clf.class_names):
+        table[f"p_{c}"] = proba[:, j].round(5)
+    if truth is not None:
+        table.insert(1, "label", [clf.class_names[i] for i in truth])
+        m = classification_metrics(truth, pred, clf.class_names)
+        print(f"accuracy {m['accuracy']:.4f}, balanced accuracy {m['balanced_accuracy']:.4f} (n={m['n']})")
+        for c, r in m["recall"].items():
+            print(f"  {c:<14} recall {r:.4f}" if r is not None else f"  {c:<14} (no images)")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out, index=False)
+        print(f"wrote {len(table)} predictions to {args.out}")
+    elif truth is None:
+        print(table[["path", "predicted", "confidence"]].to_string(index=False))
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    """``cytomodel baseline train|predict`` (picked up by ``cytomodel.cli``)."""
+    p = subparsers.add_parser("baseline", help="train or apply the discriminative baseline CNN",
+                              description="A small ResNet-style CNN that names the cell type; the yardstick for "
+                                          "class fidelity and for the diffusion classifier.")
+    sub = p.add_subparsers(dest="baseline_command", required=True)
+
+    t = sub.add_parser("train", help="train the baseline on labelled images",
+                       description="Train the baseline CNN; prints validation (and test) balanced accuracy.")
+    t.add_argument("--data", required=True, help="class-per-folder tree, a folder with manifest.csv, or a CSV")
+    t.add_argument("--split", default=None, help="manifest split to train on (e.g. train)")
+    t.add_argument("--val-split", default=None, help="manifest split for validation metrics (e.g. val)")
+    t.add_argument("--test-split", default=None, help="manifest split for test metrics, recorded in the JSON")
+    t.add_argument("--resolution", type=int, default=32, help="image size in pixels (%(default)s)")
+    t.add_argument("--crop-fraction", type=float, default=1.0, help="centre-crop fraction before resizing")
+    t.add_argument("--epochs", type=int, default=20, help="(%(default)s)")
+    t.add_argument("--batch-size", type=int, default=128, help="(%(default)s)")
+    t.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (%(default)s)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="training autocast")
+    t.add_argument("--fp16", action="store_true", help="store the weights as fp16 (half the size)")
+    t.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
+    t.add_argument("--out", required=True, help="output folder (model.safetensors + baseline.json)")
+    t.set_defaults(func=_cmd_train)
+
+    q = sub.add_parser("predict", help="classify images or a labelled dataset",
+                       description="Predict cell types; with --data also prints accuracy and balanced accuracy.")
+    q.add_argument("--model", default=str(bundled_baseline_path()), help="baseline folder (default: bundled)")
+    q.add_argument("--data", help="labelled dataset (folder tree, folder with manifest.csv, or CSV)")
+    q.add_argument("--split", default=None, help="manifest split (e.g. test)")
+    q.add_argument("--images", nargs="+", help="image files to classify")
+    q.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
+    q.add_argument("--out", help="write per-image probabilities to this CSV")
+    q.set_defaults(func=_cmd_predict)
