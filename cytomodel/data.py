@@ -93,7 +93,7 @@ def _scan_folders(root: Path) -> list[LabelledImage]:
 
 
 def _read_manifest(path: Path) -> list[LabelledImage]:
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:  # utf-8-sig: spreadsheet CSVs start with a BOM
         reader = csv.DictReader(fh)
         cols = reader.fieldnames or []
         path_col = next((c for c in PATH_COLUMNS if c in cols), None)
