@@ -1,0 +1,229 @@
+"""Diffusion classifier: error estimation, adaptive pruning, calibration, anomaly score, CLI (tiny model)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from cytomodel.classifier import (ClassifierConfig, _ttest_prune, anomaly_scores, classify_arrays, classify_images,
+                                  estimate_errors, fit_temperature, nll_of, softmax_neg, zeta_scores)
+from cytomodel.data import DataError, load_dataset
+from cytomodel.model import CytoModel, load_model
+
+FAST = dict(trials=8, precision="fp32", min_trials=4)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir, tiny_dataset):
+    model = load_model(tiny_model_dir)
+    data = load_dataset(tiny_dataset, model.resolution)
+    pick = np.arange(0, len(data.images), 6)  # 6 images, 2 per class
+    return model, data.images[pick], data.labels[pick]
+
+
+# ------------------------------------------------------------------------------------------ a constructed model
+class _OracleUNet(torch.nn.Module):
+    """Knows the clean image is 0, so it can return the true noise; class c adds a_c times a shifted copy of it.
+
+    Error of class c ≈ a_c² · mean(ε²): class 0 (a = 0.3) is far better than the rest (a ≈ 1 ± 0.05, noisy).
+    """
+
+    def __init__(self, scheduler, scales):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.alphas = scheduler.alphas_cumprod
+        self.scales = torch.tensor(scales)
+        self.config = SimpleNamespace()
+
+    def forward(self, x, t, class_labels):
+        a = self.alphas[t.long()].view(-1, 1, 1, 1).float()
+        eps = x / (1 - a).sqrt()
+        mixed = torch.roll(eps, shifts=1, dims=-1) * 0.7 + torch.roll(eps, shifts=2, dims=-2) * 0.7
+        return SimpleNamespace(sample=eps + self.scales[class_labels].view(-1, 1, 1, 1) * mixed)
+
+
+def oracle_model(scales) -> CytoModel:
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon")
+    v = 128 / 255.0  # images of value 128 encode to exactly 0
+    return CytoModel(_OracleUNet(sched, scales), sched, [f"c{i}" for i in range(len(scales))], 8, [v] * 3, [0.2] * 3)
+
+
+def _grey(n):
+    """n distinct mid-grey 8 px images (the trial seed derives from the pixels): one corner pixel differs."""
+    images = np.full((n, 8, 8, 3), 128, np.uint8)
+    images[:, 0, 0, 0] = np.arange(n)
+    return images
+
+
+# ------------------------------------------------------------------------------------------ estimation
+def test_batched_and_unbatched_errors_agree(tiny):
+    model, images, _ = tiny
+    cfg = ClassifierConfig(strategy="exhaustive", **FAST)
+    together = estimate_errors(model, images, cfg)
+    one_by_one = [estimate_errors(model, images[i:i + 1], ClassifierConfig(
+        strategy="exhaustive", image_batch=1, batch_size=3, **FAST)) for i in range(len(images))]
+    np.testing.assert_allclose(together.errors, np.concatenate([e.errors for e in one_by_one]), rtol=1e-4)
+    np.testing.assert_array_equal(together.timesteps, np.concatenate([e.timesteps for e in one_by_one]))
+    assert (together.unet_calls == 8 * 3).all()
+    # adaptive too: the same decisions image by image
+    ada = estimate_errors(model, images, ClassifierConfig(strategy="paired-ttest", **FAST))
+    ada1 = [estimate_errors(model, images[i:i + 1], ClassifierConfig(strategy="paired-ttest", image_batch=1, **FAST))
+            for i in range(len(images))]
+    np.testing.assert_array_equal(ada.unet_calls, [e.unet_calls[0] for e in ada1])
+
+
+def test_same_seed_same_result_other_seed_differs(tiny):
+    model, images, _ = tiny
+    cfg = ClassifierConfig(**FAST)
+    a = classify_arrays(model, images, cfg, seed=3)
+    b = classify_arrays(model, images[::-1], cfg, seed=3).iloc[::-1].reset_index(drop=True)  # order-independent
+    pd.testing.assert_frame_equal(a, b, rtol=1e-5)
+    c = classify_arrays(model, images, cfg, seed=4)
+    assert not np.allclose(a.filter(like="err_").to_numpy(), c.filter(like="err_").to_numpy())
+
+
+def test_output_columns_and_probabilities(tiny):
+    model, images, _ = tiny
+    with pytest.warns(UserWarning, match="no fitted temperature"):
+        df = classify_arrays(model, images, ClassifierConfig(**FAST))
+    names = model.class_names
+    expected = ["pred_class", "runner_up", "confidence", "entropy", "margin", "anomaly_score", "unet_calls"]
+    assert all(c in df for c in expected + [f"prob_{c}" for c in names] + [f"err_{c}" for c in names])
+    probs = df[[f"prob_{c}" for c in names]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-9)
+    errs = df[[f"err_{c}" for c in names]].to_numpy()
+    assert list(df.pred_class) == [names[i] for i in errs.argmin(1)]
+    assert (df.runner_up != df.pred_class).all()
+    np.testing.assert_allclose(df.confidence, probs.max(1))
+    assert (df.temperature == 1.0).all()
+
+
+def test_pruning_keeps_a_far_better_class_and_saves_calls():
+    model = oracle_model([0.3, 1.0, 1.05, 0.95, 1.02])
+    images = _grey(12)
+    exhaustive = estimate_errors(model, images, ClassifierConfig(strategy="exhaustive", trials=24, precision="fp32"))
+    assert (exhaustive.errors.argmin(1) == 0).all()
+    for strategy in ("paired-ttest", "topk"):
+        for seed in range(3):
+            cfg = ClassifierConfig(strategy=strategy, trials=24, min_trials=3, test_every=1, precision="fp32",
+                                   topk_schedule=((2, 3), (6, 1)), seed=seed)
+            est = estimate_errors(model, images, cfg)
+            last = est.trial_errors[np.arange(12), est.trials_run - 1]
+            assert not np.isnan(last[:, 0]).any(), f"{strategy}: the far better class was pruned"
+            assert (est.errors.argmin(1) == 0).all()
+            assert est.unet_calls.mean() < exhaustive.unet_calls.mean() / 2, strategy
+
+
+def test_ttest_prune_drops_only_significantly_worse_classes():
+    rng = np.random.default_rng(0)
+    k = 12
+    common = rng.normal(0, 1, (k, 1))  # shared per-trial noise: pairing removes it
+    trial = common + np.stack([np.full(k, 1.0), np.full(k, 1.5), np.full(k, 1.0)], 1) + rng.normal(0, 0.05, (k, 3))
+    trial[:, 2] += rng.normal(0, 0.05, k)  # class 2 is as good as class 0 within noise
+    keep = _ttest_prune(trial, k, [0, 1, 2], 2e-3)
+    assert 1 not in keep and 0 in keep and 2 in keep
+
+
+# ------------------------------------------------------------------------------------------ calibration, anomaly
+def test_temperature_fit_recovers_temperature_and_lowers_nll():
+    rng = np.random.default_rng(1)
+    n, c, t_true = 3000, 5, 0.02
+    errors = 0.5 + rng.normal(0, 0.03, (n, c))
+    p = softmax_neg(errors, t_true)
+    labels = np.array([rng.choice(c, p=row) for row in p])
+    t, nll1, nllt = fit_temperature(errors, labels)
+    assert abs(t / t_true - 1) < 0.15
+    assert nllt < nll1 - 0.05
+    assert nllt <= nll_of(errors, labels, t * 1.3) and nllt <= nll_of(errors, labels, t / 1.3)
+
+
+def test_anomaly_score_ranks_constructed_outlier_above_inliers():
+    rng = np.random.default_rng(2)
+    inliers = 1.0 + rng.normal(0, 0.02, (50, 8))
+    inliers[np.arange(50), rng.integers(0, 8, 50)] -= 0.3   # one class clearly best
+    outlier = 1.0 + rng.normal(0, 0.02, (1, 8))             # no class stands out
+    scores = anomaly_scores(np.vstack([inliers, outlier]))
+    assert scores[-1] > scores[:-1].max()
+    # scale-free, and equal to the paper's loop formula
+    np.testing.assert_allclose(zeta_scores(inliers * 7.0), zeta_scores(inliers))
+    e = np.sort(inliers[0] - inliers[0].min())
+    e = e / e.mean()
+    k = 7
+    ref = sum(abs(e[j] - e[0]) / k for j in range(1, k)) - sum(
+        abs(e[l] - e[j]) / (k * (k - 1)) for j in range(1, k) for l in range(1, k))
+    assert zeta_scores(inliers[:1])[0] == pytest.approx(ref)
+
+
+def test_anomaly_score_with_the_oracle_model():
+    images = _grey(4)
+    inlier = estimate_errors(oracle_model([0.3, 1.0, 1.05, 0.95]), images,
+                             ClassifierConfig(strategy="exhaustive", trials=16, precision="fp32"))
+    outlier = estimate_errors(oracle_model([1.0, 1.01, 0.99, 1.02]), images,
+                              ClassifierConfig(strategy="exhaustive", trials=16, precision="fp32"))
+    assert anomaly_scores(outlier.errors).min() > anomaly_scores(inlier.errors).max()
+
+
+# ------------------------------------------------------------------------------------------ images, bad input
+def test_classify_images_preprocesses_and_reports_bad_input(tiny_model_dir, tiny_dataset, tmp_path):
+    model = load_model(tiny_model_dir)
+    paths = sorted(Path(tiny_dataset).glob("*/*.png"))[:2]  # 40 px files: centre-cropped and resized to 16
+    df = classify_images(model, paths, ClassifierConfig(**FAST))
+    assert list(df.image) == [str(p) for p in paths]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(DataError, match="broken.png"):
+        classify_images(model, [paths[0], bad], ClassifierConfig(**FAST))
+    skipped = classify_images(model, [paths[0], bad], ClassifierConfig(**FAST), on_error="skip")
+    assert list(skipped.image) == [str(paths[0])]
+    with pytest.raises(ValueError, match="16x16"):
+        classify_arrays(model, np.zeros((1, 20, 20, 3), np.uint8))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="strategy"):
+        ClassifierConfig(strategy="vote").validate()
+    with pytest.raises(ValueError, match="topk_schedule"):
+        ClassifierConfig(topk_schedule=((10, 2), (4, 4))).validate()
+    cfg = ClassifierConfig(strategy="topk")
+    assert ClassifierConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def test_classify_cli_resumes_and_calibrate_writes_temperature(tiny_model_dir, tiny_dataset, tmp_path, capsys):
+    from cytomodel.cli import main
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    out = tmp_path / "res.csv"
+    args = ["classify", "--model", str(model_dir), "--data", str(tiny_dataset), "--out", str(out),
+            "--trials", "4", "--min-trials", "2", "--precision", "fp32", "--limit", "9"]
+    assert main(args) == 0
+    first = pd.read_csv(out)
+    assert len(first) == 9 and {"image", "label", "pred_class"} <= set(first.columns)
+    # drop three rows as if interrupted; a re-run classifies only those, the rest stay byte-identical
+    first.iloc[:6].to_csv(out, index=False)
+    assert main(args) == 0
+    assert "resuming: 6 of 9" in capsys.readouterr().err
+    second = pd.read_csv(out)
+    pd.testing.assert_frame_equal(second, first)
+
+    meta_before = json.loads((model_dir / "cytomodel.json").read_text())
+    assert main(["calibrate", "--model", str(model_dir), "--data", str(tiny_dataset), "--from-results",
+                 str(out), "--trials", "4"]) == 0
+    meta = json.loads((model_dir / "cytomodel.json").read_text())
+    assert meta["temperature"] > 0 and meta["temperature_fit"]["n_images"] == 9
+    assert {k: v for k, v in meta.items() if not k.startswith("temperature")} == meta_before
+    assert load_model(model_dir).temperature == meta["temperature"]
+
+    pq = tmp_path / "res.parquet"
+    assert main(["classify", "--model", str(model_dir), "--data", str(tiny_dataset / "beta"), "--out", str(pq),
+                 "--trials", "3", "--min-trials", "2", "--limit", "2"]) == 0
+    table = pd.read_parquet(pq)
+    assert len(table) == 2 and "label" not in table and (table.temperature == meta["temperature"]).all()
