@@ -53,6 +53,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    import torch
+
+    from .model import load_model
+
+    model = load_model(args.model)
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
+    model.save_pretrained(args.out, dtype=dtype)
+    size = sum(f.stat().st_size for f in Path(args.out).iterdir() if f.is_file())
+    print(f"exported {args.model} (step {model.metadata.get('train_steps')}) to {args.out} as {args.dtype}, "
+          f"{size / 1e6:.1f} MB")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import PRESETS
 
@@ -88,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", action="store_true", help="also write grid.png")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("export", help="copy a trained model folder, e.g. as fp16 weights for distribution",
+                       description="Re-save a model folder (weights in fp16 by default; metadata kept).")
+    p.add_argument("--model", required=True, help="model folder, e.g. runs/cpu-32/model")
+    p.add_argument("--out", required=True, help="destination folder")
+    p.add_argument("--dtype", default="fp16", choices=["fp16", "bf16", "fp32"])
+    p.set_defaults(func=cmd_export)
 
     _register_optional_commands(sub)
     return parser

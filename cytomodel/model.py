@@ -109,7 +109,14 @@ class CytoModel:
         unet = self.unet
         if dtype != torch.float32:
             import copy
-            unet = copy.deepcopy(self.unet).to(dtype)
+
+            from diffusers.utils import logging as dlogging
+            level = dlogging.get_verbosity()
+            dlogging.set_verbosity_error()  # the cast is deliberate: a distribution copy of the weights
+            try:
+                unet = copy.deepcopy(self.unet).to(dtype)
+            finally:
+                dlogging.set_verbosity(level)
         unet.save_pretrained(path, safe_serialization=True)
         self.scheduler.save_pretrained(path)
         meta = {**self.metadata, **(extra or {})}
