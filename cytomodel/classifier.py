@@ -40,7 +40,8 @@ margin = p₁ − p₂, and the anomaly score. The anomaly score is −ζ with C
 
     ζ = (1/k) Σ_{j=1}^{k−1} g_(j)  −  1/(k(k−1)) Σ_{j=1}^{k−1} Σ_{l=1}^{k−1} |g_(l) − g_(j)|,
 
-"the mean gap from the best class to the next ones minus their mean spread". A cell unlike every class has no
+"the mean gap from the best class to the next ones minus their mean spread" (with two classes, the raw gap
+E_(1) − E_(0), since the normalised one is constant). A cell unlike every class has no
 class that stands out (small ζ), so ``anomaly_score = −ζ`` is high for anomalies.
 """
 from __future__ import annotations
@@ -71,6 +72,7 @@ STRATEGIES = ("paired-ttest", "topk", "exhaustive")
 SELECTIONS = ("vdc", "stratified", "random")
 WEIGHTINGS = ("uniform", "min-snr")
 # fields that change the scale of the errors, and so the meaning of a fitted temperature
+PLAN_LENGTH = 256
 SCALE_FIELDS = ("t_min", "t_max", "weighting", "min_snr_gamma", "tta")
 
 
@@ -179,7 +181,9 @@ def trial_plan(image: np.ndarray, cfg: ClassifierConfig, num_train_timesteps: in
                ) -> tuple[torch.Generator, np.ndarray, np.ndarray]:
     """(noise generator, timesteps (K,), dihedral view ids (K,)) for one image."""
     g = torch.Generator().manual_seed(image_seed(image, cfg.seed))
-    k = cfg.trials
+    # plan at least PLAN_LENGTH trials so that runs with different `trials` share their first trials exactly (an
+    # adaptive run is then a subset of an exhaustive one: see replay_strategy)
+    k = max(cfg.trials, PLAN_LENGTH)
     lo, hi = cfg.t_min, min(cfg.t_max, num_train_timesteps - 1)
     if cfg.timestep_selection == "random":
         ts = torch.randint(lo, hi + 1, (k,), generator=g).numpy()
@@ -191,7 +195,7 @@ def trial_plan(image: np.ndarray, cfg: ClassifierConfig, num_train_timesteps: in
         frac = (_van_der_corput(k) + u) % 1.0
         ts = lo + frac * (hi - lo)
     views = torch.randint(0, 8, (k,), generator=g).numpy() if cfg.tta else np.zeros(k, dtype=np.int64)
-    return g, np.rint(ts).astype(np.int64), views.astype(np.int64)
+    return g, np.rint(ts[:cfg.trials]).astype(np.int64), views[:cfg.trials].astype(np.int64)
 
 
 def dihedral(x: torch.Tensor, view: int, inverse: bool = False) -> torch.Tensor:
@@ -405,6 +409,32 @@ def estimate_errors(model: CytoModel, images_uint8: np.ndarray, config: Classifi
     return est
 
 
+def replay_strategy(full: ErrorEstimate, config: ClassifierConfig) -> ErrorEstimate:
+    """What ``config`` (an adaptive strategy) would have computed, from an exhaustive run with the same trial plan
+    (same seed, timestep range/selection, TTA and at least as many trials): the adaptive run evaluates a subset of
+    the exhaustive run's (trial, class) pairs, with identical values. Exact for "vdc"/"random" selection."""
+    cfg = config.validate()
+    n, k_full, c = full.trial_errors.shape
+    if cfg.trials > k_full:
+        raise ValueError(f"the exhaustive run has {k_full} trials, fewer than the {cfg.trials} to replay")
+    trial_err = np.full((n, cfg.trials, c), np.nan)
+    trials_run = np.zeros(n, dtype=np.int64)
+    calls = np.zeros(n, dtype=np.int64)
+    errors = np.zeros((n, c))
+    for i in range(n):
+        s = _ImageState(None, full.timesteps[i], None, c)
+        while not s.done:
+            stop = _next_decision(s, cfg)
+            trial_err[i, s.k:stop][:, s.active] = full.trial_errors[i, s.k:stop][:, s.active]
+            calls[i] += (stop - s.k) * len(s.active)
+            s.k = stop
+            _decide(s, trial_err[i], cfg)
+        trials_run[i] = s.k
+        final = [cc for cc in range(c) if not np.isnan(trial_err[i, s.k - 1, cc])]
+        errors[i], _ = _paired_means(trial_err[i], s.k, final)
+    return ErrorEstimate(errors, trial_err, full.timesteps[:, :cfg.trials], trials_run, calls)
+
+
 # ============================================================================================== scores
 def softmax_neg(errors: np.ndarray, temperature: float) -> np.ndarray:
     z = -np.asarray(errors, dtype=np.float64) / temperature
@@ -417,12 +447,12 @@ def zeta_scores(errors: np.ndarray, k_max: int = 10) -> np.ndarray:
     """CytoDiffusion's ζ per row of (N, C) errors (see the module docstring); higher = more clearly one class."""
     e = np.sort(np.asarray(errors, dtype=np.float64), axis=1)
     g = e - e[:, :1]
+    if g.shape[1] < 3:  # with two classes the normalised gap is constant: use the raw gap
+        return g[:, 1] if g.shape[1] == 2 else np.zeros(len(g))
     mean = g.mean(axis=1, keepdims=True)
     g = np.divide(g, mean, out=np.zeros_like(g), where=mean > 0)
     c = g.shape[1]
     k = min(c - 1, k_max)
-    if k < 2:
-        return g[:, 1] if c > 1 else np.zeros(len(g))
     nxt = g[:, 1:k]                                   # g_(1) … g_(k-1)
     gap = nxt.sum(axis=1) / k
     spread = np.abs(nxt[:, :, None] - nxt[:, None, :]).sum(axis=(1, 2)) / (k * (k - 1))
@@ -613,9 +643,11 @@ def _write_table(df: pd.DataFrame, path: Path) -> None:
 
 def classify_folder(model: CytoModel, source: str | Path, out: str | Path, config: ClassifierConfig | None = None,
                     split: str | None = None, progress: bool = True, chunk: int = 64, limit: int | None = None,
-                    state=None) -> pd.DataFrame:
+                    state=None, items: Sequence[tuple[Path, str | None]] | None = None,
+                    classes: Sequence[int | str] | None = None) -> pd.DataFrame:
     """Classify every image of ``source`` into ``out`` (.csv or .parquet), resumably and data-parallel.
 
+    ``items`` ((path, label) pairs) replaces listing ``source``; ``classes`` restricts the candidate classes.
     Images already in ``out`` (or in a process's part file from an interrupted run) are skipped. Under
     ``accelerate launch`` each process takes every n-th remaining image and writes ``out.part<rank>``; the main
     process merges them into ``out`` in input order at the end.
@@ -631,7 +663,8 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
         from accelerate import PartialState
         state = PartialState()
     rank, world = state.process_index, state.num_processes
-    items = list_inputs(source, split)
+    items = list(items) if items is not None else list_inputs(source, split)
+    cls_idx = None if classes is None else [model.class_index(c) for c in classes]
     if limit is not None:
         items = items[:limit]
     order = {str(p): i for i, (p, _) in enumerate(items)}
@@ -659,7 +692,8 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
         arrays, names, skip = load_images_for(model, [p for p, _ in batch], on_error="skip")
         skipped += skip
         if len(arrays):
-            df = results_frame(model, estimate_errors(model, arrays, cfg_run), cfg_run, warn=False)
+            est = estimate_errors(model, arrays, cfg_run, classes=cls_idx)
+            df = results_frame(model, est, cfg_run, classes=cls_idx, warn=False)
             df.insert(0, "image", names)
             labels = {str(p): lab for p, lab in batch}
             if any(lab is not None for lab in labels.values()):

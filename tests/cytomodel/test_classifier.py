@@ -13,7 +13,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from cytomodel.classifier import (ClassifierConfig, _ttest_prune, anomaly_scores, classify_arrays, classify_images,
-                                  estimate_errors, fit_temperature, nll_of, softmax_neg, zeta_scores)
+                                  estimate_errors, fit_temperature, replay_strategy, nll_of, softmax_neg, zeta_scores)
 from cytomodel.data import DataError, load_dataset
 from cytomodel.model import CytoModel, load_model
 
@@ -77,6 +77,19 @@ def test_batched_and_unbatched_errors_agree(tiny):
     ada1 = [estimate_errors(model, images[i:i + 1], ClassifierConfig(strategy="paired-ttest", image_batch=1, **FAST))
             for i in range(len(images))]
     np.testing.assert_array_equal(ada.unet_calls, [e.unet_calls[0] for e in ada1])
+
+
+def test_adaptive_run_is_a_replay_of_the_exhaustive_one(tiny):
+    model, images, _ = tiny
+    full = estimate_errors(model, images, ClassifierConfig(strategy="exhaustive", trials=12, precision="fp32"))
+    for cfg in (ClassifierConfig(strategy="paired-ttest", trials=10, min_trials=3, test_every=2, p_value=0.2,
+                                 precision="fp32"),
+                ClassifierConfig(strategy="topk", trials=10, topk_schedule=((2, 2), (5, 1)), precision="fp32")):
+        live = estimate_errors(model, images, cfg)
+        replayed = replay_strategy(full, cfg)
+        np.testing.assert_array_equal(live.unet_calls, replayed.unet_calls)
+        np.testing.assert_allclose(live.errors, replayed.errors, rtol=1e-4)
+        assert live.unet_calls.sum() < 10 * 3 * len(images)  # something was pruned
 
 
 def test_same_seed_same_result_other_seed_differs(tiny):

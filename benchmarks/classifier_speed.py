@@ -1,0 +1,91 @@
+"""Exhaustive vs adaptive evaluation on the same images: UNet calls/image, seconds/image, accuracy, ratios.
+
+    nice -n 15 env OMP_NUM_THREADS=1 CYTOMODEL_THREADS=1 python benchmarks/classifier_speed.py \\
+        --model /work/runs/cpu-32/model --data ../shared/data/pbc --split test --per-class 5
+
+Both runs are live (timed). The adaptive run evaluates a subset of the exhaustive run's (trial, class) pairs (same
+per-image trial plan), which is checked here with ``replay_strategy``. Seconds/image depend on the threads this
+process gets: the line "threads" says how many torch used and the load average says how busy the machine was.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main():
+    from cytomodel.classifier import ClassifierConfig, estimate_errors, replay_strategy
+    from cytomodel.evaluation import _arrays, balanced_items
+    from cytomodel.model import load_model
+    from cytomodel.runtime import configure_runtime
+    import torch
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--per-class", type=int, default=5)
+    ap.add_argument("--exhaustive-trials", type=int, default=48)
+    ap.add_argument("--strategy", default="paired-ttest", choices=["paired-ttest", "topk"])
+    ap.add_argument("--trials", type=int, help="adaptive max trials (default: the ClassifierConfig default)")
+    ap.add_argument("--precision", default="bf16")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="also write the numbers here")
+    args = ap.parse_args()
+
+    configure_runtime()
+    model = load_model(args.model)
+    items = balanced_items(args.data, args.split, args.per_class, model.class_names, seed=args.seed)
+    images, _ = _arrays(items, model.resolution)
+    labels = np.array([model.class_names.index(lab) for _, lab in items])
+    base = ClassifierConfig(precision=args.precision, seed=args.seed)
+    ada = dataclasses.replace(base, strategy=args.strategy, **({"trials": args.trials} if args.trials else {}))
+    exh = dataclasses.replace(base, strategy="exhaustive", trials=args.exhaustive_trials)
+    # warm-up (allocator, autocast caches) outside the timing
+    estimate_errors(model, images[:2], dataclasses.replace(exh, trials=2))
+    out = {}
+    for name, cfg in (("exhaustive", exh), ("adaptive", ada)):
+        t0 = time.perf_counter()
+        est = estimate_errors(model, images, cfg)
+        dt = time.perf_counter() - t0
+        pred = est.errors.argmin(1)
+        out[name] = {"config": cfg.to_dict(), "unet_calls_per_image": float(est.unet_calls.mean()),
+                     "seconds_per_image": dt / len(images), "accuracy": float(np.mean(pred == labels)),
+                     "balanced_accuracy": float(np.mean([np.mean(pred[labels == c] == c) for c in np.unique(labels)])),
+                     "pred": pred.tolist(), "est": est}
+    e, a = out["exhaustive"], out["adaptive"]
+    if ada.trials <= exh.trials:
+        rep = replay_strategy(e["est"], ada)
+        same = bool((rep.unet_calls == a["est"].unet_calls).all())
+        print(f"replay check (adaptive == subset of exhaustive trials): {'ok' if same else 'MISMATCH'}")
+    print(f"model {args.model} (step {model.metadata.get('train_steps')}), {len(images)} {args.split} images "
+          f"({args.per_class}/class), {args.precision}, threads {torch.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"{'':12s} {'calls/img':>10s} {'s/img':>8s} {'accuracy':>9s} {'bal.acc':>8s}")
+    for name in ("exhaustive", "adaptive"):
+        r = out[name]
+        print(f"{name:12s} {r['unet_calls_per_image']:10.1f} {r['seconds_per_image']:8.3f} {r['accuracy']:9.4f} "
+              f"{r['balanced_accuracy']:8.4f}")
+    ratio = e["unet_calls_per_image"] / a["unet_calls_per_image"]
+    tratio = e["seconds_per_image"] / a["seconds_per_image"]
+    agree = float(np.mean(np.array(e["pred"]) == np.array(a["pred"])))
+    print(f"ratio exhaustive/adaptive: UNet calls {ratio:.2f}x, time {tratio:.2f}x; accuracy change "
+          f"{100 * (a['accuracy'] - e['accuracy']):+.2f} points; predictions agree on {agree:.3f}")
+    if args.json:
+        for r in out.values():
+            r.pop("est")
+        Path(args.json).write_text(json.dumps({**out, "calls_ratio": ratio, "time_ratio": tratio, "agree": agree,
+                                               "train_steps": model.metadata.get("train_steps")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
