@@ -1,0 +1,119 @@
+"""Simulated raters that take the study through exactly the participant's code path.
+
+Each bot joins like a person (an invite), consents, fills in the profile (role ``bot``), reads the instructions,
+does the practice and the main trials, takes the breaks, and answers every trial through
+:class:`study_app.session.StudyService` (``current_trial`` -> ``answer_auth`` -> ``answer_class``), the same methods
+the Streamlit page calls. The answers come from ``analysis.simulate.simulate_response`` (chosen d', bias, class
+accuracy, metacognitive efficiency, lapses). Response times are measured by the server as for people: a bot waits
+``think_ms`` (default: just over ``design.min_rt_ms``) or, with ``realtime``, the simulated response times.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .session import StudyService, TooFast
+
+
+@dataclass
+class BotResult:
+    participant_id: str
+    token: str
+    answered: int = 0
+    acknowledged: list[int] = field(default_factory=list)       # response ids the server acknowledged
+    latencies_ms: list[float] = field(default_factory=list)     # answer submitted -> next image ready
+    errors: list[str] = field(default_factory=list)
+
+
+def run_bot(service: StudyService, profile, seed: int = 0, token: str | None = None, think_ms: float | None = None,
+            realtime: bool = False, max_trials: int | None = None,
+            on_ack: Callable[[BotResult, int], None] | None = None) -> BotResult:
+    from analysis.simulate import simulate_response
+
+    rng = np.random.default_rng(seed)
+    if token is None:
+        inv = service.create_invites(1, label="bot", entry="bot")[0]
+        token = inv.token
+    res = BotResult(service.participant_id(token), token)
+    wait = (service.cfg.design.min_rt_ms + 15.0) if think_ms is None else think_ms
+    session_key = f"bot-{seed}-{threading.get_ident()}"
+    classes = service.classes
+    st = service.state(token)
+    if st.stage == "consent":
+        service.give_consent(token)
+        st = service.state(token)
+    if st.stage == "profile":
+        service.save_profile(token, "bot", float(rng.integers(1, 30)))
+        st = service.state(token)
+    if st.stage == "instructions":
+        service.finish_instructions(token)
+    trial = None
+    while True:
+        if trial is None:
+            st = service.state(token)
+            if st.stage in ("main_intro", "break"):
+                service.end_break(token)
+                continue
+            if st.stage == "done" or (max_trials is not None and res.answered >= max_trials):
+                break
+            trial = service.current_trial(token, session_key)
+            if trial is None:
+                break
+            _ = service.image_bytes(trial.stimulus_id)
+        stim = service.study.stimulus(trial.stimulus_id)
+        prof = dataclasses.replace(profile, d_prime=4.0) if trial.is_attention_check else profile
+        ans = simulate_response(prof, stim, classes, rng)
+        if realtime:
+            time.sleep(ans["auth_rt_ms"] / 1000.0)
+        else:
+            time.sleep(wait / 1000.0)
+        try:
+            service.answer_auth(token, trial.assignment_id, ans["auth_response"], ans["auth_confidence_level"])
+        except TooFast:
+            time.sleep(wait / 1000.0)
+            continue
+        if realtime:
+            time.sleep(max(0.0, ans["class_rt_ms"] - ans["auth_rt_ms"]) / 1000.0)
+        t0 = time.perf_counter()
+        out = service.answer_class(token, trial.assignment_id, ans["class_response"], ans["class_confidence_level"])
+        res.answered += 1
+        res.acknowledged.append(out.response_id)
+        if on_ack is not None:
+            on_ack(res, out.response_id)
+        # the next image, as the page would fetch it
+        trial = None
+        st = service.state(token)
+        if st.stage in ("practice", "main"):
+            trial = service.current_trial(token, session_key)
+            if trial is not None:
+                _ = service.image_bytes(trial.stimulus_id)
+        res.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
+    return res
+
+
+def simulate_raters(service: StudyService, n: int, profile, seed: int = 0, threads: int = 1,
+                    think_ms: float | None = None, realtime: bool = False) -> list[BotResult]:
+    """Run ``n`` bots (``threads`` at a time); returns one result per bot."""
+    def one(i: int) -> BotResult:
+        return run_bot(service, profile, seed=seed * 1000 + i, think_ms=think_ms, realtime=realtime)
+    if threads <= 1:
+        return [one(i) for i in range(n)]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def make_profile(service: StudyService, d_prime: float = 1.0, criterion: float = 0.0,
+                 class_accuracy: float | None = 0.8, meta_ratio: float = 0.8, lapse: float = 0.02,
+                 cannot_tell_rate: float = 0.0, class_threshold: float | None = None, class_width: float = 0.08):
+    from analysis.simulate import RaterProfile
+
+    return RaterProfile(d_prime=d_prime, criterion=criterion, class_accuracy=class_accuracy or 0.8,
+                        meta_ratio=meta_ratio, confidence_levels=service.K, lapse=lapse,
+                        class_threshold=class_threshold, class_width=class_width,
+                        cannot_tell_rate=cannot_tell_rate)
