@@ -383,7 +383,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"{len(data.images)} training images, classes: {', '.join(data.class_names)}"
           + (f"; {len(val.images)} validation images" if val is not None else ""))
     clf = train_baseline(data, val, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                         lr=args.lr, precision=args.precision, log=sys.stdout)
+                         lr=args.lr, precision=args.precision, widths=_ints(args.widths), blocks=_ints(args.blocks),
+                         log=sys.stdout)
     extra = {"data_source": str(args.data), "split": args.split, "val_split": args.val_split,
              "crop_fraction": args.crop_fraction}
     if args.test_split:
@@ -401,6 +402,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
                   f"{m['balanced_accuracy']:.4f} (n={m['n']})")
     print(f"baseline saved to {args.out}")
     return 0
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"expected a comma list of integers, got {text!r}") from None
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -461,6 +469,8 @@ def register_cli(subparsers) -> None:
     t.add_argument("--epochs", type=int, default=20, help="(%(default)s)")
     t.add_argument("--batch-size", type=int, default=128, help="(%(default)s)")
     t.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (%(default)s)")
+    t.add_argument("--widths", default="32,64,128", help="channels per stage, comma list (%(default)s)")
+    t.add_argument("--blocks", default="1,1,1", help="residual blocks per stage, comma list (%(default)s)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="training autocast")
     t.add_argument("--fp16", action="store_true", help="store the weights as fp16 (half the size)")

@@ -134,3 +134,93 @@ def test_pbc_labels_and_loader(shared_data):
         assert clf.class_names == data.class_names and clf.resolution == 32
         m = clf.evaluate(data)
         assert m["balanced_accuracy"] >= 0.9, m  # the bundled model card claims more; a real check, not a constant
+
+
+# ----------------------------------------------------------------------------------------------- quality benchmarks
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import quality_fidelity, quality_memorisation, quality_monitor, quality_two_sample  # noqa: E401
+    return quality_fidelity, quality_memorisation, quality_two_sample, quality_monitor
+
+
+@pytest.fixture(scope="module")
+def split_dataset(tmp_path_factory, trained):
+    """A manifest dataset with train/val/test splits (like ../shared/data/pbc) and a baseline for it."""
+    root = make_dataset(tmp_path_factory.mktemp("splits"), n_per_class=12, seed=5)
+    rows = ["path,label,split"]
+    for p in sorted(root.rglob("*.png")):
+        j = int(p.stem.split("_")[1])
+        rows.append(f"{p.relative_to(root).as_posix()},{p.parent.name},{['train', 'val', 'test'][j % 3]}")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path_factory.mktemp("bl") / "baseline"
+    trained.save_pretrained(out)
+    return root, out
+
+
+def test_nearest_neighbour_flags_planted_copies(bench, held_out):
+    _, mem, _, _ = bench
+    bank = held_out.images[:20]
+    copies = np.rot90(bank[:5], 1, axes=(1, 2))[:, ::-1]  # rotated + flipped exact copies
+    others = held_out.images[20:]
+    flat = lambda a, b: mem.nearest(a.reshape(len(a), -1).astype(np.float32), b, "rms")  # noqa: E731
+    bank_flat = bank.reshape(len(bank), -1).astype(np.float32)
+    d_copy, i_copy = mem.nn_dihedral(np.ascontiguousarray(copies), bank_flat, flat)
+    d_other, _ = mem.nn_dihedral(others, bank_flat, flat)
+    np.testing.assert_allclose(d_copy, 0, atol=0.05)  # float32 rounding, 0-255 units
+    assert i_copy.tolist() == [0, 1, 2, 3, 4]
+    assert d_other.min() > 1.0  # distinct noisy cartoon cells are never 'copies'
+    d_plain, _ = flat(np.ascontiguousarray(copies), bank_flat)
+    assert d_plain.min() > 1.0  # without the symmetries the copies would be missed
+
+
+def test_two_sample_detector_separates_only_different_sets(bench):
+    _, _, two, _ = bench
+    from PIL import Image  # noqa: F401
+    from conftest import make_cell_image
+    rng = np.random.default_rng(0)
+    make = lambda c, n: np.stack([np.asarray(make_cell_image(c, rng, 16)) for _ in range(n)])  # noqa: E731
+    a, b, other = make(0, 40), make(0, 40), make(2, 40)
+    zeros = np.zeros(40, np.int64)
+    same = two.two_sample_test(a, zeros, b, zeros, epochs=8, seed=0)
+    diff = two.two_sample_test(a, zeros, other, zeros, epochs=8, seed=0)
+    assert same["n_scored"] == 80 and diff["accuracy"] >= 0.95, diff
+    assert same["accuracy"] <= 0.75, same  # same distribution: near chance
+
+
+def test_fidelity_table_by_hand(bench):
+    fid, _, _, _ = bench
+    t = fid.fidelity_table(np.array([0, 0, 1, 2, 2, 2]), np.array([0, 0, 1, 1, 2, 2]), ["a", "b", "c"])
+    assert t["overall"] == pytest.approx(5 / 6) and t["per_class"] == {"a": 1.0, "b": 0.5, "c": 1.0}
+    assert t["assigned_share"]["c"] == pytest.approx(0.5) and t["ci95"][0] < 5 / 6 < t["ci95"][1]
+
+
+def test_benchmark_scripts_run_end_to_end(bench, split_dataset, tiny_model_dir, tmp_path, capsys):
+    fid, mem, two, mon = bench
+    data, baseline = split_dataset
+    common = ["--model", str(tiny_model_dir), "--baseline", str(baseline), "--data", str(data), "--steps", "2"]
+    assert fid.main([*common, "--n", "3", "--guidance", "1", "3", "--json", str(tmp_path / "f.json")]) == 0
+    r = json.loads((tmp_path / "f.json").read_text())
+    assert set(r["guidance"]) == {"1", "3"} and r["guidance"]["1"]["n"] == 9
+    assert all(0 <= t["overall"] <= 1 for t in r["guidance"].values())
+    assert r["real_test_reference"]["overall"] >= 0.9  # the baseline names real cartoon cells
+    assert mem.main([*common, "--n", "3", "--n-real", "12", "--json", str(tmp_path / "m.json"),
+                     "--out", str(tmp_path)]) == 0
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert set(m["spaces"]) == {"pixel", "feature"} and m["n_generated"] == 9 and m["n_val"] == 12
+    assert (tmp_path / "closest-pairs.png").is_file()
+    assert two.main([*common, "--n", "4", "--epochs", "1", "--json", str(tmp_path / "t.json")]) == 0
+    t = json.loads((tmp_path / "t.json").read_text())
+    assert t["n_real"] == 12 and t["n_generated"] == 12 and 0 <= t["accuracy"] <= 1
+    # the monitor appends one row per export and guidance, and skips what it has measured
+    csv_path = tmp_path / "monitor.csv"
+    mon_args = ["--model", str(tiny_model_dir), "--baseline", str(baseline), "--data", str(data), "--n", "2",
+                "--steps", "2", "--csv", str(csv_path), "--guidance", "1", "2"]
+    assert mon.main(mon_args) == 0 and mon.main(mon_args) == 0
+    import pandas as pd
+    rows = pd.read_csv(csv_path)
+    assert rows.train_steps.tolist() == [30, 30] and rows.guidance.tolist() == [1.0, 2.0]
+    assert {"fidelity", "colour_error", "fid_alpha"} <= set(rows.columns)
+    assert "fidelity" in capsys.readouterr().out
