@@ -1,9 +1,40 @@
-"""Bayesian psychometrics and metacognition for human-vs-machine blood-cell image studies."""
+"""Bayesian psychometrics and metacognition for human-vs-machine blood-cell image studies (PyMC + ArviZ).
+
+Light imports (no PyMC): the table contract and the simulator::
+
+    from analysis import validate_responses, load_responses, simulate_study, RaterProfile
+
+The analysis (imports PyMC lazily on first use)::
+
+    from analysis import AnalysisConfig, SamplerConfig, run_analysis, write_report
+    res = run_analysis(load_responses("responses.parquet"), AnalysisConfig())
+    write_report(res, "report/")
+
+Model builders (each returns a ``pm.Model`` and its priors): ``build_sdt_model``, ``build_psychometric_model``,
+``build_metad_model``, ``build_difference_model``; fits give ArviZ ``InferenceData`` (``fit_model``).
+"""
 from .schema import (AUTH_RESPONSES, CANNOT_TELL, PHASES, REQUIRED_COLUMNS, ResponseDataError, ValidationReport,
                      load_responses, validate_responses)
 from .simulate import ModelProfile, RaterProfile, simulate_response, simulate_study
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "AnalysisConfig": "pipeline", "AnalysisResult": "pipeline", "run_analysis": "pipeline",
+    "SamplerConfig": "fitting", "fit_model": "fitting", "check_diagnostics": "fitting",
+    "write_report": "report",
+    "PsychometricSpec": "models", "build_sdt_model": "models", "build_psychometric_model": "models",
+    "build_metad_model": "models", "build_difference_model": "models",
+    "fit_metad_mle": "mle", "equivalence_power": "power",
+}
+
 __all__ = ["AUTH_RESPONSES", "CANNOT_TELL", "PHASES", "REQUIRED_COLUMNS", "ModelProfile", "RaterProfile",
            "ResponseDataError", "ValidationReport", "load_responses", "simulate_response", "simulate_study",
-           "validate_responses"]
+           "validate_responses", *_LAZY]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'analysis' has no attribute {name!r}")

@@ -1,0 +1,232 @@
+"""Command line: ``cytoanalysis {report,simulate,validate,power}`` (also ``python -m analysis``).
+
+Exit status: 0 success; 1 a fit failed its diagnostics (unless ``--allow-diagnostic-failures``); 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import warnings
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _csv_ints(s: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in s.split(",") if x.strip())
+
+
+def _gamma(s: str):
+    try:
+        return float(s)
+    except ValueError:
+        if s not in ("free", "chance"):
+            raise argparse.ArgumentTypeError("use a number, 'free' or 'chance'")
+        return s
+
+
+def _file_sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _add_sampler(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampling")
+    g.add_argument("--draws", type=int, default=1000, help="posterior draws per chain (default 1000)")
+    g.add_argument("--tune", type=int, default=1000, help="tuning steps per chain (default 1000)")
+    g.add_argument("--chains", type=int, default=2, help="chains (default 2; R-hat needs ≥ 2)")
+    g.add_argument("--cores", type=int, default=1, help="chains run in parallel on this many cores (default 1)")
+    g.add_argument("--target-accept", type=float, default=0.9)
+    g.add_argument("--sampler", choices=("pymc", "nutpie"), default="pymc",
+                   help="NUTS implementation: PyMC's own (C backend) or nutpie (numba)")
+    g.add_argument("--seed", type=int, default=0, help="random seed for sampling and power simulations")
+    g.add_argument("--progressbar", action="store_true", help="show PyMC's per-chain progress bars")
+    g.add_argument("--rhat-max", type=float, default=1.01)
+    g.add_argument("--ess-min", type=float, default=400.0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="cytoanalysis", description=(
+        "Bayesian psychometrics and metacognition for human-vs-machine blood-cell image studies "
+        "(PyMC + ArviZ). Input: the tidy response table of docs/tidy-responses.md."))
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("report", help="fit every model and write figures, tables, netCDF fits and report.md",
+                       description="Validate the responses, fit the models (SDT, psychometric functions, meta-d′, "
+                                   "experts vs model), check diagnostics and write a report folder.")
+    r.add_argument("--data", required=True, type=Path, help="responses (.parquet or .csv)")
+    r.add_argument("--out", required=True, type=Path, help="output folder")
+    r.add_argument("--analyses", default="sdt,psychometric,metacognition,comparison,power",
+                   help="comma-separated subset of sdt,psychometric,metacognition,comparison,power")
+    r.add_argument("--rope", type=float, default=0.05, help="ROPE half-width around chance accuracy 0.5")
+    r.add_argument("--interval", type=float, default=0.95, help="headline interval probability (default 0.95)")
+    r.add_argument("--sdt-synthetic", choices=("full", "all"), default="full",
+                   help="'full': real vs fully synthetic images; 'all': morphs count as synthetic")
+    r.add_argument("--no-stimulus-effects", action="store_true", help="drop stimulus random effects in the SDT model")
+    r.add_argument("--morph-family", choices=("logistic", "cumulative_normal", "weibull"), default="cumulative_normal")
+    r.add_argument("--morph-gamma", type=_gamma, default="free", help="guess rate for the morph function (number or 'free')")
+    r.add_argument("--class-family", choices=("logistic", "cumulative_normal", "weibull"), default="logistic")
+    r.add_argument("--class-gamma", type=_gamma, default="chance",
+                   help="guess rate for class correctness: 'chance' (1/n_classes), 'free' or a number")
+    r.add_argument("--class-evidence", default="model_margin",
+                   choices=("model_margin", "model_confidence"), help="model-evidence axis for difficulty")
+    r.add_argument("--lapse", type=_gamma, default="free", help="lapse rate: 'free' or a number")
+    r.add_argument("--anomaly-threshold", type=float, default=None,
+                   help="model answers 'synthetic' above this anomaly score (default: median over stimuli)")
+    r.add_argument("--confidence-scale", choices=("auto", "percent", "probability", "levels"), default="auto")
+    r.add_argument("--power-sims", type=int, default=300, help="simulated studies per design in the power table")
+    r.add_argument("--power-raters", type=_csv_ints, default=(5, 10, 20, 40))
+    r.add_argument("--power-trials", type=_csv_ints, default=(100, 300, 600))
+    r.add_argument("--min-attention-accuracy", type=float, default=0.5)
+    r.add_argument("--allow-diagnostic-failures", action="store_true",
+                   help="exit 0 even if a fit fails R-hat/ESS/divergence checks (the report still says so)")
+    r.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_sampler(r)
+
+    s = sub.add_parser("simulate", help="write a simulated study (demo data with known parameters)",
+                       description="Simulate raters and the classifier (see analysis.simulate) and write the tidy "
+                                   "table; the true parameters go to <out>.truth.json and the parquet metadata.")
+    s.add_argument("--out", required=True, type=Path, help="output .parquet or .csv")
+    s.add_argument("--raters", type=int, default=10)
+    s.add_argument("--trials", type=int, default=300)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--d-prime", type=float, default=0.2, help="group authenticity d′ (real vs fully synthetic)")
+    s.add_argument("--criterion", type=float, default=0.0, help="group criterion (> 0: bias to 'real')")
+    s.add_argument("--meta-ratio", type=float, default=0.8)
+    s.add_argument("--lapse", type=float, default=0.02)
+    s.add_argument("--class-threshold", type=float, default=0.15,
+                   help="threshold of P(correct class) over the model margin; negative = constant accuracy")
+    s.add_argument("--class-width", type=float, default=0.08)
+    s.add_argument("--class-accuracy", type=float, default=0.85)
+    s.add_argument("--confidence-levels", type=int, default=4)
+    s.add_argument("--cannot-tell-rate", type=float, default=0.0)
+    s.add_argument("--stimulus-sd", type=float, default=0.3)
+    s.add_argument("--model-temperature", type=float, default=1.0, help="< 1 makes the simulated model over-confident")
+    s.add_argument("--practice", type=int, default=0, help="practice trials per rater")
+    s.add_argument("--attention-checks", type=int, default=0)
+    s.add_argument("--classes", default=None, help="comma-separated class names (default: the 8 PBC classes)")
+
+    v = sub.add_parser("validate", help="check a response table and list exclusions",
+                       description="Run analysis.schema.validate_responses and print what would be analysed.")
+    v.add_argument("--data", required=True, type=Path)
+
+    p = sub.add_parser("power", help="P(equivalence/difference decision) per design, by simulation",
+                       description="Simulate studies under given group parameters and count HDI+ROPE decisions "
+                                   "on the population authenticity accuracy (see analysis.power).")
+    p.add_argument("--d-prime", type=float, default=0.0)
+    p.add_argument("--criterion", type=float, default=0.0)
+    p.add_argument("--sigma-d", type=float, default=0.3)
+    p.add_argument("--sigma-c", type=float, default=0.2)
+    p.add_argument("--sigma-stimulus", type=float, default=0.3)
+    p.add_argument("--rope", type=float, default=0.05)
+    p.add_argument("--raters", type=_csv_ints, default=(5, 10, 20, 40))
+    p.add_argument("--trials", type=_csv_ints, default=(100, 300, 600))
+    p.add_argument("--sims", type=int, default=500)
+    p.add_argument("--method", choices=("approx", "bayes"), default="approx")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="optional CSV for the table")
+    return ap
+
+
+def _sampler_from(a):
+    from .fitting import SamplerConfig
+    return SamplerConfig(draws=a.draws, tune=a.tune, chains=a.chains, cores=a.cores, target_accept=a.target_accept,
+                         seed=a.seed, sampler=a.sampler, progressbar=a.progressbar, rhat_max=a.rhat_max,
+                         ess_min=a.ess_min)
+
+
+def cmd_report(a) -> int:
+    from .fitting import set_quiet
+    from .pipeline import AnalysisConfig, run_analysis
+    from .report import write_report
+    from .schema import load_responses, validate_responses
+    set_quiet(a.quiet)
+    analyses = tuple(x.strip() for x in a.analyses.split(",") if x.strip())
+    cfg = AnalysisConfig(sampler=_sampler_from(a), analyses=analyses, rope_halfwidth=a.rope,
+                         interval_prob=a.interval, sdt_synthetic=a.sdt_synthetic,
+                         stimulus_effects=not a.no_stimulus_effects, morph_family=a.morph_family,
+                         morph_gamma=a.morph_gamma, class_family=a.class_family, class_gamma=a.class_gamma,
+                         class_evidence=a.class_evidence, lapse=a.lapse, anomaly_threshold=a.anomaly_threshold,
+                         confidence_scale=a.confidence_scale, power_raters=a.power_raters,
+                         power_trials=a.power_trials, power_sims=a.power_sims,
+                         min_attention_accuracy=a.min_attention_accuracy)
+    df = load_responses(a.data)
+    rep = validate_responses(df, min_attention_accuracy=a.min_attention_accuracy)
+    for e in rep.exclusions:
+        print(f"exclusion: {e.describe()}", file=sys.stderr)
+    res = run_analysis(rep, cfg)
+    path = write_report(res, a.out, input_path=str(a.data), input_sha256=_file_sha256(a.data))
+    print(path)
+    if not res.diagnostics_ok:
+        bad = [f"{f.name}: {'; '.join(f.diagnostics.problems)}" for f in res.fits.values() if not f.diagnostics.ok]
+        print("DIAGNOSTIC FAILURE in " + str(len(bad)) + " fit(s):\n  " + "\n  ".join(bad), file=sys.stderr)
+        if not a.allow_diagnostic_failures:
+            print("exiting with status 1 (use --allow-diagnostic-failures to accept)", file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_simulate(a) -> int:
+    from .fitting import code_version
+    from .simulate import DEFAULT_CLASSES, ModelProfile, RaterProfile, simulate_study
+    classes = tuple(a.classes.split(",")) if a.classes else DEFAULT_CLASSES
+    prof = RaterProfile(d_prime=a.d_prime, criterion=a.criterion, meta_ratio=a.meta_ratio, lapse=a.lapse,
+                        class_threshold=None if a.class_threshold < 0 else a.class_threshold,
+                        class_width=a.class_width, class_accuracy=a.class_accuracy,
+                        confidence_levels=a.confidence_levels, cannot_tell_rate=a.cannot_tell_rate)
+    df = simulate_study(a.raters, a.trials, classes, a.seed, profile=prof, stimulus_sd=a.stimulus_sd,
+                        model=ModelProfile(temperature=a.model_temperature), practice_trials=a.practice,
+                        attention_checks=a.attention_checks)
+    df.attrs["simulation"]["code_version"] = code_version()
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    if a.out.suffix.lower() == ".csv":
+        df.to_csv(a.out, index=False)
+    else:
+        df.to_parquet(a.out)
+    side = a.out.with_name(a.out.name + ".truth.json")
+    side.write_text(json.dumps({"simulation": df.attrs["simulation"], "truth": {
+        k: v for k, v in df.attrs["truth"].items() if k != "stimulus_effect"}}, indent=2, default=str))
+    print(f"wrote {len(df)} rows to {a.out} (truth: {side})")
+    return 0
+
+
+def cmd_validate(a) -> int:
+    from .schema import load_responses, validate_responses
+    rep = validate_responses(load_responses(a.data))
+    print(rep.to_markdown())
+    return 0
+
+
+def cmd_power(a) -> int:
+    from .power import equivalence_power
+    t = equivalence_power(mu_d=a.d_prime, mu_c=a.criterion, sigma_d=a.sigma_d, sigma_c=a.sigma_c,
+                          sigma_u=a.sigma_stimulus, rope_halfwidth=a.rope, n_raters=a.raters, n_trials=a.trials,
+                          n_sims=a.sims, seed=a.seed, method=a.method)
+    print(t.to_string(index=False))
+    if a.out:
+        t.to_csv(a.out, index=False)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor.*")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
+    a = build_parser().parse_args(argv)
+    from .schema import ResponseDataError
+    try:
+        return {"report": cmd_report, "simulate": cmd_simulate, "validate": cmd_validate,
+                "power": cmd_power}[a.command](a)
+    except ResponseDataError as e:
+        print(f"error: bad input data: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

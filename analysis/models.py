@@ -1,0 +1,330 @@
+"""PyMC model builders.  Each takes prepared arrays (see :mod:`analysis.prepare`) and returns
+``(pm.Model, priors)`` where ``priors`` maps each parameter to a human-readable statement of its prior (for the
+report).  Non-centred parameterisations throughout.
+
+Φ is the standard normal CDF.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+__all__ = [
+    "PsychometricSpec",
+    "build_difference_model",
+    "build_metad_model",
+    "build_psychometric_model",
+    "build_sdt_model",
+]
+
+
+def Phi(x):
+    return 0.5 * pt.erfc(-x / math.sqrt(2.0))
+
+
+def _clip(p):
+    return pt.clip(p, 1e-9, 1 - 1e-9)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 1. authenticity as signal detection
+# ---------------------------------------------------------------------------------------------------------------
+def build_sdt_model(y: np.ndarray, s: np.ndarray, rater_idx: np.ndarray, stim_idx: np.ndarray,
+                    raters: Sequence[str], stimuli: Sequence[str], *, stimulus_effects: bool = True
+                    ) -> tuple[pm.Model, dict[str, str]]:
+    """Hierarchical probit SDT model: P(answer "real") = Φ(c_r + d_r·s + u_i), s = +½ real, −½ synthetic.
+
+    d_r ~ N(μ_d, σ_d), c_r ~ N(μ_c, σ_c) (independent), u_i ~ N(0, σ_u) stimulus effects ("looks real").
+    Deterministics: per-rater accuracy (over the stimulus distribution), ``acc_typical`` (the group-mean rater)
+    and ``acc_population`` (a random rater on a random image) — the latter is the study's headline accuracy:
+        P(correct) = ½[Φ((μ_c + μ_d/2)/τ) + Φ((μ_d/2 − μ_c)/τ)],  τ² = 1 + σ_c² + σ_d²/4 + σ_u².
+    """
+    coords = {"rater": list(raters), "obs": np.arange(len(y))}
+    if stimulus_effects:
+        coords["stimulus"] = list(stimuli)
+    priors = {
+        "mu_d": "Normal(0, 1.5) — group d′ (real vs synthetic)",
+        "mu_c": "Normal(0, 1) — group criterion (> 0: bias to answer 'real')",
+        "sigma_d": "HalfNormal(1) — between-rater SD of d′",
+        "sigma_c": "HalfNormal(1) — between-rater SD of criterion",
+    }
+    with pm.Model(coords=coords) as model:
+        mu_d = pm.Normal("mu_d", 0.0, 1.5)
+        mu_c = pm.Normal("mu_c", 0.0, 1.0)
+        sigma_d = pm.HalfNormal("sigma_d", 1.0)
+        sigma_c = pm.HalfNormal("sigma_c", 1.0)
+        z_d = pm.Normal("z_d", 0.0, 1.0, dims="rater")
+        z_c = pm.Normal("z_c", 0.0, 1.0, dims="rater")
+        d = pm.Deterministic("d", mu_d + sigma_d * z_d, dims="rater")
+        c = pm.Deterministic("c", mu_c + sigma_c * z_c, dims="rater")
+        eta = c[rater_idx] + d[rater_idx] * s
+        var_u = 0.0
+        if stimulus_effects:
+            priors["sigma_stimulus"] = "HalfNormal(1) — SD of stimulus effects u_i (how real an image looks)"
+            sigma_u = pm.HalfNormal("sigma_stimulus", 1.0)
+            z_u = pm.Normal("z_u", 0.0, 1.0, dims="stimulus")
+            eta = eta + sigma_u * z_u[stim_idx]
+            var_u = sigma_u**2
+        tau_r = pt.sqrt(1.0 + var_u)
+        pm.Deterministic("accuracy", 0.5 * (Phi((c + d / 2) / tau_r) + Phi((d / 2 - c) / tau_r)), dims="rater")
+        pm.Deterministic("acc_typical", 0.5 * (Phi((mu_c + mu_d / 2) / tau_r) + Phi((mu_d / 2 - mu_c) / tau_r)))
+        tau = pt.sqrt(1.0 + sigma_c**2 + sigma_d**2 / 4 + var_u)
+        pm.Deterministic("acc_population", 0.5 * (Phi((mu_c + mu_d / 2) / tau) + Phi((mu_d / 2 - mu_c) / tau)))
+        pm.Bernoulli("said_real", p=_clip(Phi(eta)), observed=y.astype(int), dims="obs")
+    return model, priors
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2. psychometric functions
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class PsychometricSpec:
+    """ψ(x) = γ + (1 − γ − λ)·F((x − threshold)/width).
+
+    family: "logistic", "cumulative_normal" or "weibull" (F = 1 − exp(−exp((ln x − ln threshold)/width))).
+    gamma: a number (fixed guess rate, e.g. 1/n_classes for classification) or "free" (Beta(1, 20) prior).
+    lapse: "free" (Beta(1, 20), shared by all raters) or a number.
+    """
+
+    family: str = "logistic"
+    gamma: float | str = "free"
+    lapse: float | str = "free"
+
+    def describe(self) -> str:
+        g = f"γ = {self.gamma:.3g} (fixed)" if not isinstance(self.gamma, str) else "γ free"
+        l = f"λ = {self.lapse:.3g} (fixed)" if not isinstance(self.lapse, str) else "λ free"
+        return f"{self.family}, {g}, {l}"
+
+
+def _F(x, t, w, family):
+    if family == "logistic":
+        return pm.math.sigmoid((x - t) / w)
+    if family == "cumulative_normal":
+        return Phi((x - t) / w)
+    if family == "weibull":
+        lx = pt.log(pt.maximum(x, 1e-9))
+        return pt.switch(x > 0, -pt.expm1(-pt.exp((lx - pt.log(t)) / w)), 0.0)
+    raise ValueError(f"unknown psychometric family {family!r}")
+
+
+def build_psychometric_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_idx: np.ndarray | None,
+                             raters: Sequence[str], spec: PsychometricSpec, *, hierarchical: bool = True,
+                             x_range: tuple[float, float] | None = None) -> tuple[pm.Model, dict[str, str]]:
+    """Psychometric function fitted to ``k`` successes out of ``n`` at stimulus values ``x``.
+
+    Hierarchical: threshold_r ~ N(μ_t, σ_t) (for the Weibull: log threshold), log width_r ~ N(μ_logw, σ_logw);
+    γ and λ shared.  Non-hierarchical (one observer, e.g. the model): one threshold and width.
+    Priors are scaled to the x range [lo, hi] of the data so they are weakly informative on any axis.
+    """
+    lo, hi = x_range if x_range is not None else (float(np.min(x)), float(np.max(x)))
+    span = max(hi - lo, 1e-3)
+    mid = lo + span / 2
+    weib = spec.family == "weibull"
+    if weib and lo < 0:
+        raise ValueError("the Weibull psychometric function needs non-negative stimulus values")
+    R = len(raters)
+    coords = {"rater": list(raters)} if hierarchical else {}
+    priors: dict[str, str] = {}
+    with pm.Model(coords=coords) as model:
+        if weib:
+            t_loc, t_sc = math.log(max(mid, 1e-3)), 1.0
+            w_loc = math.log(0.3)
+        else:
+            t_loc, t_sc = mid, span
+            w_loc = math.log(span / 6)
+        if hierarchical:
+            mu_t = pm.Normal("mu_threshold", t_loc, t_sc)
+            sigma_t = pm.HalfNormal("sigma_threshold", t_sc / 4 if not weib else 0.5)
+            mu_lw = pm.Normal("mu_log_width", w_loc, 1.5)
+            sigma_lw = pm.HalfNormal("sigma_log_width", 0.5)
+            z_t = pm.Normal("z_threshold", 0, 1, dims="rater")
+            z_w = pm.Normal("z_width", 0, 1, dims="rater")
+            traw = mu_t + sigma_t * z_t
+            t = pm.Deterministic("threshold", pt.exp(traw) if weib else traw, dims="rater")
+            w = pm.Deterministic("width", pt.exp(mu_lw + sigma_lw * z_w), dims="rater")
+            pm.Deterministic("group_threshold", pt.exp(mu_t) if weib else mu_t)
+            pm.Deterministic("group_width", pt.exp(mu_lw))
+            tt, ww = t[rater_idx], w[rater_idx]
+            priors["mu_threshold"] = (f"Normal({t_loc:.3g}, {t_sc:.3g})" + (" on log threshold" if weib else "")
+                                      + " — group threshold")
+            priors["sigma_threshold"] = f"HalfNormal({(t_sc / 4 if not weib else 0.5):.3g}) — between-rater SD"
+            priors["mu_log_width"] = f"Normal({w_loc:.3g}, 1.5) — group log width"
+            priors["sigma_log_width"] = "HalfNormal(0.5) — between-rater SD of log width"
+        else:
+            traw = pm.Normal("threshold_raw", t_loc, t_sc)
+            t = pm.Deterministic("threshold", pt.exp(traw) if weib else traw)
+            lw = pm.Normal("log_width", w_loc, 1.5)
+            w = pm.Deterministic("width", pt.exp(lw))
+            tt, ww = t, w
+            priors["threshold"] = f"Normal({t_loc:.3g}, {t_sc:.3g})" + (" on log threshold" if weib else "")
+            priors["log_width"] = f"Normal({w_loc:.3g}, 1.5)"
+        if isinstance(spec.gamma, str):
+            gamma = pm.Beta("gamma", 1.0, 20.0)
+            priors["gamma"] = "Beta(1, 20) — guess rate (lower asymptote)"
+        else:
+            gamma = pt.as_tensor_variable(float(spec.gamma))
+        if isinstance(spec.lapse, str):
+            lapse = pm.Beta("lapse", 1.0, 20.0)
+            priors["lapse"] = "Beta(1, 20) — lapse rate (1 − upper asymptote − γ)"
+        else:
+            lapse = pt.as_tensor_variable(float(spec.lapse))
+        psi = gamma + (1 - gamma - lapse) * _F(pt.as_tensor_variable(np.asarray(x, float)), tt, ww, spec.family)
+        pm.Binomial("k", n=np.asarray(n, int), p=_clip(psi), observed=np.asarray(k, int))
+    return model, priors
+
+
+def psychometric_curve(x, threshold, width, gamma, lapse, family: str) -> np.ndarray:
+    """NumPy ψ(x) for plotting; parameters may be arrays of draws (broadcast against x[None])."""
+    from .simulate import psychometric_F
+    x = np.asarray(x, float)[None, :]
+    t = np.asarray(threshold, float)[:, None]
+    w = np.asarray(width, float)[:, None]
+    g = np.broadcast_to(np.asarray(gamma, float), t.shape[:1])[:, None]
+    l = np.broadcast_to(np.asarray(lapse, float), t.shape[:1])[:, None]
+    if family == "weibull":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            F = np.where(x > 0, -np.expm1(-np.exp((np.log(np.maximum(x, 1e-12)) - np.log(t)) / w)), 0.0)
+    else:
+        F = psychometric_F((x - t) / w, family, 0.0, 1.0)
+    return g + (1 - g - l) * F
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 3. meta-d′ (HMeta-d style, fully Bayesian over type-1 and type-2 parameters)
+# ---------------------------------------------------------------------------------------------------------------
+def _upper_bins(edges, mu):
+    """P(x ∈ [e_j, e_{j+1})) for x ~ N(mu, 1), edges increasing, computed in the upper tail."""
+    sf = Phi(-(edges - mu))  # survival function
+    return sf[..., :-1] - sf[..., 1:]
+
+
+def _lower_bins(edges, mu):
+    """P(x ∈ (e_{j+1}, e_j]) for x ~ N(mu, 1), edges decreasing."""
+    cdf = Phi(edges - mu)
+    return cdf[..., :-1] - cdf[..., 1:]
+
+
+def metad_probabilities(d, c1, M, inc_pos, inc_neg):
+    """Response probabilities of the meta-d′ model (Maniscalco & Lau 2012, meta-c′ = c′ convention).
+
+    d, c1, M: shape (R,); inc_pos/inc_neg: (R, K−1) positive type-2 criterion increments beyond meta-c1 on the
+    "S2" and "S1" response sides.  Returns (p_S1, p_S2), each (R, 2K) in the HMeta-d order: answer S1 with
+    confidence K..1, then answer S2 with confidence 1..K.
+    """
+    big = 40.0
+    meta_d = M * d
+    meta_c = M * c1
+    mc = meta_c[:, None]
+    edges_pos = pt.concatenate([mc, mc + pt.cumsum(inc_pos, axis=1), pt.full_like(mc, big) + mc], axis=1)
+    edges_neg = pt.concatenate([mc, mc - pt.cumsum(inc_neg, axis=1), mc - pt.full_like(mc, big)], axis=1)
+    out = []
+    for sign in (-1.0, 1.0):
+        mu = sign * d / 2
+        mmu = (sign * meta_d / 2)[:, None]
+        p_r1 = Phi(c1 - mu)[:, None]
+        p_r2 = Phi(mu - c1)[:, None]
+        up = pt.maximum(_upper_bins(edges_pos, mmu), 1e-12)
+        dn = pt.maximum(_lower_bins(edges_neg, mmu), 1e-12)
+        up = up / up.sum(axis=1, keepdims=True)
+        dn = dn / dn.sum(axis=1, keepdims=True)
+        p = pt.concatenate([p_r1 * dn[:, ::-1], p_r2 * up], axis=1)
+        p = pt.maximum(p, 1e-12)
+        out.append(p / p.sum(axis=1, keepdims=True))
+    return out[0], out[1]
+
+
+def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, raters: Sequence[str], K: int, *,
+                      hierarchical: bool = True, folded: bool = False) -> tuple[pm.Model, dict[str, str]]:
+    """Meta-d′ model over raters.
+
+    Unfolded (a two-choice task such as authenticity, S1 = synthetic, S2 = real): ``counts_S1``/``counts_S2`` are
+    (R, 2K) counts in the HMeta-d order for S1 and S2 stimuli.  d_r, c1_r, log M_r hierarchical (normal);
+    meta-d′_r = M_r·d_r, meta-c1_r = M_r·c1_r; K−1 type-2 criteria per response side per rater.
+
+    Folded (correct/incorrect of a many-choice task such as classification): ``counts_S2`` is (R, 2K) with
+    "incorrect, confidence K..1" then "correct, confidence 1..K"; the observer is treated as unbiased (c1 = 0)
+    with symmetric type-2 criteria, so d′ = 2Φ⁻¹(accuracy) is the two-choice-equivalent sensitivity and meta-d′
+    is the sensitivity that explains the type-2 ROC (confidence for correct vs incorrect answers).
+    """
+    counts_S2 = np.asarray(counts_S2, int)
+    R = counts_S2.shape[0]
+    coords = {"rater": list(raters), "bin": np.arange(2 * K), "criterion": np.arange(1, K)}
+    priors = {}
+    with pm.Model(coords=coords) as model:
+        if hierarchical:
+            mu_d = pm.Normal("mu_d", 1.0, 1.5)
+            sigma_d = pm.HalfNormal("sigma_d", 1.0)
+            d = pm.Deterministic("d", mu_d + sigma_d * pm.Normal("z_d", 0, 1, dims="rater"), dims="rater")
+            mu_lm = pm.Normal("mu_log_M", 0.0, 1.0)
+            sigma_lm = pm.HalfNormal("sigma_log_M", 1.0)
+            logM = mu_lm + sigma_lm * pm.Normal("z_log_M", 0, 1, dims="rater")
+            pm.Deterministic("group_M", pt.exp(mu_lm))
+            priors.update({"mu_d": "Normal(1, 1.5) — group d′", "sigma_d": "HalfNormal(1)",
+                           "mu_log_M": "Normal(0, 1) — group log M-ratio (HMeta-d)",
+                           "sigma_log_M": "HalfNormal(1) — between-rater SD of log M-ratio"})
+            if not folded:
+                mu_c = pm.Normal("mu_c1", 0.0, 1.0)
+                sigma_c = pm.HalfNormal("sigma_c1", 1.0)
+                c1 = pm.Deterministic("c1", mu_c + sigma_c * pm.Normal("z_c1", 0, 1, dims="rater"), dims="rater")
+                priors.update({"mu_c1": "Normal(0, 1) — group type-1 criterion", "sigma_c1": "HalfNormal(1)"})
+        else:
+            d = pm.Normal("d", 1.0, 1.5, dims="rater")
+            logM = pm.Normal("log_M", 0.0, 1.0, dims="rater")
+            priors.update({"d": "Normal(1, 1.5)", "log_M": "Normal(0, 1) — log M-ratio"})
+            if not folded:
+                c1 = pm.Normal("c1", 0.0, 1.0, dims="rater")
+                priors["c1"] = "Normal(0, 1)"
+        if folded:
+            c1 = pt.zeros((R,))
+        M = pm.Deterministic("M", pt.exp(logM), dims="rater")
+        pm.Deterministic("meta_d", M * d, dims="rater")
+        lin_pos = pm.Normal("log_inc_pos", math.log(0.5), 1.0, dims=("rater", "criterion"))
+        inc_pos = pt.exp(lin_pos)
+        if folded:
+            inc_neg = inc_pos
+        else:
+            inc_neg = pt.exp(pm.Normal("log_inc_neg", math.log(0.5), 1.0, dims=("rater", "criterion")))
+        priors["type-2 criteria"] = ("spacings ~ LogNormal(log 0.5, 1) per rater and response side, beyond "
+                                     "meta-c1" + (" (symmetric)" if folded else ""))
+        pS1, pS2 = metad_probabilities(d, c1, M, inc_pos, inc_neg)
+        if not folded:
+            cS1 = np.asarray(counts_S1, int)
+            pm.Multinomial("counts_S1", n=cS1.sum(axis=1), p=pS1, observed=cS1, dims=("rater", "bin"))
+        pm.Multinomial("counts_S2", n=counts_S2.sum(axis=1), p=pS2, observed=counts_S2, dims=("rater", "bin"))
+    return model, priors
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. human vs model on the same stimuli
+# ---------------------------------------------------------------------------------------------------------------
+def build_difference_model(y_h: np.ndarray, rater_idx: np.ndarray, stim_idx_h: np.ndarray, y_m: np.ndarray,
+                           stim_idx_m: np.ndarray, raters: Sequence[str], stimuli: Sequence[str]
+                           ) -> tuple[pm.Model, dict[str, str]]:
+    """Probit model of correctness with shared stimulus difficulty.
+
+    human:  P(correct) = Φ(α + a_r + b_i);   model:  P(correct) = Φ(α + δ + b_i)
+    a_r ~ N(0, σ_r), b_i ~ N(0, σ_b).  Population accuracies: experts Φ(α/√(1 + σ_r² + σ_b²)), model
+    Φ((α + δ)/√(1 + σ_b²)); ``difference`` = model − experts on the probability scale.
+    """
+    coords = {"rater": list(raters), "stimulus": list(stimuli)}
+    priors = {"alpha": "Normal(0, 1.5) — experts' probit accuracy", "delta": "Normal(0, 1.5) — model − experts",
+              "sigma_rater": "HalfNormal(1)", "sigma_stimulus": "HalfNormal(1)"}
+    with pm.Model(coords=coords) as model:
+        alpha = pm.Normal("alpha", 0.0, 1.5)
+        delta = pm.Normal("delta", 0.0, 1.5)
+        s_r = pm.HalfNormal("sigma_rater", 1.0)
+        s_b = pm.HalfNormal("sigma_stimulus", 1.0)
+        a = s_r * pm.Normal("z_rater", 0, 1, dims="rater")
+        b = s_b * pm.Normal("z_stimulus", 0, 1, dims="stimulus")
+        acc_h = pm.Deterministic("acc_experts", Phi(alpha / pt.sqrt(1 + s_r**2 + s_b**2)))
+        acc_m = pm.Deterministic("acc_model", Phi((alpha + delta) / pt.sqrt(1 + s_b**2)))
+        pm.Deterministic("difference", acc_m - acc_h)
+        pm.Bernoulli("correct_experts", p=_clip(Phi(alpha + a[rater_idx] + b[stim_idx_h])), observed=y_h.astype(int))
+        pm.Bernoulli("correct_model", p=_clip(Phi(alpha + delta + b[stim_idx_m])), observed=y_m.astype(int))
+    return model, priors

@@ -1,0 +1,194 @@
+"""Parameter recovery: coverage of 90 % central posterior intervals over repeated simulated studies.
+
+Scenarios (each simulated with analysis.simulate and fitted with the model the report uses):
+  sdt        hierarchical probit SDT (d′, criterion, population accuracy)
+  metad_auth hierarchical meta-d′ on authenticity (M-ratio, meta-d′, d′)
+  metad_cls  folded meta-d′ on classification (constant accuracy, so the folded model is exact)
+  morph      hierarchical cumulative-normal psychometric function over morph strength (γ, λ free)
+  cls_psych  hierarchical logistic psychometric function over the model margin (γ = 1/C fixed, λ free)
+
+Target: every parameter's coverage ≥ 0.85.  Prints one line per parameter: coverage, number of intervals,
+its binomial standard error, and PASS/BELOW.
+
+    nice -n 10 python benchmarks/analysis_recovery.py --reps 20 [--scenarios sdt,metad_auth] [--out results.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+warnings.filterwarnings("ignore")
+
+from analysis import prepare  # noqa: E402
+from analysis.fitting import SamplerConfig, draws, fit_model, set_quiet  # noqa: E402
+from analysis.models import (PsychometricSpec, build_metad_model, build_psychometric_model,  # noqa: E402
+                             build_sdt_model)
+from analysis.schema import validate_responses  # noqa: E402
+from analysis.simulate import RaterProfile, simulate_study  # noqa: E402
+
+CLASSES = ("a", "b", "c", "d", "e", "f")
+
+
+def interval(x, p=0.90):
+    return np.quantile(x, [(1 - p) / 2, (1 + p) / 2], axis=0)
+
+
+def cover(rows, scen, rep, name, post, truth):
+    lo, hi = interval(post)
+    lo, hi, truth = np.atleast_1d(lo), np.atleast_1d(hi), np.atleast_1d(truth)
+    for l, h, t in zip(lo, hi, truth):
+        rows.append({"scenario": scen, "rep": rep, "parameter": name, "truth": float(t), "lo": float(l),
+                     "hi": float(h), "covered": bool(l <= t <= h)})
+
+
+def run_sdt(rep, cfg, R, T, rows):
+    prof = RaterProfile(d_prime=1.0, criterion=0.2, lapse=0.0)
+    df = simulate_study(R, T, CLASSES, seed=1000 + rep, profile=prof, stimulus_sd=0.3,
+                        rater_sd={"d_prime": 0.4, "criterion": 0.3})
+    tr = df.attrs["truth"]
+    d = validate_responses(df).data
+    a = prepare.sdt_arrays(d)
+    m, _ = build_sdt_model(a["y"], a["s"], a["rater_idx"], a["stim_idx"], a["raters"], a["stimuli"])
+    f = fit_model("sdt", m, cfg, seed_offset=rep)
+    g = tr["group"]
+    tau = math.sqrt(1 + g["sigma_c"] ** 2 + g["sigma_d"] ** 2 / 4 + g["sigma_stimulus"] ** 2)
+    acc_pop = 0.5 * (norm.cdf((g["mu_c"] + g["mu_d"] / 2) / tau) + norm.cdf((g["mu_d"] / 2 - g["mu_c"]) / tau))
+    cover(rows, "sdt", rep, "mu_d", draws(f.idata, "mu_d"), g["mu_d"])
+    cover(rows, "sdt", rep, "mu_c", draws(f.idata, "mu_c"), g["mu_c"])
+    cover(rows, "sdt", rep, "sigma_stimulus", draws(f.idata, "sigma_stimulus"), g["sigma_stimulus"])
+    cover(rows, "sdt", rep, "acc_population", draws(f.idata, "acc_population"), acc_pop)
+    cover(rows, "sdt", rep, "d[rater]", draws(f.idata, "d"), [tr["raters"][r]["d_prime"] for r in a["raters"]])
+    cover(rows, "sdt", rep, "c[rater]", draws(f.idata, "c"), [tr["raters"][r]["criterion"] for r in a["raters"]])
+    return f
+
+
+def run_metad_auth(rep, cfg, R, T, rows):
+    prof = RaterProfile(d_prime=1.5, criterion=0.0, meta_ratio=0.8, lapse=0.0)
+    df = simulate_study(R, T, CLASSES, seed=2000 + rep, profile=prof, stimulus_sd=0.0, morph_fraction=0.0,
+                        rater_sd={"d_prime": 0.3, "criterion": 0.2, "log_meta_ratio": 0.25})
+    tr = df.attrs["truth"]
+    d = validate_responses(df).data
+    r_idx, raters = prepare._index(d["participant_id"])
+    cS1, cS2 = prepare.metad_counts_auth(d["source"].to_numpy(), d["auth_response"].to_numpy(),
+                                         d["auth_confidence_level"].to_numpy(), r_idx, len(raters), 4)
+    m, _ = build_metad_model(cS1, cS2, raters, 4)
+    f = fit_model("metad_auth", m, cfg, seed_offset=rep)
+    cover(rows, "metad_auth", rep, "mu_log_M", np.log(draws(f.idata, "group_M")), tr["group"]["mu_log_meta_ratio"])
+    cover(rows, "metad_auth", rep, "M[rater]", draws(f.idata, "M"), [tr["raters"][r]["meta_ratio"] for r in raters])
+    cover(rows, "metad_auth", rep, "meta_d[rater]", draws(f.idata, "meta_d"), [tr["raters"][r]["meta_d"] for r in raters])
+    cover(rows, "metad_auth", rep, "d[rater] (meta model)", draws(f.idata, "d"), [tr["raters"][r]["d_prime"] for r in raters])
+    return f
+
+
+def run_metad_cls(rep, cfg, R, T, rows):
+    acc = 0.8
+    prof = RaterProfile(class_threshold=None, class_accuracy=acc, meta_ratio=0.8, lapse=0.0)
+    df = simulate_study(R, T, CLASSES, seed=3000 + rep, profile=prof, rater_sd={"log_meta_ratio": 0.25})
+    tr = df.attrs["truth"]
+    d = validate_responses(df).data
+    r_idx, raters = prepare._index(d["participant_id"])
+    corr = (d["class_response"] == d["true_class"]).to_numpy()
+    cc = prepare.folded_counts(corr, d["class_confidence_level"].to_numpy(), r_idx, len(raters), 4)
+    m, _ = build_metad_model(None, cc, raters, 4, folded=True)
+    f = fit_model("metad_cls", m, cfg, seed_offset=rep)
+    d_true = 2 * norm.ppf(acc)
+    cover(rows, "metad_cls", rep, "mu_log_M", np.log(draws(f.idata, "group_M")), tr["group"]["mu_log_meta_ratio"])
+    cover(rows, "metad_cls", rep, "M[rater]", draws(f.idata, "M"), [tr["raters"][r]["meta_ratio"] for r in raters])
+    cover(rows, "metad_cls", rep, "d[rater] (2Φ⁻¹(acc))", draws(f.idata, "d"), [d_true] * len(raters))
+    return f
+
+
+def run_morph(rep, cfg, R, T, rows):
+    prof = RaterProfile(d_prime=3.0, criterion=0.0, lapse=0.04)
+    df = simulate_study(R, T, CLASSES, seed=4000 + rep, profile=prof, stimulus_sd=0.0, morph_fraction=0.7,
+                        morph_levels=(0.2, 0.35, 0.5, 0.65, 0.8), rater_sd={"d_prime": 0.4, "criterion": 0.3})
+    tr = df.attrs["truth"]
+    d = validate_responses(df).data
+    a = prepare.morph_arrays(d)
+    m, _ = build_psychometric_model(a["x"], a["k"], a["n"], a["rater_idx"], a["raters"],
+                                    PsychometricSpec("cumulative_normal", "free", "free"), x_range=(0, 1))
+    f = fit_model("morph", m, cfg, seed_offset=rep)
+    cover(rows, "morph", rep, "threshold[rater]", draws(f.idata, "threshold"),
+          [tr["raters"][r]["morph_threshold"] for r in a["raters"]])
+    cover(rows, "morph", rep, "width[rater]", draws(f.idata, "width"),
+          [tr["raters"][r]["morph_width"] for r in a["raters"]])
+    cover(rows, "morph", rep, "gamma", draws(f.idata, "gamma"), prof.lapse / 2)
+    cover(rows, "morph", rep, "lapse", draws(f.idata, "lapse"), prof.lapse / 2)
+    return f
+
+
+def run_cls_psych(rep, cfg, R, T, rows):
+    prof = RaterProfile(class_threshold=0.3, class_width=0.1, class_family="logistic", lapse=0.04)
+    df = simulate_study(R, T, CLASSES, seed=5000 + rep, profile=prof,
+                        rater_sd={"class_threshold": 0.05, "log_class_width": 0.2})
+    tr = df.attrs["truth"]
+    d = validate_responses(df).data
+    a = prepare.class_psychometric_arrays(d)
+    C = len(CLASSES)
+    m, _ = build_psychometric_model(a["x"], a["k"], a["n"], a["rater_idx"], a["raters"],
+                                    PsychometricSpec("logistic", 1.0 / C, "free"))
+    f = fit_model("cls_psych", m, cfg, seed_offset=rep)
+    cover(rows, "cls_psych", rep, "threshold[rater]", draws(f.idata, "threshold"),
+          [tr["raters"][r]["class_threshold"] for r in a["raters"]])
+    cover(rows, "cls_psych", rep, "width[rater]", draws(f.idata, "width"),
+          [tr["raters"][r]["class_width"] for r in a["raters"]])
+    cover(rows, "cls_psych", rep, "group_threshold", draws(f.idata, "group_threshold"), prof.class_threshold)
+    cover(rows, "cls_psych", rep, "lapse", draws(f.idata, "lapse"), prof.lapse * (1 - 1 / C))
+    return f
+
+
+SCENARIOS = {"sdt": run_sdt, "metad_auth": run_metad_auth, "metad_cls": run_metad_cls, "morph": run_morph,
+             "cls_psych": run_cls_psych}
+
+
+def summarise(df: pd.DataFrame, target: float = 0.85) -> pd.DataFrame:
+    g = df.groupby(["scenario", "parameter"], sort=False)["covered"].agg(["mean", "count"]).reset_index()
+    g["se"] = np.sqrt(g["mean"] * (1 - g["mean"]) / g["count"]).round(3)
+    g["status"] = np.where(g["mean"] >= target, "PASS", "BELOW")
+    return g.rename(columns={"mean": "coverage", "count": "n_intervals"})
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--raters", type=int, default=8)
+    ap.add_argument("--trials", type=int, default=200)
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--tune", type=int, default=1000)
+    ap.add_argument("--sampler", default="pymc", choices=("pymc", "nutpie"))
+    ap.add_argument("--out", default=None, help="CSV of every interval")
+    a = ap.parse_args(argv)
+    set_quiet(True)
+    cfg = SamplerConfig(draws=a.draws, tune=a.tune, chains=2, cores=1, sampler=a.sampler, posterior_predictive=False)
+    rows: list[dict] = []
+    diag_fail = 0
+    n_fits = 0
+    t0 = time.perf_counter()
+    for scen in a.scenarios.split(","):
+        for rep in range(a.reps):
+            f = SCENARIOS[scen](rep, cfg, a.raters, a.trials, rows)
+            n_fits += 1
+            diag_fail += not f.diagnostics.ok
+            print(f"[{time.perf_counter() - t0:7.0f} s] {scen} rep {rep}: {f.seconds:.0f} s, {f.diagnostics.line()}",
+                  file=sys.stderr, flush=True)
+            if a.out:
+                pd.DataFrame(rows).to_csv(a.out, index=False)
+    res = summarise(pd.DataFrame(rows))
+    print(f"\nCoverage of 90 % central intervals ({a.reps} simulated studies per scenario, {a.raters} raters × "
+          f"{a.trials} trials; target ≥ 0.85); fits failing diagnostics: {diag_fail}/{n_fits}; "
+          f"wall {time.perf_counter() - t0:.0f} s")
+    print(res.to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Wall time of the full report (10 raters × 300 trials by default), each sampler, in a fresh process.
+
+Each run is ``python -m analysis report`` in a subprocess, so imports, model compilation and sampling all count.
+PyTensor caches compiled C code in its compiledir across processes; ``--cold`` points each run at an empty
+compiledir (first-ever-run cost), otherwise the cache is whatever this machine already has ("warm").
+Target: ≤ 60 s wall.  The load average is printed because this machine may be shared.
+
+    nice -n 10 python benchmarks/analysis_report_speed.py [--samplers pymc,nutpie] [--cold] [--draws 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--raters", type=int, default=10)
+    ap.add_argument("--trials", type=int, default=300)
+    ap.add_argument("--samplers", default="pymc,nutpie")
+    ap.add_argument("--draws", type=int, default=1000)
+    ap.add_argument("--tune", type=int, default=1000)
+    ap.add_argument("--cores", type=int, default=1)
+    ap.add_argument("--cold", action="store_true", help="use an empty PyTensor compiledir per run")
+    ap.add_argument("--keep", default=None, help="folder to keep the reports in")
+    a = ap.parse_args(argv)
+    work = Path(a.keep or tempfile.mkdtemp(prefix="cytoanalysis_speed_"))
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "responses.parquet"
+    subprocess.run([sys.executable, "-m", "analysis", "simulate", "--out", str(data), "--raters", str(a.raters),
+                    "--trials", str(a.trials), "--seed", "1"], check=True)
+    results = []
+    for sampler in a.samplers.split(","):
+        env = dict(os.environ)
+        if a.cold:
+            env["PYTENSOR_FLAGS"] = f"compiledir={tempfile.mkdtemp(prefix='pt_cold_')}"
+        out = work / f"report_{sampler}"
+        load0 = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, "-m", "analysis", "report", "--data", str(data), "--out", str(out),
+                            "--sampler", sampler, "--draws", str(a.draws), "--tune", str(a.tune),
+                            "--cores", str(a.cores), "--allow-diagnostic-failures"],
+                           env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        load1 = os.getloadavg()[0]
+        fits = {}
+        diag = out / "tables" / "diagnostics.csv"
+        if diag.exists():
+            import pandas as pd
+            d = pd.read_csv(diag)
+            fits = dict(zip(d["model"], d["seconds"].round(1)))
+            n_fail = int((~d["ok"]).sum())
+        else:
+            n_fail = -1
+        results.append({"sampler": sampler, "wall_s": round(wall, 1), "exit": p.returncode,
+                        "fits_failing_diagnostics": n_fail, "load_before": round(load0, 2),
+                        "load_after": round(load1, 2), "per_fit_s": fits})
+        print(f"{sampler}: wall {wall:.1f} s (target ≤ 60 s: {'PASS' if wall <= 60 else 'MISSED'}), exit "
+              f"{p.returncode}, fits failing diagnostics {n_fail}, load avg {load0:.1f}→{load1:.1f}, "
+              f"{'cold' if a.cold else 'warm'} compile cache", flush=True)
+        print("   per fit (s): " + json.dumps(fits), flush=True)
+        if p.returncode not in (0, 1):
+            print(p.stderr[-3000:])
+    (work / "speed.json").write_text(json.dumps(results, indent=2))
+    print(f"reports in {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

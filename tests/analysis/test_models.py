@@ -1,0 +1,119 @@
+"""Small, honest recovery checks of the PyMC models (the full coverage study is benchmarks/analysis_recovery.py)."""
+import numpy as np
+import pytensor
+import pytest
+from scipy.stats import norm
+
+from analysis import prepare
+from analysis.fitting import SamplerConfig, draws, fit_model, set_quiet
+from analysis.mle import fit_metad_mle
+from analysis.models import (PsychometricSpec, build_metad_model, build_psychometric_model, build_sdt_model,
+                             metad_probabilities)
+from analysis.schema import validate_responses
+from analysis.simulate import RaterProfile, simulate_response, simulate_study
+
+set_quiet(True)
+CFG = SamplerConfig(draws=400, tune=400, chains=2, cores=1, seed=3, posterior_predictive=False)
+
+
+def _interval(x, p=0.99):
+    return np.quantile(x, [(1 - p) / 2, (1 + p) / 2])
+
+
+@pytest.mark.slow
+def test_sdt_recovers_sensitivity_and_separates_from_chance():
+    """d′ = 1.5 is recovered (99 % interval) and its accuracy is far from chance; d′ = 0 gives chance."""
+    out = {}
+    for d_true in (1.5, 0.0):
+        df = simulate_study(6, 120, ("a", "b"), seed=21, profile=RaterProfile(d_prime=d_true, criterion=0.3, lapse=0),
+                            morph_fraction=0.0, stimulus_sd=0.2, rater_sd={"d_prime": 0.2, "criterion": 0.2})
+        a = prepare.sdt_arrays(validate_responses(df).data)
+        m, priors = build_sdt_model(a["y"], a["s"], a["rater_idx"], a["stim_idx"], a["raters"], a["stimuli"])
+        f = fit_model("sdt", m, CFG)
+        assert f.diagnostics.divergences <= 5
+        out[d_true] = f
+        assert set(priors) >= {"mu_d", "mu_c", "sigma_d", "sigma_c", "sigma_stimulus"}
+    lo, hi = _interval(draws(out[1.5].idata, "mu_d"))
+    assert lo < 1.5 < hi
+    lo, hi = _interval(draws(out[1.5].idata, "mu_c"))
+    assert lo < 0.3 < hi
+    assert _interval(draws(out[1.5].idata, "acc_population"))[0] > 0.6
+    lo, hi = _interval(draws(out[0.0].idata, "acc_population"))
+    assert lo < 0.5 < hi and hi - lo < 0.2
+
+
+def test_metad_probabilities_match_independent_numpy_formula():
+    """The PyTensor meta-d′ likelihood equals the SciPy MLE's formula (different code) at random parameters."""
+    from analysis.mle import _neg_loglik
+    rng = np.random.default_rng(0)
+    K = 4
+    d, c1, M = np.array([1.3]), np.array([-0.4]), np.array([0.7])
+    inc_p, inc_n = rng.uniform(0.2, 0.9, (1, K - 1)), rng.uniform(0.2, 0.9, (1, K - 1))
+    pS1, pS2 = [pytensor.function([], p)() for p in metad_probabilities(d, c1, M, inc_p, inc_n)]
+    assert np.allclose(pS1.sum(1), 1) and np.allclose(pS2.sum(1), 1)
+    counts1, counts2 = rng.integers(1, 40, 2 * K), rng.integers(1, 40, 2 * K)
+    # type-2 part of the log-likelihood: divide out the type-1 answer probabilities
+    p_r2_S1, p_r2_S2 = norm.cdf(-d / 2 - c1)[0], norm.cdf(d / 2 - c1)[0]
+    t1 = np.r_[np.full(K, 1 - p_r2_S1), np.full(K, p_r2_S1)], np.r_[np.full(K, 1 - p_r2_S2), np.full(K, p_r2_S2)]
+    ll_pt = np.sum(counts1 * np.log(pS1[0] / t1[0])) + np.sum(counts2 * np.log(pS2[0] / t1[1]))
+    theta = np.r_[M[0] * d[0], np.log(inc_n[0]), np.log(inc_p[0])]
+    ll_np = -_neg_loglik(theta, counts1, counts2, d[0], c1[0], K)
+    assert ll_pt == pytest.approx(ll_np, rel=1e-6)
+
+
+def _one_rater_counts(n, seed, d=1.4, c=0.2, M=0.7):
+    rng = np.random.default_rng(seed)
+    prof = RaterProfile(d_prime=d, criterion=c, meta_ratio=M, lapse=0.0)
+    src, resp, lev = [], [], []
+    for i in range(n):
+        s = "real" if i % 2 else "synthetic"
+        o = simulate_response(prof, {"source": s, "morph_strength": float(s == "synthetic"), "true_class": "a"},
+                              ("a", "b"), rng)
+        src.append(s)
+        resp.append(o["auth_response"])
+        lev.append(o["auth_confidence_level"])
+    return prepare.metad_counts_auth(np.array(src), np.array(resp), np.array(lev), np.zeros(n, int), 1, 4)
+
+
+def test_mle_agrees_with_metadpy_if_installed():
+    metadpy = pytest.importorskip("metadpy.mle")
+    cS1, cS2 = _one_rater_counts(1200, seed=5)
+    mine = fit_metad_mle(cS1[0], cS2[0])
+    theirs = metadpy.metad(nR_S1=cS1[0], nR_S2=cS2[0], nRatings=4, padding=False)
+    assert mine["d"] == pytest.approx(float(theirs["dprime"].iloc[0]), abs=1e-6)
+    assert mine["meta_d"] == pytest.approx(float(theirs["meta_d"].iloc[0]), abs=2e-3)
+
+
+@pytest.mark.slow
+def test_bayesian_single_rater_metad_agrees_with_mle():
+    cS1, cS2 = _one_rater_counts(800, seed=7)
+    mle = fit_metad_mle(cS1[0], cS2[0])
+    m, _ = build_metad_model(cS1, cS2, ["r"], 4, hierarchical=False)
+    f = fit_model("metad1", m, CFG)
+    md = draws(f.idata, "meta_d")[:, 0]
+    assert abs(np.median(md) - mle["meta_d"]) < max(0.15, 1.0 * md.std())
+    assert abs(np.median(draws(f.idata, "d")[:, 0]) - mle["d"]) < 0.1
+    lo, hi = _interval(md)
+    assert lo < 0.7 * 1.4 < hi  # and the truth
+
+
+@pytest.mark.slow
+def test_psychometric_single_observer_recovers_threshold_and_width():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 1, 1500)
+    t, w, lam, gam = 0.4, 0.1, 0.03, 0.25
+    p = gam + (1 - gam - lam) / (1 + np.exp(-(x - t) / w))
+    k = (rng.random(len(x)) < p).astype(int)
+    m, _ = build_psychometric_model(x, k, np.ones_like(k), None, ["obs"], PsychometricSpec("logistic", gam, "free"),
+                                    hierarchical=False, x_range=(0, 1))
+    f = fit_model("psy", m, CFG)
+    lo, hi = _interval(draws(f.idata, "threshold"))
+    assert lo < t < hi and hi - lo < 0.15
+    lo, hi = _interval(draws(f.idata, "width"))
+    assert lo < w < hi
+
+
+def test_weibull_needs_nonnegative_x():
+    with pytest.raises(ValueError, match="non-negative"):
+        build_psychometric_model(np.array([-0.1, 0.5]), np.array([0, 1]), np.array([1, 1]), None, ["o"],
+                                 PsychometricSpec("weibull", 0.5, "free"), hierarchical=False)
