@@ -115,7 +115,7 @@ def _cv_auroc(X: np.ndarray, y: np.ndarray, seed: int, repeats: int = 3) -> floa
     for rep in range(repeats):
         oof = np.zeros(len(y))
         for tr, te in StratifiedKFold(k, shuffle=True, random_state=seed + rep).split(X, y):
-            clf = RandomForestClassifier(n_estimators=60, max_depth=4, min_samples_leaf=2, random_state=seed + rep,
+            clf = RandomForestClassifier(n_estimators=25, max_depth=4, min_samples_leaf=2, random_state=seed + rep,
                                          n_jobs=1).fit(X[tr], y[tr])
             oof[te] = clf.predict_proba(X[te])[:, 1]
         scores.append(roc_auc_score(y, oof))
@@ -150,7 +150,7 @@ class AuditResult:
 
 
 def leak_audit(manifest: pd.DataFrame, study_dir: str | Path, threshold: float = 0.6,
-               sequences: list[list[str]] | None = None, seed: int = 0, n_permutations: int = 40) -> AuditResult:
+               sequences: list[list[str]] | None = None, seed: int = 0, n_permutations: int = 30) -> AuditResult:
     X, groups = browser_features(manifest, study_dir, sequences)
     y = (manifest["source"].to_numpy() == "synthetic").astype(int)
     if y.min() == y.max():

@@ -56,7 +56,7 @@ def _streamlit_cmd(study: Path, port: int, host: str) -> list[str]:
 
 
 def serve(study: str | Path, port: int = 8501, host: str = "localhost", db_url: str | None = None,
-          admin_password: str | None = None, extra_env: dict | None = None, wait: bool = True):
+          admin_password: str | None = None, extra_env: dict | None = None, wait: bool = True, **popen_kw):
     """Start ``streamlit run`` on the study; returns the Popen (``wait=False``) or its exit code."""
     study = Path(study).resolve()
     env = dict(os.environ, CYTOSTUDY_STUDY_DIR=str(study), PYTHONPATH=str(REPO) + os.pathsep
@@ -66,7 +66,7 @@ def serve(study: str | Path, port: int = 8501, host: str = "localhost", db_url: 
     if admin_password:
         env["CYTOSTUDY_ADMIN_PASSWORD"] = admin_password
     env.update(extra_env or {})
-    proc = subprocess.Popen(_streamlit_cmd(study, port, host), env=env, cwd=str(study))
+    proc = subprocess.Popen(_streamlit_cmd(study, port, host), env=env, cwd=str(study), **popen_kw)
     if not wait:
         return proc
     try:

@@ -39,7 +39,7 @@ give it; if the page is closed or the connection drops, the same link brings you
 """
 
 DEFAULT_END = """\
-**Thank you!** Your answers have been saved. You can close this page.
+Your answers have been saved. You can close this page.
 """
 
 DEFAULT_LABELS = ("Guessing", "Somewhat sure", "Fairly sure", "Certain")

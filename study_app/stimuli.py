@@ -357,4 +357,5 @@ def load_study(path: str | Path) -> Study:
     cfg = load_study_config(path / CONFIG_FILE)
     manifest = pd.read_csv(path / MANIFEST_FILE, dtype={"stimulus_id": str, "model_pred_class": object})
     manifest = manifest.set_index("stimulus_id", drop=False)
+    manifest.index.name = None
     return Study(path, cfg, manifest, meta)

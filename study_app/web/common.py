@@ -31,6 +31,8 @@ CSS = """
 header[data-testid="stHeader"] {background: transparent; height: 0;}
 .block-container {padding-top: 1.6rem; padding-bottom: 2rem; max-width: 860px;}
 [data-testid="stImage"] img {border-radius: 6px; box-shadow: 0 1px 6px rgba(0,0,0,.18); image-rendering: auto;}
+.st-key-stimulus {align-items: center;}
+.st-key-stimulus [data-testid="stImage"], .st-key-stimulus [data-testid="stImageContainer"] {margin: 0 auto;}
 .cyto-q {font-size: 1.05rem; font-weight: 600; margin: .2rem 0 .1rem 0;}
 .cyto-hint {color: #666; font-size: .85rem; margin-bottom: .3rem;}
 .cyto-side {font-weight: 600; font-size: .9rem; text-align: center; padding: .1rem 0; border-radius: 4px;}

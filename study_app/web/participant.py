@@ -149,7 +149,7 @@ def _instructions(svc, token: str, n_practice: int) -> None:
         cols = st.columns(min(4, len(ex)))
         for i, (cls, path) in enumerate(ex):
             with cols[i % len(cols)]:
-                st.image(str(path), caption=cls.replace("_", " ").capitalize(), width=150)
+                st.image(str(path), caption=cls.replace("_", " ").capitalize(), width=150, output_format="PNG")
     label = f"Start {n_practice} practice images" if n_practice else "Start"
     st.button(label, type="primary", shortcut="Enter", on_click=_act, args=("finish_instructions", token),
               key="instructions-continue")
@@ -277,9 +277,10 @@ def _trial(svc, token: str, state) -> None:
         st.info(f"**Attention check:** please answer **{want}** for this image (any confidence), "
                 "then any cell type.", icon="👁️")
     px = svc.cfg.stimuli.display_px
-    _, mid, _ = st.columns([1, 3, 1]) if px <= 420 else (None, st.container(), None)
-    with mid:
-        st.image(svc.image_bytes(trial.stimulus_id), width=px)
+    with st.container(key="stimulus"):
+        # output_format="PNG": the file's bytes go out unchanged ("auto" would re-encode RGB images as JPEG,
+        # whose size depends on the content: a real-vs-synthetic leak)
+        st.image(svc.image_bytes(trial.stimulus_id), width=px, output_format="PNG")
     if trial.auth_response is None:
         _auth_buttons(svc, token, trial)
     else:

@@ -1,0 +1,198 @@
+"""Flow tests of the Streamlit pages with streamlit.testing (AppTest): the participant's whole path, resume,
+double submission, wrong links, study-code entry, and the admin page."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from streamlit.testing.v1 import AppTest
+
+import study_app
+from study_app.session import StudyService
+from study_app.storage import Response
+
+APP = str(Path(study_app.__file__).resolve().parent / "web" / "app.py")
+ADMIN = "from study_app.web.admin import admin_page\nadmin_page()\n"
+
+
+@pytest.fixture
+def svc(built_study, tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    monkeypatch.setenv("CYTOSTUDY_STUDY_DIR", str(built_study))
+    monkeypatch.setenv("CYTOSTUDY_DB_URL", url)
+    monkeypatch.setenv("CYTOSTUDY_ADMIN_PASSWORD", "s3cret-pw")
+    s = StudyService(built_study, url)
+    yield s
+    s.close()
+
+
+def open_app(token: str | None = None, **params) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=90)
+    if token:
+        at.query_params["t"] = token
+    for k, v in params.items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def keys(at, prefix):
+    return [b.key for b in at.button if b.key and b.key.startswith(prefix)]
+
+
+def texts(at) -> str:
+    parts = [e.value for e in at.markdown] + [e.value for e in at.header] + [e.value for e in at.title]
+    parts += [e.value for e in at.success] + [e.value for e in at.error] + [e.value for e in at.info]
+    return "\n".join(map(str, parts))
+
+
+def onboard(at: AppTest) -> AppTest:
+    assert "consent" in texts(at).lower()
+    assert at.button(key="consent-continue").disabled
+    at.checkbox(key="agree").check().run()
+    at.button(key="consent-continue").click().run()
+    assert "About you" in texts(at)
+    at.selectbox[0].select("haematologist")
+    at.number_input[0].set_value(11.0)
+    next(b for b in at.button if b.label == "Continue").click().run()
+    assert "How it works" in texts(at)
+    assert len(at.image) >= 1                                        # labelled example cells
+    at.button(key="instructions-continue").click().run()
+    return at
+
+
+def answer_trial(at: AppTest, side="real", cls_index=0, level=3) -> AppTest:
+    auth = [k for k in keys(at, "auth-") if f"-{side}-{level}" in k]
+    assert len(auth) == 1, keys(at, "")
+    time.sleep(0.04)                                                 # over the tiny study's min_rt_ms
+    at.button(key=auth[0]).click().run()
+    cls = [k for k in keys(at, "class-") if not k.endswith("cannot_tell")]
+    at.button(key=cls[cls_index]).click().run()
+    conf = keys(at, "cconf-")
+    assert len(conf) == 4
+    at.button(key=conf[level - 1]).click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def progress(at) -> str:
+    return next(m.value for m in at.markdown if str(m.value).startswith('<div class="cyto-progress">'))
+
+
+def n_rows(svc) -> int:
+    return svc.db.read(lambda s: s.scalar(select(func.count(Response.id))))
+
+
+def test_consent_practice_trials_breaks_end(svc):
+    tok = svc.create_invites(1)[0].token
+    at = onboard(open_app(tok))
+    assert "Practice 1 of 2" in progress(at)
+    answer_trial(at)
+    assert "Practice feedback" in texts(at)                          # feedback on practice trials
+    at.button(key="feedback-next").click().run()
+    answer_trial(at, side="synthetic")
+    at.button(key="feedback-next").click().run()
+    assert "Practice complete" in texts(at)
+    at.button(key="interlude").click().run()
+    n_main = svc.state(tok).n_main
+    seen_break = False
+    for i in range(n_main):
+        if keys(at, "interlude"):
+            assert "short break" in texts(at)
+            seen_break = True
+            at.button(key="interlude").click().run()
+        assert f"Image {i + 1} of {n_main}" in progress(at)
+        att = [e.value for e in at.info if "Attention check" in str(e.value)]
+        side = ("real" if "**Real**" in att[0] else "synthetic") if att else "real"
+        answer_trial(at, side=side, cls_index=i % 3)
+    assert seen_break and svc.state(tok).n_blocks == 2
+    assert "Thank you" in texts(at)
+    assert [m.label for m in at.metric] == ["Real vs AI-generated", "Cell type"]
+    assert n_rows(svc) == 2 + n_main
+
+
+def test_resume_after_reload_continues_at_the_next_unanswered_trial(svc):
+    tok = svc.create_invites(1)[0].token
+    at = onboard(open_app(tok))
+    answer_trial(at)
+    at.button(key="feedback-next").click().run()
+    # half-way through trial 2: the authenticity answer is given, then the page is closed
+    auth = [k for k in keys(at, "auth-") if k.endswith("-synthetic-4")][0]
+    time.sleep(0.04)
+    at.button(key=auth).click().run()
+    again = open_app(tok)                                            # a new browser session, same link
+    assert "Practice 2 of 2" in progress(again)
+    assert any("AI-generated, 100 %" in str(m.value) for m in again.markdown)   # its committed answer is kept
+    assert keys(again, "class-") and not keys(again, "auth-")
+    cls = keys(again, "class-")[0]
+    again.button(key=cls).click().run()
+    again.button(key=keys(again, "cconf-")[0]).click().run()
+    assert "Practice feedback" in texts(again) and n_rows(svc) == 2
+
+
+def test_the_same_answer_from_two_sessions_is_stored_once(svc):
+    """Two tabs (or a reconnect re-sending the click) answer the same trial: one row, both move on."""
+    tok = svc.create_invites(1)[0].token
+    a = onboard(open_app(tok))
+    b = open_app(tok)
+    assert progress(a) == progress(b)
+    answer_trial(a)
+    time.sleep(0.04)
+    b.button(key=[k for k in keys(b, "auth-") if k.endswith("-real-2")][0]).click().run()   # stale page
+    assert n_rows(svc) == 1
+    assert "Practice 2 of 2" in progress(b)                          # b moved on to the next unanswered trial
+
+
+def test_wrong_or_withdrawn_link(svc):
+    at = open_app("not-a-real-token")
+    assert "This link is not valid" in texts(at) and not keys(at, "")
+    inv = svc.create_invites(1)[0]
+    svc.withdraw(inv.participant_id)
+    at = open_app(inv.token)
+    assert "This link is not valid" in texts(at)
+
+
+def test_study_code_entry_creates_a_personal_link(svc):
+    at = open_app(code="TINY")
+    assert at.text_input[0].value == "TINY"
+    next(b for b in at.button if b.label == "Begin").click().run()
+    tok = at.query_params["t"]
+    assert tok and svc.state(tok).stage == "consent"
+    at = open_app(code="WRONG")
+    next(b for b in at.button if b.label == "Begin").click().run()
+    assert "not valid" in texts(at) and "t" not in at.query_params
+
+
+def test_admin_needs_the_password_and_exports(svc, built_study):
+    for inv in svc.create_invites(2):
+        for f in (svc.give_consent,):
+            f(inv.token)
+        svc.save_profile(inv.token, "trainee", 2)
+        svc.finish_instructions(inv.token)
+        t = svc.current_trial(inv.token, "s")
+        time.sleep(0.04)
+        svc.answer_auth(inv.token, t.assignment_id, "real", 2)
+        svc.answer_class(inv.token, t.assignment_id, "beta", 2)
+    at = AppTest.from_string(ADMIN, default_timeout=90).run()
+    assert not at.tabs
+    at.text_input[0].input("wrong")
+    next(b for b in at.button if b.label == "Sign in").click().run()
+    assert "Wrong password" in texts(at) and not at.tabs
+    at.text_input[0].input("s3cret-pw")
+    next(b for b in at.button if b.label == "Sign in").click().run()
+    assert len(at.tabs) == 5
+    assert [m.value for m in at.metric][:4] == ["2", "2", "0", "2"]
+    next(b for b in at.button if b.label == "Prepare export").click().run()
+    assert not at.exception, at.exception
+    exports = sorted((built_study / "exports").glob("responses-*.parquet"))
+    assert exports
+    import pandas as pd
+    df = pd.read_parquet(exports[-1])
+    assert len(df) == 2 and set(df["phase"]) == {"practice"}
+
+
+def test_admin_is_disabled_without_a_password(svc, monkeypatch):
+    monkeypatch.delenv("CYTOSTUDY_ADMIN_PASSWORD")
+    at = AppTest.from_string(ADMIN, default_timeout=90).run()
+    assert "disabled" in texts(at) and not at.text_input
