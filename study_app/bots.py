@@ -56,14 +56,11 @@ def run_bot(service: StudyService, profile, seed: int = 0, token: str | None = N
     trial = None
     while True:
         if trial is None:
-            st = service.state(token)
+            st, trial = service.view(token, session_key)
             if st.stage in ("main_intro", "break"):
                 service.end_break(token)
                 continue
-            if st.stage == "done" or (max_trials is not None and res.answered >= max_trials):
-                break
-            trial = service.current_trial(token, session_key)
-            if trial is None:
+            if st.stage == "done" or trial is None or (max_trials is not None and res.answered >= max_trials):
                 break
             _ = service.image_bytes(trial.stimulus_id)
         stim = service.study.stimulus(trial.stimulus_id)
@@ -87,12 +84,9 @@ def run_bot(service: StudyService, profile, seed: int = 0, token: str | None = N
         if on_ack is not None:
             on_ack(res, out.response_id)
         # the next image, as the page would fetch it
-        trial = None
-        st = service.state(token)
-        if st.stage in ("practice", "main"):
-            trial = service.current_trial(token, session_key)
-            if trial is not None:
-                _ = service.image_bytes(trial.stimulus_id)
+        st, trial = service.view(token, session_key)
+        if trial is not None:
+            _ = service.image_bytes(trial.stimulus_id)
         res.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
     return res
 

@@ -116,7 +116,7 @@ class SubmitResult:
 
 
 class StudyService:
-    def __init__(self, study_dir: str | Path, db_url: str | None = None, retry_seconds: float = 4.0):
+    def __init__(self, study_dir: str | Path, db_url: str | None = None, retry_seconds: float = 10.0):
         self.study: Study = load_study(study_dir)
         self.cfg = self.study.config
         self.classes = self.study.classes
@@ -290,16 +290,19 @@ class StudyService:
     def current_trial(self, token: str, session_key: str = "") -> TrialView | None:
         """The next unanswered trial (None when the stage is not a trial stage). Records the presentation time
         the first time a given browser session (``session_key``) is handed this trial."""
+        return self.view(token, session_key)[1]
+
+    def view(self, token: str, session_key: str = "") -> tuple[ParticipantState, TrialView | None]:
+        """The participant's state and, in a trial stage, the trial to show (presentation recorded as in
+        :meth:`current_trial`): what a page needs, in one read (plus one write for a new presentation)."""
         def look(s: Session):
             p = self._participant(s, token)
             st, a = self._state(s, p)
-            if st.stage not in ("practice", "main") or a is None:
-                return None, None
-            return st, a
+            return st, (a if st.stage in ("practice", "main") else None)
 
         st, a = self.db.read(look)
         if a is None:
-            return None
+            return st, None
         if a.shown_session != session_key or a.shown_at is None:
             def present(s: Session):
                 b = s.get(Assignment, a.id)
@@ -314,9 +317,9 @@ class StudyService:
                 return b
             a = self.db.write(present)
         n_phase = st.n_practice if a.phase == "practice" else st.n_main
-        return TrialView(a.id, a.phase, a.trial_index, a.block, n_phase, a.stimulus_id,
-                         self.study.image_path(a.stimulus_id), a.is_attention_check, a.instructed_answer,
-                         a.auth_response, a.auth_confidence_level)
+        return st, TrialView(a.id, a.phase, a.trial_index, a.block, n_phase, a.stimulus_id,
+                             self.study.image_path(a.stimulus_id), a.is_attention_check, a.instructed_answer,
+                             a.auth_response, a.auth_confidence_level)
 
     def _owned(self, s: Session, token: str, assignment_id: int) -> tuple[Participant, Assignment]:
         p = self._participant(s, token)

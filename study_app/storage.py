@@ -248,8 +248,12 @@ def is_transient(exc: BaseException) -> bool:
 class Database:
     """Engine + migrations + transactional helpers with retry on transient failures."""
 
-    def __init__(self, url: str, retry_seconds: float = 4.0, busy_timeout_s: float = 5.0):
+    def __init__(self, url: str, retry_seconds: float = 10.0, busy_timeout_s: float = 5.0):
+        import threading
         self.url = url
+        # SQLite allows one writer at a time; within this process (all Streamlit sessions share it) writers queue
+        # on a lock instead of busy-polling the file lock, which starves some of them under load
+        self._write_lock = threading.Lock() if url.startswith("sqlite") else None
         self.engine = make_engine(url, busy_timeout_s=busy_timeout_s)
         self.write_engine = self.engine.execution_options(sqlite_write=True) if url.startswith("sqlite") \
             else self.engine
@@ -291,6 +295,11 @@ class Database:
     def write(self, fn: Callable[[Session], T]) -> T:
         """Run ``fn`` in one write transaction (committed before returning)."""
         def go():
+            if self._write_lock is not None:
+                with self._write_lock:
+                    with Session(self.write_engine, expire_on_commit=False) as s:
+                        with s.begin():
+                            return fn(s)
             with Session(self.write_engine, expire_on_commit=False) as s:
                 with s.begin():
                     return fn(s)

@@ -258,8 +258,7 @@ def _class_buttons(svc, token: str, trial) -> None:
                        on_click=_choose_class, args=(trial.assignment_id, None))
 
 
-def _trial(svc, token: str, state) -> None:
-    trial = svc.current_trial(token, _session_id())
+def _trial(svc, token: str, state, trial) -> None:
     if trial is None:
         st.rerun()
     if trial.phase == "practice":
@@ -300,7 +299,8 @@ def participant_page() -> None:
         _entry(svc)
         return
     try:
-        state = svc.state(token)
+        state, trial = svc.view(token, _session_id()) if "feedback" not in st.session_state else (
+            svc.state(token), None)
     except AccessDenied:
         st.error("**This link is not valid.** It may be mistyped, or the participation was withdrawn. "
                  "Please use the personal link you received, or contact the study team.")
@@ -327,7 +327,9 @@ def participant_page() -> None:
         elif state.stage in ("main_intro", "break"):
             _interlude(svc, token, state)
         elif state.stage in ("practice", "main"):
-            _trial(svc, token, state)
+            if trial is None:  # the feedback screen was just dismissed: fetch (and present) the trial now
+                state, trial = svc.view(token, _session_id())
+            _trial(svc, token, state, trial)
         else:
             _done(svc, token)
     except StorageUnavailable:
