@@ -35,8 +35,8 @@ def main():
     ap.add_argument("--split", default="test")
     ap.add_argument("--per-class", type=int, default=5)
     ap.add_argument("--exhaustive-trials", type=int, default=48)
-    ap.add_argument("--strategy", default="paired-ttest", choices=["paired-ttest", "topk"])
-    ap.add_argument("--trials", type=int, help="adaptive max trials (default: the ClassifierConfig default)")
+    ap.add_argument("--strategies", default="topk,paired-ttest",
+                    help="adaptive strategies to run, comma-separated (ClassifierConfig defaults otherwise)")
     ap.add_argument("--precision", default="bf16")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the numbers here")
@@ -48,12 +48,12 @@ def main():
     images, _ = _arrays(items, model.resolution)
     labels = np.array([model.class_names.index(lab) for _, lab in items])
     base = ClassifierConfig(precision=args.precision, seed=args.seed)
-    ada = dataclasses.replace(base, strategy=args.strategy, **({"trials": args.trials} if args.trials else {}))
     exh = dataclasses.replace(base, strategy="exhaustive", trials=args.exhaustive_trials)
+    runs = [("exhaustive", exh)] + [(s, dataclasses.replace(base, strategy=s)) for s in args.strategies.split(",")]
     # warm-up (allocator, autocast caches) outside the timing
     estimate_errors(model, images[:2], dataclasses.replace(exh, trials=2))
     out = {}
-    for name, cfg in (("exhaustive", exh), ("adaptive", ada)):
+    for name, cfg in runs:
         t0 = time.perf_counter()
         est = estimate_errors(model, images, cfg)
         dt = time.perf_counter() - t0
@@ -62,29 +62,30 @@ def main():
                      "seconds_per_image": dt / len(images), "accuracy": float(np.mean(pred == labels)),
                      "balanced_accuracy": float(np.mean([np.mean(pred[labels == c] == c) for c in np.unique(labels)])),
                      "pred": pred.tolist(), "est": est}
-    e, a = out["exhaustive"], out["adaptive"]
-    if ada.trials <= exh.trials:
-        rep = replay_strategy(e["est"], ada)
-        same = bool((rep.unet_calls == a["est"].unet_calls).all())
-        print(f"replay check (adaptive == subset of exhaustive trials): {'ok' if same else 'MISMATCH'}")
+    e = out["exhaustive"]
+    for name, cfg in runs[1:]:
+        if cfg.trials <= exh.trials:
+            same = bool((replay_strategy(e["est"], cfg).unet_calls == out[name]["est"].unet_calls).all())
+            print(f"replay check ({name} == subset of the exhaustive trials): {'ok' if same else 'MISMATCH'}")
     print(f"model {args.model} (step {model.metadata.get('train_steps')}), {len(images)} {args.split} images "
           f"({args.per_class}/class), {args.precision}, threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.2f}")
-    print(f"{'':12s} {'calls/img':>10s} {'s/img':>8s} {'accuracy':>9s} {'bal.acc':>8s}")
-    for name in ("exhaustive", "adaptive"):
+    print(f"{'':14s} {'calls/img':>10s} {'s/img':>8s} {'accuracy':>9s} {'bal.acc':>8s}")
+    for name, _ in runs:
         r = out[name]
-        print(f"{name:12s} {r['unet_calls_per_image']:10.1f} {r['seconds_per_image']:8.3f} {r['accuracy']:9.4f} "
+        print(f"{name:14s} {r['unet_calls_per_image']:10.1f} {r['seconds_per_image']:8.3f} {r['accuracy']:9.4f} "
               f"{r['balanced_accuracy']:8.4f}")
-    ratio = e["unet_calls_per_image"] / a["unet_calls_per_image"]
-    tratio = e["seconds_per_image"] / a["seconds_per_image"]
-    agree = float(np.mean(np.array(e["pred"]) == np.array(a["pred"])))
-    print(f"ratio exhaustive/adaptive: UNet calls {ratio:.2f}x, time {tratio:.2f}x; accuracy change "
-          f"{100 * (a['accuracy'] - e['accuracy']):+.2f} points; predictions agree on {agree:.3f}")
+    for name, _ in runs[1:]:
+        a = out[name]
+        a["calls_ratio"] = e["unet_calls_per_image"] / a["unet_calls_per_image"]
+        a["time_ratio"] = e["seconds_per_image"] / a["seconds_per_image"]
+        a["agree"] = float(np.mean(np.array(e["pred"]) == np.array(a["pred"])))
+        print(f"ratio exhaustive/{name}: UNet calls {a['calls_ratio']:.2f}x, time {a['time_ratio']:.2f}x; accuracy "
+              f"change {100 * (a['accuracy'] - e['accuracy']):+.2f} points; predictions agree on {a['agree']:.3f}")
     if args.json:
         for r in out.values():
             r.pop("est")
-        Path(args.json).write_text(json.dumps({**out, "calls_ratio": ratio, "time_ratio": tratio, "agree": agree,
-                                               "train_steps": model.metadata.get("train_steps")}, indent=1))
+        Path(args.json).write_text(json.dumps({**out, "train_steps": model.metadata.get("train_steps")}, indent=1))
 
 
 if __name__ == "__main__":
