@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -76,7 +77,7 @@ def fig_auth_accuracy(res, out: Path, meta) -> dict:
             label=f"population ({int(res.config.interval_prob * 100)} % HDI)")
     ax.set_yticks(list(range(len(raters))) + [len(raters) + 0.6], raters + ["population"])
     ax.set_xlabel("authenticity accuracy (real vs synthetic)")
-    ax.legend(loc="lower right" if pop.mean() < 0.6 else "lower left", fontsize=5)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=2, fontsize=5)
     return save_figure(fig, out, "fig_auth_accuracy", meta)
 
 
@@ -115,9 +116,10 @@ def fig_psychometric(res, out: Path, meta) -> dict:
         m = res.plots["morph"]["data"]
         xs = np.linspace(0, 1, 101)
         post = f.idata.posterior
-        sel = np.random.default_rng(0).choice(post.sizes["chain"] * post.sizes["draw"], 400, replace=False)
-        g = draws(f.idata, "gamma")[sel] if "gamma" in post else np.full(400, float(spec.gamma))
-        l = draws(f.idata, "lapse")[sel] if "lapse" in post else np.full(400, float(spec.lapse))
+        nd = post.sizes["chain"] * post.sizes["draw"]
+        sel = np.random.default_rng(0).choice(nd, min(400, nd), replace=False)
+        g = draws(f.idata, "gamma")[sel] if "gamma" in post else np.full(len(sel), float(spec.gamma))
+        l = draws(f.idata, "lapse")[sel] if "lapse" in post else np.full(len(sel), float(spec.lapse))
         curves = psychometric_curve(xs, draws(f.idata, "group_threshold")[sel], draws(f.idata, "group_width")[sel],
                                     g, l, spec.family)
         th, wd = draws(f.idata, "threshold").mean(0), draws(f.idata, "width").mean(0)
@@ -127,7 +129,7 @@ def fig_psychometric(res, out: Path, meta) -> dict:
         lo, hi = np.quantile(curves, [0.03, 0.97], axis=0)
         axes[0].fill_between(xs, lo, hi, color=EXPERT, alpha=0.3, lw=0)
         axes[0].plot(xs, np.median(curves, 0), color=EXPERT, label="experts (group, 94 %)")
-        k = pd.DataFrame(m).groupby("x")[["k", "n"]].sum()
+        k = pd.DataFrame({"x": m["x"], "k": m["k"], "n": m["n"]}).groupby("x")[["k", "n"]].sum()
         axes[0].plot(k.index, k["k"] / k["n"], "o", color="k", ms=2.5, label="observed")
         axes[0].set_xlabel("SDEdit morph strength")
         axes[0].set_ylabel("P(judged synthetic)")
@@ -197,7 +199,8 @@ def fig_reliability(res, out: Path, meta) -> dict:
             c = rel.get((who, task))
             if c is None or c.empty:
                 continue
-            ax.errorbar(c["confidence"], c["accuracy"], yerr=[c["accuracy"] - c["acc_lo"], c["acc_hi"] - c["accuracy"]],
+            ax.errorbar(c["confidence"], c["accuracy"], yerr=[(c["accuracy"] - c["acc_lo"]).clip(lower=0),
+                                                                  (c["acc_hi"] - c["accuracy"]).clip(lower=0)],
                         fmt=mk + "-", color=color, ms=2.5, lw=0.8, elinewidth=0.5, capsize=0, label=who)
         ax.set_xlim(0, 1.02)
         ax.set_ylim(0, 1.02)
@@ -250,6 +253,8 @@ def fig_metad(res, out: Path, meta) -> dict:
         ax.set_yticks(list(range(len(raters))) + [len(raters) + 0.6, len(raters) + 1.6],
                       raters + ["experts", "model"])
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("M-ratio (meta-d′/d′)")
         ax.set_title(f"{letter}  {task}", loc="left", fontweight="bold")
     return save_figure(fig, out, "fig_metad", meta)
@@ -274,14 +279,14 @@ def fig_ppc(res, out: Path, meta) -> dict:
     t = res.tables.get("ppc_sdt")
     if t is None or t.empty:
         return {}
-    t = t[t["statistic"].str.contains("rater=")]
-    fig, ax = _fig(1.8)
+    t = t[t["statistic"].str.contains("rater/source=")]
+    fig, ax = _fig(0.12 * len(t) + 0.8)
     y = np.arange(len(t))
     ax.errorbar(t["replicated_mean"], y, xerr=[t["replicated_mean"] - t["rep_lo94"], t["rep_hi94"] - t["replicated_mean"]],
                 fmt="o", color=EXPERT, ms=2, lw=0.8, label="posterior predictive (94 %)")
     ax.plot(t["observed"], y, "x", color="k", ms=3, label="observed")
-    ax.set_yticks(y, [s.split("=")[1].rstrip(")") for s in t["statistic"]], fontsize=5)
-    ax.set_xlabel("P(answer 'real') per rater")
+    ax.set_yticks(y, [s.split("=")[1].rstrip(")").replace("/", " ") for s in t["statistic"]], fontsize=5)
+    ax.set_xlabel("P(answer 'real') per rater and image source")
     ax.legend(fontsize=5)
     return save_figure(fig, out, "fig_ppc_sdt", meta)
 

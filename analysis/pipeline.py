@@ -145,8 +145,10 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
         fit = fit_model("sdt_authenticity", model, scfg, priors=priors, seed_offset=(seed := seed + 1),
                         info={"n_obs": len(a["y"]), "subset": cfg.sdt_synthetic})
         res.fits[fit.name] = fit
-        tables["ppc_sdt"] = _ppc_table(fit, {"said_real": {"rater": np.asarray(a["raters"])[a["rater_idx"]],
-                                                           "source": np.where(a["s"] > 0, "real", "synthetic")}})
+        src = np.where(a["s"] > 0, "real", "synthetic")
+        rat = np.asarray(a["raters"])[a["rater_idx"]]
+        tables["ppc_sdt"] = _ppc_table(fit, {"said_real": {
+            "rater": rat, "source": src, "rater/source": np.char.add(np.char.add(rat.astype(str), "/"), src)}})
         acc = draws(fit.idata, "acc_population")
         p = cfg.interval_prob
         lo, hi = np.quantile(acc, [(1 - p) / 2, (1 + p) / 2])

@@ -40,8 +40,8 @@ def _md_table(df: pd.DataFrame, floatfmt: str = ".3f") -> str:
     for c in df.columns:
         if pd.api.types.is_float_dtype(df[c]):
             df[c] = df[c].map(lambda v: "" if pd.isna(v) else format(v, floatfmt))
-    df = df.astype(str)
-    cols = list(df.columns)
+    df = df.map(lambda v: "" if (not isinstance(v, str) and pd.isna(v)) else str(v))
+    cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in df.to_numpy().tolist()]
     return "\n".join(lines)
@@ -124,7 +124,8 @@ def _markdown(res: AnalysisResult, prov: dict, figs: dict, out: Path) -> str:
             L.append("### Data needed for a decision (power by simulation)\n")
             L.append(f"P(decision) per design with ROPE half-width {cfg.rope_halfwidth:g}, {int(pw['n_sims'].iloc[0])} "
                      "simulated studies per cell, fast interval approximation (see `analysis.power`; "
-                     "`benchmarks/analysis_power.py` checks it against full Bayesian fits).\n")
+                     "`benchmarks/analysis_power.py` checks it against full Bayesian fits). Trials are per rater, half real "
+                     "and half fully synthetic; simulated under the posterior-mean group parameters and at chance.\n")
             L.append(_md_table(pw.drop(columns=["n_sims", "method"])) + "\n")
             for scen, g in pw.groupby("scenario", sort=False):
                 col = "p_equivalent" if "chance" in scen else "p_different"
@@ -175,7 +176,9 @@ def _markdown(res: AnalysisResult, prov: dict, figs: dict, out: Path) -> str:
         if "metad" in T:
             L.append("Meta-d′ and M-ratio (hierarchical, HMeta-d-style, fitted jointly with d′ and criteria; "
                      "classification uses the folded correct/incorrect model with the two-choice-equivalent "
-                     "d′ = 2Φ⁻¹(accuracy)). M-ratio is only interpretable where d′ is clearly above 0.\n")
+                     "d′ = 2Φ⁻¹(accuracy)). M-ratio is only interpretable where d′ is clearly above 0. The folded model "
+                     "assumes one d′ per observer: when difficulty varies across images and confidence tracks it "
+                     "(as the model's probability does), M-ratio can exceed 1 without 'super-optimal' metacognition.\n")
             md = T["metad"]
             keep = md["parameter"].str.match(r"^(group_M|mu_d|d\[model\]|meta_d\[model\]|M\[model\])")
             L.append(_md_table(md[keep][["task", "observer", "parameter", "mean", "hdi_3%", "hdi_97%", "r_hat"]]) + "\n")
