@@ -671,6 +671,21 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
     rank, world = state.process_index, state.num_processes
     items = list(items) if items is not None else list_inputs(source, split)
     cls_idx = None if classes is None else [model.class_index(c) for c in classes]
+    # results are only reused by a run that would compute the same numbers: same model, classes and settings
+    run_key = {"model_train_steps": model.metadata.get("train_steps"), "model_data_hash": model.metadata.get("data_hash"),
+               "model_created": model.metadata.get("created_utc"), "classes": cls_idx,
+               **{k: v for k, v in cfg.to_dict().items() if k not in ("temperature", "batch_size", "image_batch")}}
+    key_path = out.with_name(out.name + ".run.json")
+    has_results = out.is_file() or any(out.parent.glob(out.name + ".part*"))
+    if has_results and key_path.is_file():
+        old = json.loads(key_path.read_text())
+        diff = {k: (old.get(k), v) for k, v in json.loads(json.dumps(run_key)).items() if old.get(k) != v}
+        if diff:
+            raise ValueError(f"{out} holds results of another model or classifier setting {diff} (before, now); "
+                             "use a new --out or delete it")
+    state.wait_for_everyone()
+    if state.is_main_process and not (has_results and key_path.is_file()):
+        key_path.write_text(json.dumps(run_key, indent=1) + "\n")
     if limit is not None:
         items = items[:limit]
     order = {str(p): i for i, (p, _) in enumerate(items)}

@@ -226,6 +226,11 @@ def test_classify_cli_resumes_and_calibrate_writes_temperature(tiny_model_dir, t
     assert "resuming: 6 of 9" in capsys.readouterr().err
     second = pd.read_csv(out)
     pd.testing.assert_frame_equal(second, first)
+    # cached results are never mixed with results of other settings
+    other = list(args)
+    other[other.index("--trials") + 1] = "5"
+    assert main(other) == 2
+    assert "another model or classifier setting" in capsys.readouterr().err
 
     meta_before = json.loads((model_dir / "cytomodel.json").read_text())
     assert main(["calibrate", "--model", str(model_dir), "--data", str(tiny_dataset), "--from-results",
