@@ -71,13 +71,13 @@ def run_backend(study: Path, url: str, n: int, think_ms: float, seed: int = 0) -
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(f"{type(exc).__name__}: {exc}")
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     done = [r for r in results if r is not None]
     acked = {rid for r in done for rid in r.acknowledged}
     stored = set(svc.db.read(lambda s: s.scalars(select(Response.id)).all()))
@@ -91,6 +91,8 @@ def run_backend(study: Path, url: str, n: int, think_ms: float, seed: int = 0) -
         "answers_lost": len(acked - stored), "duplicate_rows": len(per_assignment),
         "answers_per_rater": sorted({r.answered for r in done}), "wall_s": round(wall, 1),
         "answers_per_s": round(len(acked) / wall, 1),
+        "cpu_s": round(cpu, 1), "cpu_ms_per_answer": round(1000 * cpu / max(1, len(acked)), 1),
+        "cpu_share_of_one_core": round(cpu / wall, 2),
         "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 1), "p95": round(float(np.percentile(lat, 95)), 1),
                        "max": round(float(np.max(lat)), 1), "n": int(lat.size)},
     }
@@ -130,6 +132,7 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     ok = all(isinstance(out.get(b), dict) and out[b]["answers_lost"] == 0 and out[b]["duplicate_rows"] == 0
+             and out[b]["raters_finished"] == out[b]["raters"]
              for b in args.backends.split(",") if isinstance(out.get(b), dict))
     for b in args.backends.split(","):
         r = out.get(b)
@@ -137,7 +140,8 @@ def main() -> int:
             print(f"{b:10s} raters {r['raters_finished']}/{r['raters']}  answers {r['answers_acknowledged']}  "
                   f"lost {r['answers_lost']}  duplicates {r['duplicate_rows']}  answer->next image "
                   f"p50 {r['latency_ms']['p50']} ms  p95 {r['latency_ms']['p95']} ms  max {r['latency_ms']['max']} ms  "
-                  f"({r['answers_per_s']} answers/s)")
+                  f"({r['answers_per_s']} answers/s; {r['cpu_ms_per_answer']} ms CPU per answer, this process got "
+                  f"{r['cpu_share_of_one_core']:.0%} of a core)")
     return 0 if ok else 1
 
 

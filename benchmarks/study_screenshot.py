@@ -20,6 +20,20 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "study_app"))
 
 
+def press(page, key, then, tries: int = 3) -> None:
+    """Press ``key`` and wait for ``then``; press again if it does not come (a key pressed while Streamlit's
+    websocket reconnects on a starved machine is lost; a person would press again)."""
+    for _ in range(tries - 1):
+        page.keyboard.press(key)
+        try:
+            then.wait_for(timeout=15_000)
+            return
+        except Exception:  # noqa: BLE001
+            print(f"key {key!r} repeated")
+    page.keyboard.press(key)
+    then.wait_for()
+
+
 def main() -> int:
     from conftest_helpers import CHROMIUM_ARGS, StreamlitServer, chromium_path
     from playwright.sync_api import sync_playwright
@@ -64,10 +78,8 @@ def main() -> int:
                     page.get_by_role("button", name=re.compile("^100 %")).first.wait_for()
                     continue
                 page.wait_for_timeout(400)
-                page.keyboard.press("6")
-                page.get_by_role("button", name=re.compile("^Cannot tell")).wait_for()
-                page.keyboard.press("1")
-                page.get_by_role("button", name=re.compile("^Certain")).wait_for()
+                press(page, "6", page.get_by_role("button", name=re.compile("^Cannot tell")))
+                press(page, "1", page.get_by_role("button", name=re.compile("^Certain")))
                 t0 = time.perf_counter()
                 page.keyboard.press("3")
                 # the next image is on screen: a new progress line and its image loaded

@@ -10,6 +10,7 @@ accuracy, metacognitive efficiency, lapses). Response times are measured by the 
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -63,7 +64,9 @@ def run_bot(service: StudyService, profile, seed: int = 0, token: str | None = N
             if st.stage == "done" or trial is None or (max_trials is not None and res.answered >= max_trials):
                 break
             _ = service.image_bytes(trial.stimulus_id)
-        stim = service.study.stimulus(trial.stimulus_id)
+        # missing model outputs (a study built without the classifier) are left out, not passed on as NaN
+        stim = {k: v for k, v in service.study.stimulus(trial.stimulus_id).items()
+                if not (isinstance(v, float) and math.isnan(v))}
         prof = dataclasses.replace(profile, d_prime=4.0) if trial.is_attention_check else profile
         ans = simulate_response(prof, stim, classes, rng)
         if realtime:

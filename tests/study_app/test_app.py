@@ -196,3 +196,12 @@ def test_admin_is_disabled_without_a_password(svc, monkeypatch):
     monkeypatch.delenv("CYTOSTUDY_ADMIN_PASSWORD")
     at = AppTest.from_string(ADMIN, default_timeout=90).run()
     assert "disabled" in texts(at) and not at.text_input
+
+
+def test_unreachable_database_shows_a_retry_message(built_study, monkeypatch):
+    monkeypatch.setenv("CYTOSTUDY_STUDY_DIR", str(built_study))
+    monkeypatch.setenv("CYTOSTUDY_DB_URL", "postgresql+psycopg://postgres@127.0.0.1:1/none")   # nothing listens
+    pytest.importorskip("psycopg")
+    at = open_app("some-token")
+    assert "could not reach the study database" in "\n".join(str(w.value) for w in at.warning)
+    assert any(b.label == "Try again" for b in at.button) and not at.exception

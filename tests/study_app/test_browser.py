@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -38,22 +39,36 @@ def progress_text(page) -> str:
     return page.locator(".cyto-progress").inner_text()
 
 
-def press_when(page, button_name, key: str) -> None:
-    """Wait until the button that owns the shortcut is on the page and enabled (Streamlit disables widgets while
-    its websocket reconnects, which happens when this loaded test machine starves the server), then press."""
+RETRIES = []   # key presses that had to be repeated (see press_when)
+
+
+def press_when(page, button_name, key: str, then=None) -> None:
+    """Wait until the button that owns the shortcut is on the page and enabled, then press its key; with ``then``
+    (a locator), wait for it and press again if it does not come: on this loaded shared test machine the server
+    is sometimes starved long enough for Streamlit's websocket to reconnect, and a key pressed meanwhile is lost
+    (a person would press again; nothing is stored twice, see the row counts). Repeats are counted and bounded."""
     button = page.get_by_role("button", name=button_name).first
-    button.wait_for()
-    page.wait_for_function("b => !b.disabled", arg=button.element_handle(), timeout=60_000)
-    page.keyboard.press(key)
+    for attempt in range(3):
+        button.wait_for()
+        page.wait_for_function("b => !b || !b.disabled", arg=button.element_handle(), timeout=60_000)
+        page.keyboard.press(key)
+        if then is None:
+            return
+        try:
+            then.first.wait_for(timeout=20_000)
+            return
+        except Exception:
+            if not button.count():
+                raise
+            RETRIES.append((key, attempt))
+    then.first.wait_for()
 
 
 def answer_by_keyboard(page, key_auth: str, key_class: str, key_conf: str, double: bool = False) -> None:
     page.get_by_text("1 · Real or AI-generated?").wait_for()
     page.wait_for_timeout(60)                         # over min_rt_ms of the tiny study (30 ms)
-    press_when(page, re.compile("^100 %"), key_auth)
-    page.get_by_text("2 · Which cell type?").wait_for()
-    press_when(page, re.compile("^Cannot tell"), key_class)
-    page.get_by_text("How sure are you").wait_for()
+    press_when(page, re.compile("^100 %"), key_auth, then=page.get_by_text("2 · Which cell type?"))
+    press_when(page, re.compile("^Cannot tell"), key_class, then=page.get_by_text("How sure are you"))
     press_when(page, re.compile("^Certain"), key_conf)
     if double:
         page.keyboard.press(key_conf)                 # a double key press / double click
@@ -80,7 +95,9 @@ def page(browser, request):
     yield pg
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed:
-        pg.screenshot(path=str(Path(request.config.rootpath) / f"browser-failure-{request.node.name}.png"))
+        shot = Path(tempfile.gettempdir()) / f"browser-failure-{request.node.name}.png"
+        pg.screenshot(path=str(shot))
+        print(f"screenshot of the failing page: {shot}")
         srv = getattr(request.node, "server_for_dump", None)
         if srv is not None and srv.proc.poll() is None:   # all server threads' stacks into its log (faulthandler)
             import signal
@@ -162,6 +179,8 @@ def test_keyboard_study_with_reload_and_server_kill(page, built_study, tmp_path,
     page.get_by_role("heading", name="Thank you!").wait_for()
     assert n_rows(svc) == 2 + n_main                             # no answer lost, none doubled
     assert svc.state(tok).stage == "done"
+    print(f"key presses repeated after a websocket reconnect: {len(RETRIES)}")
+    assert len(RETRIES) <= 3, RETRIES
     # what the browser received for the stimuli: opaque content-hash URLs, one size, one type
     stim = [m for m in media if m[1] is not None]
     assert len(stim) >= 8 and {m[2] for m in stim} == {"image/png"}, stim

@@ -96,7 +96,7 @@ def test_leak_audit_catches_a_file_size_leak(built_study, tmp_path):
     dst, m = _copy(built_study, tmp_path)
     for r in m[m.source == "real"].itertuples():   # real images saved compressed: smaller files
         Image.open(dst / r.file).save(dst / r.file, compress_level=9)
-    res = leak_audit(m, dst)
+    res = leak_audit(m, dst, n_permutations=20)   # smallest p = 1/21 < 0.05
     assert not res.passed and res.auroc["file"] > 0.9, res.auroc
 
 
@@ -104,14 +104,14 @@ def test_leak_audit_catches_an_id_leak(built_study, tmp_path):
     dst, m = _copy(built_study, tmp_path)
     m = m.copy()
     m["stimulus_id"] = [("00" if s == "real" else "ff") + sid[2:] for s, sid in zip(m.source, m.stimulus_id)]
-    res = leak_audit(m, dst)
+    res = leak_audit(m, dst, n_permutations=20)   # smallest p = 1/21 < 0.05
     assert not res.passed and res.auroc["url"] > 0.9, res.auroc
 
 
 def test_leak_audit_catches_an_order_leak(built_study, tmp_path):
     dst, m = _copy(built_study, tmp_path)
     m = m.sort_values("source").reset_index(drop=True)   # all real first in the manifest
-    res = leak_audit(m, dst)
+    res = leak_audit(m, dst, n_permutations=20)   # smallest p = 1/21 < 0.05
     assert not res.passed and res.auroc["order"] > 0.9, res.auroc
 
 
