@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_dataset
+from cytomodel.testing import make_dataset
 from cytomodel.baseline import (BaselineClassifier, ResNetSmall, classification_metrics, load_baseline,
                                 train_baseline)
 from cytomodel.cli import main
@@ -179,7 +179,7 @@ def test_nearest_neighbour_flags_planted_copies(bench, held_out):
 def test_two_sample_detector_separates_only_different_sets(bench):
     _, _, two, _ = bench
     from PIL import Image  # noqa: F401
-    from conftest import make_cell_image
+    from cytomodel.testing import make_cell_image
     rng = np.random.default_rng(0)
     make = lambda c, n: np.stack([np.asarray(make_cell_image(c, rng, 16)) for _ in range(n)])  # noqa: E731
     a, b, other = make(0, 40), make(0, 40), make(2, 40)

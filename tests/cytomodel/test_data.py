@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_cell_image, make_dataset
+from cytomodel.testing import make_cell_image, make_dataset
 from cytomodel.data import DataError, load_arrays, load_dataset, load_image, preprocess, scan_dataset
 
 

@@ -16,7 +16,7 @@ from cytomodel.evaluation import (anomaly_summary, brier_score, calibration_summ
                                   confident_errors, ece_score, holdout_class, low_data, youden_threshold)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from conftest import make_dataset  # noqa: E402
+from cytomodel.testing import make_dataset  # noqa: E402
 
 
 def test_metrics_on_known_values():
