@@ -439,3 +439,21 @@ def _truth(profile: RaterProfile, raters: Sequence[RaterProfile], rater_sd, stim
         "raters": per,
         "stimulus_effect": dict(zip(stimuli["stimulus_id"], map(float, stimuli["stimulus_effect"]))),
     }
+
+
+def simulate_single_rater_auth_counts(profile: RaterProfile, n_trials: int, seed: int = 0):
+    """Type-1 × confidence counts (nR_S1, nR_S2) of one simulated rater on alternating real/synthetic trials:
+    the input of single-rater meta-d′ fits (MLE cross-checks, recovery tests)."""
+    from .prepare import metad_counts_auth
+
+    rng = np.random.default_rng(seed)
+    src, resp, lev = [], [], []
+    for i in range(n_trials):
+        s = "real" if i % 2 else "synthetic"
+        o = simulate_response(profile, {"source": s, "morph_strength": float(s == "synthetic"), "true_class": "a"},
+                              ("a", "b"), rng)
+        src.append(s)
+        resp.append(o["auth_response"])
+        lev.append(o["auth_confidence_level"])
+    return metad_counts_auth(np.array(src), np.array(resp), np.array(lev), np.zeros(n_trials, int), 1,
+                             profile.confidence_levels)

@@ -17,25 +17,10 @@ import pandas as pd
 
 warnings.filterwarnings("ignore")
 
-from analysis import prepare  # noqa: E402
 from analysis.fitting import SamplerConfig, draws, fit_model, set_quiet  # noqa: E402
 from analysis.mle import fit_metad_mle  # noqa: E402
 from analysis.models import build_metad_model  # noqa: E402
-from analysis.simulate import RaterProfile, simulate_response  # noqa: E402
-
-
-def counts(prof, n, seed):
-    rng = np.random.default_rng(seed)
-    src, resp, lev = [], [], []
-    for i in range(n):
-        s = "real" if i % 2 else "synthetic"
-        o = simulate_response(prof, {"source": s, "morph_strength": float(s == "synthetic"), "true_class": "a"},
-                              ("a", "b"), rng)
-        src.append(s)
-        resp.append(o["auth_response"])
-        lev.append(o["auth_confidence_level"])
-    return prepare.metad_counts_auth(np.array(src), np.array(resp), np.array(lev), np.zeros(n, int), 1,
-                                     prof.confidence_levels)
+from analysis.simulate import RaterProfile, simulate_single_rater_auth_counts  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -56,7 +41,7 @@ def main(argv=None) -> int:
     for i in range(a.raters):
         prof = RaterProfile(d_prime=float(rng.uniform(0.8, 2.2)), criterion=float(rng.uniform(-0.4, 0.4)),
                             meta_ratio=float(rng.uniform(0.4, 1.2)), lapse=0.0)
-        cS1, cS2 = counts(prof, a.trials, seed=100 + i)
+        cS1, cS2 = simulate_single_rater_auth_counts(prof, a.trials, seed=100 + i)
         mle = fit_metad_mle(cS1[0], cS2[0])
         row = {"rater": i, "true_d": prof.d_prime, "true_meta_d": prof.d_prime * prof.meta_ratio,
                "mle_d": mle["d"], "mle_meta_d": mle["meta_d"]}

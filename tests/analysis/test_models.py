@@ -10,7 +10,7 @@ from analysis.mle import fit_metad_mle
 from analysis.models import (PsychometricSpec, build_metad_model, build_psychometric_model, build_sdt_model,
                              metad_probabilities)
 from analysis.schema import validate_responses
-from analysis.simulate import RaterProfile, simulate_response, simulate_study
+from analysis.simulate import RaterProfile, simulate_single_rater_auth_counts, simulate_study
 
 set_quiet(True)
 CFG = SamplerConfig(draws=400, tune=400, chains=2, cores=1, seed=3, posterior_predictive=False)
@@ -63,17 +63,7 @@ def test_metad_probabilities_match_independent_numpy_formula():
 
 
 def _one_rater_counts(n, seed, d=1.4, c=0.2, M=0.7):
-    rng = np.random.default_rng(seed)
-    prof = RaterProfile(d_prime=d, criterion=c, meta_ratio=M, lapse=0.0)
-    src, resp, lev = [], [], []
-    for i in range(n):
-        s = "real" if i % 2 else "synthetic"
-        o = simulate_response(prof, {"source": s, "morph_strength": float(s == "synthetic"), "true_class": "a"},
-                              ("a", "b"), rng)
-        src.append(s)
-        resp.append(o["auth_response"])
-        lev.append(o["auth_confidence_level"])
-    return prepare.metad_counts_auth(np.array(src), np.array(resp), np.array(lev), np.zeros(n, int), 1, 4)
+    return simulate_single_rater_auth_counts(RaterProfile(d_prime=d, criterion=c, meta_ratio=M, lapse=0.0), n, seed)
 
 
 def test_mle_agrees_with_metadpy_if_installed():
