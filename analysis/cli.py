@@ -41,7 +41,8 @@ def _add_sampler(p: argparse.ArgumentParser) -> None:
     g.add_argument("--draws", type=int, default=1000, help="posterior draws per chain (default 1000)")
     g.add_argument("--tune", type=int, default=1000, help="tuning steps per chain (default 1000)")
     g.add_argument("--chains", type=int, default=2, help="chains (default 2; R-hat needs ≥ 2)")
-    g.add_argument("--cores", type=int, default=1, help="chains run in parallel on this many cores (default 1)")
+    g.add_argument("--cores", type=int, default=None,
+                   help="processes for the chains (default: one per chain, up to the CPUs available)")
     g.add_argument("--target-accept", type=float, default=0.9)
     g.add_argument("--sampler", choices=("pymc", "nutpie"), default="pymc",
                    help="NUTS implementation: PyMC's own (C backend) or nutpie (numba)")

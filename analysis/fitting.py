@@ -17,7 +17,8 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-__all__ = ["Diagnostics", "Fit", "SamplerConfig", "check_diagnostics", "code_version", "fit_model", "log"]
+__all__ = ["Diagnostics", "Fit", "SamplerConfig", "check_diagnostics", "code_version", "fit_model", "log",
+           "sampling_cores"]
 
 _QUIET = False
 
@@ -40,7 +41,7 @@ class SamplerConfig:
     draws: int = 1000
     tune: int = 1000
     chains: int = 2
-    cores: int = 1
+    cores: int | None = None   # None: one process per chain, up to the CPUs this process may use
     target_accept: float = 0.9
     seed: int = 0
     sampler: str = "pymc"
@@ -143,10 +144,15 @@ def fit_model(name: str, model: pm.Model, cfg: SamplerConfig, *, priors: dict[st
     """Sample ``model`` with ``cfg``, add the posterior predictive, check diagnostics, log progress."""
     seed = int(cfg.seed) * 1000 + seed_offset
     t0 = time.perf_counter()
-    log(f"  sampling {name} ({cfg.sampler}, {cfg.chains} chains × {cfg.draws} draws after {cfg.tune} tune) …")
-    kwargs: dict[str, Any] = dict(draws=cfg.draws, tune=cfg.tune, chains=cfg.chains, cores=cfg.cores,
+    cores = sampling_cores(cfg)
+    log(f"  sampling {name} ({cfg.sampler}, {cfg.chains} chains × {cfg.draws} draws after {cfg.tune} tune, "
+        f"{cores} process{'es' if cores > 1 else ''}) …")
+    kwargs: dict[str, Any] = dict(draws=cfg.draws, tune=cfg.tune, chains=cfg.chains, cores=cores,
                                   random_seed=seed, progressbar=cfg.progressbar, target_accept=cfg.target_accept,
                                   model=model, compute_convergence_checks=False)
+    if cores > 1 and cfg.sampler == "pymc" and sys.platform.startswith("linux"):
+        # fork, not PyMC's default forkserver: a forkserver child re-imports PyMC (seconds of CPU per fit)
+        kwargs["mp_ctx"] = "fork"
     if cfg.sampler == "nutpie":
         kwargs["nuts_sampler"] = "nutpie"
     elif cfg.sampler != "pymc":
@@ -172,6 +178,19 @@ def fit_model(name: str, model: pm.Model, cfg: SamplerConfig, *, priors: dict[st
         log(f"    ! {p}")
     return Fit(name=name, model=model, idata=idata, diagnostics=diag, seconds=secs, priors=priors or {},
                info=info or {})
+
+
+def sampling_cores(cfg: SamplerConfig) -> int:
+    """Processes for the chains: ``cfg.cores`` if set, else one per chain up to the CPUs this process may use."""
+    if cfg.cores is not None:
+        if cfg.cores < 1:
+            raise ValueError(f"cores must be ≥ 1 (got {cfg.cores}); leave it unset to use one per chain")
+        return int(cfg.cores)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cfg.chains, cpus))
 
 
 def hdi(x: np.ndarray, prob: float = 0.94) -> tuple[float, float]:

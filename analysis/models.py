@@ -102,25 +102,20 @@ class PsychometricSpec:
         return f"{self.family}, {g}, {l}"
 
 
-def _F(x, t, w, family):
-    if family == "logistic":
-        return pm.math.sigmoid((x - t) / w)
-    if family == "cumulative_normal":
-        return Phi((x - t) / w)
-    if family == "weibull":
-        lx = pt.log(pt.maximum(x, 1e-9))
-        return pt.switch(x > 0, -pt.expm1(-pt.exp((lx - pt.log(t)) / w)), 0.0)
-    raise ValueError(f"unknown psychometric family {family!r}")
-
-
 def build_psychometric_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_idx: np.ndarray | None,
                              raters: Sequence[str], spec: PsychometricSpec, *, hierarchical: bool = True,
                              x_range: tuple[float, float] | None = None) -> tuple[pm.Model, dict[str, str]]:
     """Psychometric function fitted to ``k`` successes out of ``n`` at stimulus values ``x``.
 
-    Hierarchical: threshold_r ~ N(μ_t, σ_t) (for the Weibull: log threshold), log width_r ~ N(μ_logw, σ_logw);
-    γ and λ shared.  Non-hierarchical (one observer, e.g. the model): one threshold and width.
-    Priors are scaled to the x range [lo, hi] of the data so they are weakly informative on any axis.
+    Sampled in intercept–slope form, F(α + β·z) with z = (x − centre)/span of the x range (for the Weibull
+    z = ln x − ln centre), and reported as threshold = x where α + β·z = 0 and width = span/β (Weibull: 1/β on
+    the log axis), i.e. exactly ψ(x) = γ + (1 − γ − λ)·F((x − threshold)/width).  Why this form: an observer at
+    chance (the expected case for authenticity) has a flat curve, β ≈ 0, where threshold and width run off to
+    infinity together — a ridge that NUTS cannot sample (divergences, R-hat > 1.01) — while α and β stay well
+    behaved; threshold and width then honestly come out with very wide intervals.
+
+    Hierarchical: α_r ~ N(μ_α, σ_α), β_r ~ N(μ_β, σ_β) (non-centred), ``group_threshold``/``group_width`` from
+    (μ_α, μ_β); γ and λ shared.  Non-hierarchical (one observer, e.g. the model): one α and β.
     """
     lo, hi = x_range if x_range is not None else (float(np.min(x)), float(np.max(x)))
     span = max(hi - lo, 1e-3)
@@ -128,42 +123,48 @@ def build_psychometric_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_
     weib = spec.family == "weibull"
     if weib and lo < 0:
         raise ValueError("the Weibull psychometric function needs non-negative stimulus values")
-    R = len(raters)
+    if spec.family not in ("logistic", "cumulative_normal", "weibull"):
+        raise ValueError(f"unknown psychometric family {spec.family!r}")
+    x = np.asarray(x, float)
+    if weib:
+        centre, scale = math.log(max(mid, 1e-3)), 1.0
+        z = np.log(np.maximum(x, 1e-9)) - centre
+    else:
+        centre, scale = mid, span
+        z = (x - mid) / span
     coords = {"rater": list(raters)} if hierarchical else {}
+    axis = "ln x − ln %.3g" % max(mid, 1e-3) if weib else "(x − %.3g)/%.3g" % (mid, span)
     priors: dict[str, str] = {}
+
+    def to_threshold(a, b):
+        t = centre - a * scale / b
+        return pt.exp(t) if weib else t
+
     with pm.Model(coords=coords) as model:
-        if weib:
-            t_loc, t_sc = math.log(max(mid, 1e-3)), 1.0
-            w_loc = math.log(0.3)
-        else:
-            t_loc, t_sc = mid, span
-            w_loc = math.log(span / 6)
         if hierarchical:
-            mu_t = pm.Normal("mu_threshold", t_loc, t_sc)
-            sigma_t = pm.HalfNormal("sigma_threshold", t_sc / 4 if not weib else 0.5)
-            mu_lw = pm.Normal("mu_log_width", w_loc, 1.5)
-            sigma_lw = pm.HalfNormal("sigma_log_width", 0.5)
-            z_t = pm.Normal("z_threshold", 0, 1, dims="rater")
-            z_w = pm.Normal("z_width", 0, 1, dims="rater")
-            traw = mu_t + sigma_t * z_t
-            t = pm.Deterministic("threshold", pt.exp(traw) if weib else traw, dims="rater")
-            w = pm.Deterministic("width", pt.exp(mu_lw + sigma_lw * z_w), dims="rater")
-            pm.Deterministic("group_threshold", pt.exp(mu_t) if weib else mu_t)
-            pm.Deterministic("group_width", pt.exp(mu_lw))
-            tt, ww = t[rater_idx], w[rater_idx]
-            priors["mu_threshold"] = (f"Normal({t_loc:.3g}, {t_sc:.3g})" + (" on log threshold" if weib else "")
-                                      + " — group threshold")
-            priors["sigma_threshold"] = f"HalfNormal({(t_sc / 4 if not weib else 0.5):.3g}) — between-rater SD"
-            priors["mu_log_width"] = f"Normal({w_loc:.3g}, 1.5) — group log width"
-            priors["sigma_log_width"] = "HalfNormal(0.5) — between-rater SD of log width"
+            mu_a = pm.Normal("mu_intercept", 0.0, 1.5)
+            mu_b = pm.Normal("mu_slope", 2.0, 5.0)
+            sigma_a = pm.HalfNormal("sigma_intercept", 1.0)
+            sigma_b = pm.HalfNormal("sigma_slope", 2.5)
+            a = pm.Deterministic("intercept", mu_a + sigma_a * pm.Normal("z_intercept", 0, 1, dims="rater"),
+                                 dims="rater")
+            b = pm.Deterministic("slope", mu_b + sigma_b * pm.Normal("z_slope", 0, 1, dims="rater"), dims="rater")
+            pm.Deterministic("group_threshold", to_threshold(mu_a, mu_b))
+            pm.Deterministic("group_width", scale / mu_b)
+            eta = a[rater_idx] + b[rater_idx] * z
+            priors.update({
+                "mu_intercept": f"Normal(0, 1.5) — group F⁻¹(ψ) at the centre of the axis z = {axis}",
+                "mu_slope": "Normal(2, 5) — group slope per unit of z (0 = an observer at chance)",
+                "sigma_intercept": "HalfNormal(1) — between-rater SD of the intercept",
+                "sigma_slope": "HalfNormal(2.5) — between-rater SD of the slope"})
         else:
-            traw = pm.Normal("threshold_raw", t_loc, t_sc)
-            t = pm.Deterministic("threshold", pt.exp(traw) if weib else traw)
-            lw = pm.Normal("log_width", w_loc, 1.5)
-            w = pm.Deterministic("width", pt.exp(lw))
-            tt, ww = t, w
-            priors["threshold"] = f"Normal({t_loc:.3g}, {t_sc:.3g})" + (" on log threshold" if weib else "")
-            priors["log_width"] = f"Normal({w_loc:.3g}, 1.5)"
+            a = pm.Normal("intercept", 0.0, 1.5)
+            b = pm.Normal("slope", 2.0, 5.0)
+            eta = a + b * z
+            priors.update({"intercept": f"Normal(0, 1.5) — F⁻¹(ψ) at the centre of the axis z = {axis}",
+                           "slope": "Normal(2, 5) — slope per unit of z (0 = at chance)"})
+        pm.Deterministic("threshold", to_threshold(a, b), dims="rater" if hierarchical else None)
+        pm.Deterministic("width", scale / b, dims="rater" if hierarchical else None)
         if isinstance(spec.gamma, str):
             gamma = pm.Beta("gamma", 1.0, 20.0)
             priors["gamma"] = "Beta(1, 20) — guess rate (lower asymptote)"
@@ -174,7 +175,13 @@ def build_psychometric_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_
             priors["lapse"] = "Beta(1, 20) — lapse rate (1 − upper asymptote − γ)"
         else:
             lapse = pt.as_tensor_variable(float(spec.lapse))
-        psi = gamma + (1 - gamma - lapse) * _F(pt.as_tensor_variable(np.asarray(x, float)), tt, ww, spec.family)
+        if spec.family == "logistic":
+            F = pm.math.sigmoid(eta)
+        elif spec.family == "cumulative_normal":
+            F = Phi(eta)
+        else:  # Weibull: 1 − exp(−exp((ln x − ln t)/w)); x = 0 gives F = 0
+            F = pt.switch(pt.as_tensor_variable(x > 0), -pt.expm1(-pt.exp(eta)), 0.0)
+        psi = gamma + (1 - gamma - lapse) * F
         pm.Binomial("k", n=np.asarray(n, int), p=_clip(psi), observed=np.asarray(k, int))
     return model, priors
 

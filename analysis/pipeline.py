@@ -21,6 +21,9 @@ from .schema import CANNOT_TELL, ValidationReport, validate_responses
 __all__ = ["ALL_ANALYSES", "AnalysisConfig", "AnalysisResult", "run_analysis"]
 
 ALL_ANALYSES = ("sdt", "psychometric", "metacognition", "comparison", "power")
+# psychometric parameters in the tables: thresholds/widths first, then the slope (≈ 0: at chance), asymptotes
+PSYCHOMETRIC_TABLE = ("group_threshold", "group_width", "mu_slope", "sigma_intercept", "sigma_slope", "gamma",
+                      "lapse", "threshold", "width", "slope")
 
 
 @dataclass
@@ -193,9 +196,7 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
                         info={"spec": spec.describe()})
         res.fits[fit.name] = fit
         tables["ppc_psychometric_morph"] = _ppc_table(fit)
-        tables["psychometric_morph"] = _summ(fit, [v for v in ("group_threshold", "group_width", "sigma_threshold",
-                                                               "sigma_log_width", "gamma", "lapse", "threshold",
-                                                               "width") if v in fit.idata.posterior], hp)
+        tables["psychometric_morph"] = _summ(fit, [v for v in PSYCHOMETRIC_TABLE if v in fit.idata.posterior], hp)
         res.plots["morph"] = {"spec": spec, "data": m}
 
         step(f"psychometric: {cfg.class_evidence} → P(correct class), experts")
@@ -219,11 +220,9 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
                          info={"spec": spec_c.describe(), "evidence": cfg.class_evidence})
         res.fits[fitm.name] = fitm
         tables["ppc_psychometric_class_model"] = _ppc_table(fitm)
-        pv = [v for v in ("group_threshold", "group_width", "sigma_threshold", "sigma_log_width", "gamma", "lapse",
-                          "threshold", "width")]
         tables["psychometric_class"] = pd.concat([
-            _summ(fit, [v for v in pv if v in fit.idata.posterior], hp),
-            _summ(fitm, [v for v in pv if v in fitm.idata.posterior], hp)], ignore_index=True)
+            _summ(fit, [v for v in PSYCHOMETRIC_TABLE if v in fit.idata.posterior], hp),
+            _summ(fitm, [v for v in PSYCHOMETRIC_TABLE if v in fitm.idata.posterior], hp)], ignore_index=True)
         res.plots["class_psych"] = {"spec": spec_c, "data": c, "model_x": mx[cfg.class_evidence].to_numpy(float),
                                     "model_y": mx["class_correct"].to_numpy(int), "x_range": xr}
 

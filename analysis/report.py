@@ -149,7 +149,9 @@ def _markdown(res: AnalysisResult, prov: dict, figs: dict, out: Path) -> str:
             L.append("![SDT per rater](figures/fig_sdt_rater.png)\n")
     if "psychometric_morph" in T:
         L.append("## Psychometric functions\n")
-        L.append("ψ(x) = γ + (1 − γ − λ)·F((x − threshold)/width), hierarchical over raters. "
+        L.append("ψ(x) = γ + (1 − γ − λ)·F((x − threshold)/width), hierarchical over raters; sampled as "
+                 "F(intercept + slope·z) on the standardised axis z, so a slope near 0 means an observer at chance "
+                 "(whose threshold and width are then unbounded, with very wide intervals). "
                  f"(a) morph strength → P('synthetic'): {res.fits['psychometric_morph'].info['spec']}. "
                  f"(b) {cfg.class_evidence} → P(correct class), experts and the model on the same axis: "
                  f"{res.fits['psychometric_class_experts'].info['spec']}.\n")

@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="CSV of every interval")
     a = ap.parse_args(argv)
     set_quiet(True)
-    cfg = SamplerConfig(draws=a.draws, tune=a.tune, chains=2, cores=1, sampler=a.sampler, posterior_predictive=False)
+    cfg = SamplerConfig(draws=a.draws, tune=a.tune, chains=2, sampler=a.sampler, posterior_predictive=False)
     rows: list[dict] = []
     diag_fail = 0
     n_fits = 0

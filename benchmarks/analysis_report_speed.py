@@ -3,9 +3,12 @@
 Each run is ``python -m analysis report`` in a subprocess, so imports, model compilation and sampling all count.
 PyTensor caches compiled C code in its compiledir across processes; ``--cold`` points each run at an empty
 compiledir (first-ever-run cost), otherwise the cache is whatever this machine already has ("warm").
-Target: ≤ 60 s wall.  The load average is printed because this machine may be shared.
+Target: ≤ 60 s wall.  The load average is printed because this machine may be shared; CPU seconds (this
+report's process tree) are printed beside the wall time because they are much less sensitive to other jobs.
+Every sampler × cores combination runs in the same invocation, one after the other, so their ratio is measured
+side by side ("auto" = one process per chain up to the CPUs available, the default of ``cytoanalysis report``).
 
-    nice -n 10 python benchmarks/analysis_report_speed.py [--samplers pymc,nutpie] [--cold] [--draws 1000]
+    python benchmarks/analysis_report_speed.py [--samplers pymc,nutpie] [--cores auto,1] [--cold] [--draws 1000]
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--raters", type=int, default=10)
     ap.add_argument("--trials", type=int, default=300)
-    ap.add_argument("--samplers", default="pymc,nutpie")
+    ap.add_argument("--samplers", default="pymc", help="comma-separated: pymc, nutpie (default pymc)")
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=1000)
-    ap.add_argument("--cores", type=int, default=1)
+    ap.add_argument("--cores", default="auto,1", help="comma-separated processes for the chains; 'auto' = default")
     ap.add_argument("--cold", action="store_true", help="use an empty PyTensor compiledir per run")
     ap.add_argument("--keep", default=None, help="folder to keep the reports in")
     a = ap.parse_args(argv)
@@ -37,18 +40,22 @@ def main(argv=None) -> int:
     subprocess.run([sys.executable, "-m", "analysis", "simulate", "--out", str(data), "--raters", str(a.raters),
                     "--trials", str(a.trials), "--seed", "1"], check=True)
     results = []
-    for sampler in a.samplers.split(","):
+    runs = [(s, c) for s in a.samplers.split(",") for c in a.cores.split(",")]
+    for sampler, cores in runs:
         env = dict(os.environ)
         if a.cold:
             env["PYTENSOR_FLAGS"] = f"compiledir={tempfile.mkdtemp(prefix='pt_cold_')}"
-        out = work / f"report_{sampler}"
+        out = work / f"report_{sampler}_cores-{cores}"
         load0 = os.getloadavg()[0]
+        cpu0 = os.times()
         t0 = time.perf_counter()
         p = subprocess.run([sys.executable, "-m", "analysis", "report", "--data", str(data), "--out", str(out),
                             "--sampler", sampler, "--draws", str(a.draws), "--tune", str(a.tune),
-                            "--cores", str(a.cores), "--allow-diagnostic-failures"],
+                            "--allow-diagnostic-failures"] + ([] if cores == "auto" else ["--cores", cores]),
                            env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
+        cpu1 = os.times()
+        cpu = (cpu1.children_user - cpu0.children_user) + (cpu1.children_system - cpu0.children_system)
         load1 = os.getloadavg()[0]
         fits = {}
         diag = out / "tables" / "diagnostics.csv"
@@ -59,15 +66,22 @@ def main(argv=None) -> int:
             n_fail = int((~d["ok"]).sum())
         else:
             n_fail = -1
-        results.append({"sampler": sampler, "wall_s": round(wall, 1), "exit": p.returncode,
+        results.append({"sampler": sampler, "cores": cores, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+                        "exit": p.returncode,
                         "fits_failing_diagnostics": n_fail, "load_before": round(load0, 2),
                         "load_after": round(load1, 2), "per_fit_s": fits})
-        print(f"{sampler}: wall {wall:.1f} s (target ≤ 60 s: {'PASS' if wall <= 60 else 'MISSED'}), exit "
+        print(f"{sampler}, cores {cores}: wall {wall:.1f} s (target ≤ 60 s: {'PASS' if wall <= 60 else 'MISSED'}), "
+              f"CPU {cpu:.1f} s, exit "
               f"{p.returncode}, fits failing diagnostics {n_fail}, load avg {load0:.1f}→{load1:.1f}, "
               f"{'cold' if a.cold else 'warm'} compile cache", flush=True)
         print("   per fit (s): " + json.dumps(fits), flush=True)
         if p.returncode not in (0, 1):
             print(p.stderr[-3000:])
+    if len(results) > 1:
+        base = results[-1]
+        for r in results[:-1]:
+            print(f"wall ratio {base['sampler']}/cores {base['cores']} ÷ {r['sampler']}/cores {r['cores']}: "
+                  f"{base['wall_s'] / max(r['wall_s'], 1e-9):.2f}×")
     (work / "speed.json").write_text(json.dumps(results, indent=2))
     print(f"reports in {work}")
     return 0

@@ -108,3 +108,32 @@ def test_weibull_needs_nonnegative_x():
     with pytest.raises(ValueError, match="non-negative"):
         build_psychometric_model(np.array([-0.1, 0.5]), np.array([0, 1]), np.array([1, 1]), None, ["o"],
                                  PsychometricSpec("weibull", 0.5, "free"), hierarchical=False)
+
+
+@pytest.mark.slow
+def test_psychometric_of_observers_at_chance_samples_cleanly():
+    """Raters who cannot tell real from synthetic give flat morph curves; the intercept–slope form must sample them
+    cleanly (threshold and width run off to infinity together there: the threshold–width form diverged) and put
+    the group slope's interval around 0.  Asymptotes are fixed: with a flat curve a free γ or λ trades off with
+    the intercept, a separate (prior-bounded) ridge that needs the full default draws."""
+    df = simulate_study(8, 150, ("a", "b"), seed=5, profile=RaterProfile(d_prime=0.0, criterion=0.2, lapse=0.02),
+                        morph_fraction=0.6, stimulus_sd=0.0, rater_sd={"d_prime": 0.0, "criterion": 0.3})
+    a = prepare.morph_arrays(validate_responses(df).data)
+    m, priors = build_psychometric_model(a["x"], a["k"], a["n"], a["rater_idx"], a["raters"],
+                                         PsychometricSpec("cumulative_normal", 0.0, 0.02), x_range=(0, 1))
+    f = fit_model("morph_chance", m, CFG)
+    assert f.diagnostics.divergences <= 2, f.diagnostics.line()
+    assert f.diagnostics.rhat_max < 1.02, f.diagnostics.line()
+    lo, hi = _interval(draws(f.idata, "mu_slope"), 0.95)
+    assert lo < 0 < hi
+    assert {"mu_intercept", "mu_slope", "sigma_intercept", "sigma_slope"} <= set(priors)
+
+
+def test_sampling_cores_defaults_to_one_process_per_chain(monkeypatch):
+    from analysis.fitting import sampling_cores
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert sampling_cores(SamplerConfig(chains=2)) == 2
+    assert sampling_cores(SamplerConfig(chains=8)) == 4
+    assert sampling_cores(SamplerConfig(chains=2, cores=1)) == 1
+    with pytest.raises(ValueError, match="cores"):
+        sampling_cores(SamplerConfig(cores=0))
