@@ -215,6 +215,10 @@ def train(cfg: TrainConfig, data: ImageArrays, out_dir: str | Path, resume: bool
     if step >= cfg.max_steps:
         accelerator.print(f"already at step {step} >= max_steps={cfg.max_steps}; raise max_steps to continue")
         log_fh.close()
+        saved = out / "model" / "cytomodel.json"
+        if saved.is_file() and json.loads(saved.read_text()).get("train_steps") == step:
+            # leave the exported model untouched: results cached against it (e.g. by `evaluate`) stay valid
+            return CytoModel.from_pretrained(out / "model")
         return export_ema(step)
     bar = None
     if progress and accelerator.is_local_main_process:

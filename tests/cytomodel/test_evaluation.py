@@ -118,3 +118,31 @@ def test_evaluate_end_to_end(tiny_model_dir, tiny_dataset, split_dataset, tmp_pa
     # a re-run reuses every cached classification (nothing to classify) and gives the same table
     assert main(args) == 0
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), table)
+
+
+@pytest.mark.slow
+def test_classifier_experiments_script_runs_and_resumes(tiny_model_dir, split_dataset, tmp_path):
+    """scripts/run_classifier_experiments.sh end to end on the tiny preset: held-out-class and low-data models with
+    their baselines, then one evaluation; a second run skips the finished baselines and resumes the trainings."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    runs = tmp_path / "runs"
+    env = dict(os.environ, CYTOMODEL=str(Path(sys.executable).parent / "cytomodel"), DATA=str(split_dataset),
+               RUNS=str(runs), PRESET="tiny-16", STEPS="3", HOLDOUT="gamma", LOW="2", PER_CLASS="2",
+               MODEL=str(tiny_model_dir), BASELINE="none", SHIFT=str(tmp_path / "none"), TRAIN_ARGS="--set sample_every=10000",
+               BASELINE_ARGS="--baseline-epochs 1", EVAL_ARGS="--trials 3 --min-trials 2")
+    script = root / "scripts" / "run_classifier_experiments.sh"
+    p = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    for name in ("holdout-gamma", "low2"):
+        assert (runs / name / "model" / "cytomodel.json").is_file()
+        assert (runs / f"{name}-baseline" / "baseline.json").is_file()
+    sections = set(pd.read_csv(runs / "eval" / "results.csv").section)
+    assert {"in-domain", "anomaly", "low-data"} <= sections, sections
+    again = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "baseline holdout-gamma" not in again.stdout and "baseline low2" not in again.stdout
+    assert again.stdout.count("(--resume, 3 steps)") == 2
