@@ -126,7 +126,6 @@ def test_classifier_experiments_script_runs_and_resumes(tiny_model_dir, split_da
     their baselines, then one evaluation; a second run skips the finished baselines and resumes the trainings."""
     import os
     import subprocess
-    import sys
 
     root = Path(__file__).resolve().parents[2]
     runs = tmp_path / "runs"
