@@ -43,6 +43,10 @@ def _add_sampler(p: argparse.ArgumentParser) -> None:
     g.add_argument("--chains", type=int, default=2, help="chains (default 2; R-hat needs ≥ 2)")
     g.add_argument("--cores", type=int, default=None,
                    help="processes for the chains (default: one per chain, up to the CPUs available)")
+    g.add_argument("--jobs", type=int, default=None,
+                   help="report: groups of fits (SDT, psychometric, metacognition, comparison) run side by side in "
+                        "this many processes, each fit's chains one after the other (default: one per CPU; 1: one "
+                        "fit at a time, its chains in parallel as --cores says)")
     g.add_argument("--target-accept", type=float, default=0.9)
     g.add_argument("--sampler", choices=("pymc", "nutpie"), default="pymc",
                    help="NUTS implementation: PyMC's own (C backend) or nutpie (numba)")
@@ -156,7 +160,7 @@ def cmd_report(a) -> int:
                          class_evidence=a.class_evidence, lapse=a.lapse, anomaly_threshold=a.anomaly_threshold,
                          confidence_scale=a.confidence_scale, power_raters=a.power_raters,
                          power_trials=a.power_trials, power_sims=a.power_sims,
-                         min_attention_accuracy=a.min_attention_accuracy)
+                         min_attention_accuracy=a.min_attention_accuracy, jobs=a.jobs)
     df = load_responses(a.data)
     rep = validate_responses(df, min_attention_accuracy=a.min_attention_accuracy)
     for e in rep.exclusions:

@@ -17,8 +17,8 @@ import arviz as az
 import numpy as np
 import pymc as pm
 
-__all__ = ["Diagnostics", "Fit", "SamplerConfig", "check_diagnostics", "code_version", "fit_model", "log",
-           "sampling_cores"]
+__all__ = ["Diagnostics", "Fit", "SamplerConfig", "available_cpus", "check_diagnostics", "code_version", "fit_model",
+           "log", "sampling_cores"]
 
 _QUIET = False
 
@@ -74,10 +74,11 @@ class Diagnostics:
 
 @dataclass
 class Fit:
-    """One fitted model: its name, the PyMC model, the results and the checks."""
+    """One fitted model: its name, the PyMC model (None once the fit has crossed a process boundary), the results
+    and the checks."""
 
     name: str
-    model: pm.Model
+    model: pm.Model | None
     idata: az.InferenceData
     diagnostics: Diagnostics
     seconds: float
@@ -186,11 +187,15 @@ def sampling_cores(cfg: SamplerConfig) -> int:
         if cfg.cores < 1:
             raise ValueError(f"cores must be ≥ 1 (got {cfg.cores}); leave it unset to use one per chain")
         return int(cfg.cores)
+    return max(1, min(cfg.chains, available_cpus()))
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cfg.chains, cpus))
+        return os.cpu_count() or 1
 
 
 def hdi(x: np.ndarray, prob: float = 0.94) -> tuple[float, float]:

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, prepare
-from .fitting import Fit, SamplerConfig, draws, fit_model, hdi, log
+from .fitting import Fit, SamplerConfig, available_cpus, draws, fit_model, hdi, log
 from .models import (PsychometricSpec, build_difference_model, build_metad_model, build_psychometric_model,
                      build_sdt_model)
 from .power import decide, equivalence_power
 from .schema import CANNOT_TELL, ValidationReport, validate_responses
 
-__all__ = ["ALL_ANALYSES", "AnalysisConfig", "AnalysisResult", "run_analysis"]
+__all__ = ["ALL_ANALYSES", "AnalysisConfig", "AnalysisResult", "analysis_jobs", "run_analysis"]
 
 ALL_ANALYSES = ("sdt", "psychometric", "metacognition", "comparison", "power")
 # psychometric parameters in the tables: thresholds/widths first, then the slope (≈ 0: at chance), asymptotes
@@ -49,6 +49,9 @@ class AnalysisConfig:
     power_trials: tuple[int, ...] = (100, 300, 600)
     power_sims: int = 300
     min_attention_accuracy: float | None = 0.5
+    # analyses whose fits run side by side in separate processes (each fit's chains then one after the other):
+    # None = one process per CPU; 1 = one fit after another, each fit's chains in parallel (SamplerConfig.cores)
+    jobs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -67,6 +70,17 @@ class AnalysisResult:
     @property
     def diagnostics_ok(self) -> bool:
         return all(f.diagnostics.ok for f in self.fits.values())
+
+
+# every fit, in report order; its position fixes its seed offset, so a fit draws the same samples whichever
+# analyses run and in whichever process
+FIT_ORDER = ("sdt_authenticity", "psychometric_morph", "psychometric_class_experts", "psychometric_class_model",
+             "metad_authenticity_experts", "metad_classification_experts", "metad_authenticity_model",
+             "metad_classification_model", "difference_authenticity", "difference_classification")
+
+
+def _fit(name: str, model, cfg: SamplerConfig, **kw) -> Fit:
+    return fit_model(name, model, cfg, seed_offset=FIT_ORDER.index(name) + 1, **kw)
 
 
 def _summ(fit: Fit, var_names, hdi_prob: float) -> pd.DataFrame:
@@ -118,6 +132,10 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
     t0 = time.perf_counter()
     rep = data if isinstance(data, ValidationReport) else validate_responses(
         data, min_attention_accuracy=cfg.min_attention_accuracy)
+    groups = _process_groups(cfg.analyses)
+    jobs = analysis_jobs(cfg, len(groups))
+    if jobs > 1:
+        return _run_in_processes(rep, cfg, groups, jobs, t0)
     res = AnalysisResult(config=cfg, validation=rep)
     K = rep.confidence_levels
     classes = [c for c in rep.classes if c not in rep.excluded_ids("class", "classification")]
@@ -134,7 +152,6 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
     res.plots["auth_data"] = da
     res.plots["class_data"] = dc
     tables = res.tables
-    seed = 0
 
     def step(name):
         log(f"[{time.perf_counter() - t0:6.1f} s] {name}")
@@ -145,7 +162,7 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
         a = prepare.sdt_arrays(da, cfg.sdt_synthetic)
         model, priors = build_sdt_model(a["y"], a["s"], a["rater_idx"], a["stim_idx"], a["raters"], a["stimuli"],
                                         stimulus_effects=cfg.stimulus_effects)
-        fit = fit_model("sdt_authenticity", model, scfg, priors=priors, seed_offset=(seed := seed + 1),
+        fit = _fit("sdt_authenticity", model, scfg, priors=priors,
                         info={"n_obs": len(a["y"]), "subset": cfg.sdt_synthetic})
         res.fits[fit.name] = fit
         src = np.where(a["s"] > 0, "real", "synthetic")
@@ -192,7 +209,7 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
         spec = PsychometricSpec(cfg.morph_family, cfg.morph_gamma, cfg.lapse)
         model, priors = build_psychometric_model(m["x"], m["k"], m["n"], m["rater_idx"], m["raters"], spec,
                                                  x_range=(0.0, 1.0))
-        fit = fit_model("psychometric_morph", model, scfg, priors=priors, seed_offset=(seed := seed + 1),
+        fit = _fit("psychometric_morph", model, scfg, priors=priors,
                         info={"spec": spec.describe()})
         res.fits[fit.name] = fit
         tables["ppc_psychometric_morph"] = _ppc_table(fit)
@@ -207,7 +224,7 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
               float(max(c["x"].max(), mod[cfg.class_evidence].max())))
         model, priors = build_psychometric_model(c["x"], c["k"], c["n"], c["rater_idx"], c["raters"], spec_c,
                                                  x_range=xr)
-        fit = fit_model("psychometric_class_experts", model, scfg, priors=priors, seed_offset=(seed := seed + 1),
+        fit = _fit("psychometric_class_experts", model, scfg, priors=priors,
                         info={"spec": spec_c.describe(), "evidence": cfg.class_evidence})
         res.fits[fit.name] = fit
         tables["ppc_psychometric_class_experts"] = _ppc_table(fit)
@@ -216,7 +233,7 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
         model, priors = build_psychometric_model(mx[cfg.class_evidence].to_numpy(float),
                                                  mx["class_correct"].to_numpy(int), np.ones(len(mx), int), None,
                                                  ["model"], spec_c, hierarchical=False, x_range=xr)
-        fitm = fit_model("psychometric_class_model", model, scfg, priors=priors, seed_offset=(seed := seed + 1),
+        fitm = _fit("psychometric_class_model", model, scfg, priors=priors,
                          info={"spec": spec_c.describe(), "evidence": cfg.class_evidence})
         res.fits[fitm.name] = fitm
         tables["ppc_psychometric_class_model"] = _ppc_table(fitm)
@@ -296,14 +313,14 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
         cS1, cS2 = prepare.metad_counts_auth(sub["source"].to_numpy(), sub["auth_response"].to_numpy(),
                                              sub["auth_confidence_level"].to_numpy(), r_idx, len(raters), K)
         model, priors = build_metad_model(cS1, cS2, raters, K)
-        fa = fit_model("metad_authenticity_experts", model, scfg, priors=priors, seed_offset=(seed := seed + 1))
+        fa = _fit("metad_authenticity_experts", model, scfg, priors=priors)
         res.fits[fa.name] = fa
         tables["ppc_metad_authenticity_experts"] = _ppc_table(fa)
         step("metacognition: hierarchical meta-d′, classification (experts, folded correct/incorrect)")
         r_idx, raters_c = prepare._index(dc["participant_id"])
         cc = prepare.folded_counts(corr_c, dc["class_confidence_level"].to_numpy(), r_idx, len(raters_c), K)
         model, priors = build_metad_model(None, cc, raters_c, K, folded=True)
-        fc = fit_model("metad_classification_experts", model, scfg, priors=priors, seed_offset=(seed := seed + 1))
+        fc = _fit("metad_classification_experts", model, scfg, priors=priors)
         res.fits[fc.name] = fc
         tables["ppc_metad_classification_experts"] = _ppc_table(fc)
         step("metacognition: meta-d′ of the model (authenticity and classification)")
@@ -311,12 +328,12 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
         mS1, mS2 = prepare.metad_counts_auth(msub["source"].to_numpy(), msub["auth_response"].to_numpy(),
                                              msub["auth_level_q"].to_numpy(), np.zeros(len(msub), int), 1, K)
         model, priors = build_metad_model(mS1, mS2, ["model"], K, hierarchical=False)
-        fma = fit_model("metad_authenticity_model", model, scfg, priors=priors, seed_offset=(seed := seed + 1))
+        fma = _fit("metad_authenticity_model", model, scfg, priors=priors)
         res.fits[fma.name] = fma
         mc = prepare.folded_counts(mod["class_correct"].to_numpy(), mod["class_level_q"].to_numpy(),
                                    np.zeros(len(mod), int), 1, K)
         model, priors = build_metad_model(None, mc, ["model"], K, hierarchical=False, folded=True)
-        fmc = fit_model("metad_classification_model", model, scfg, priors=priors, seed_offset=(seed := seed + 1))
+        fmc = _fit("metad_classification_model", model, scfg, priors=priors)
         res.fits[fmc.name] = fmc
         mrows = []
         for f, task, grp in ((fa, "authenticity", "experts"), (fc, "classification", "experts"),
@@ -375,7 +392,7 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
             lut = {s: i for i, s in enumerate(stimuli)}
             model, priors = build_difference_model(y_h, r_idx, d["stimulus_id"].map(lut).to_numpy(int), y_m,
                                                    np.arange(len(mod)), raters, stimuli)
-            fit = fit_model(f"difference_{task}", model, scfg, priors=priors, seed_offset=(seed := seed + 1))
+            fit = _fit(f"difference_{task}", model, scfg, priors=priors)
             res.fits[fit.name] = fit
             tables[f"ppc_difference_{task}"] = _ppc_table(
                 fit, {"correct_experts": {"rater": np.asarray(raters)[r_idx]}})
@@ -387,14 +404,69 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
             res.plots[f"difference_{task}"] = diff
         tables["difference"] = pd.concat(diff_rows, ignore_index=True)
 
-    # ---------------------------------------------------------------- diagnostics & priors
-    tables["diagnostics"] = pd.DataFrame([{
+    _fit_tables(res)
+    res.seconds = time.perf_counter() - t0
+    step("analysis done")
+    return res
+
+
+def _fit_tables(res: AnalysisResult) -> None:
+    """Diagnostics and priors of every fit (the report's honesty tables)."""
+    res.tables["diagnostics"] = pd.DataFrame([{
         "model": f.name, "ok": f.diagnostics.ok, "rhat_max": f.diagnostics.rhat_max,
         "ess_bulk_min": f.diagnostics.ess_bulk_min, "ess_tail_min": f.diagnostics.ess_tail_min,
         "divergences": f.diagnostics.divergences, "draws": f.diagnostics.n_draws, "seconds": f.seconds,
         "problems": "; ".join(f.diagnostics.problems)} for f in res.fits.values()])
-    tables["priors"] = pd.DataFrame([{"model": f.name, "parameter": k, "prior": v}
-                                     for f in res.fits.values() for k, v in f.priors.items()])
+    res.tables["priors"] = pd.DataFrame([{"model": f.name, "parameter": k, "prior": v}
+                                         for f in res.fits.values() for k, v in f.priors.items()])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fits side by side: 2 CPUs run one fit's sampling while the other compiles, draws the posterior predictive and
+# computes diagnostics (serial work that parallel chains leave on one core)
+# ---------------------------------------------------------------------------------------------------------------
+def _process_groups(analyses: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The analyses that sample, split into independent groups, costliest first (so the schedule ends evenly)."""
+    groups = [(a,) for a in ("metacognition", "comparison", "psychometric") if a in analyses]
+    if "sdt" in analyses:
+        groups.append(("sdt", "power") if "power" in analyses else ("sdt",))
+    return groups
+
+
+def analysis_jobs(cfg: AnalysisConfig, n_groups: int) -> int:
+    """Processes that run groups of fits at once: ``cfg.jobs`` (or one per CPU), at most one per group."""
+    if cfg.jobs is not None and cfg.jobs < 1:
+        raise ValueError(f"jobs must be ≥ 1 (got {cfg.jobs}); leave it unset to use one per CPU")
+    return max(1, min(cfg.jobs or available_cpus(), n_groups))
+
+
+def _run_group(args) -> AnalysisResult:
+    rep, cfg = args
+    res = run_analysis(rep, cfg)
+    for f in res.fits.values():
+        f.model = None  # a pm.Model does not pickle reliably; nothing downstream of the fit needs it
+    return res
+
+
+def _run_in_processes(rep: ValidationReport, cfg: AnalysisConfig, groups, jobs: int, t0: float) -> AnalysisResult:
+    import multiprocessing as mp
+
+    log(f"[{time.perf_counter() - t0:6.1f} s] {len(groups)} groups of fits ({', '.join('+'.join(g) for g in groups)}) "
+        f"in {jobs} processes, chains one after the other in each")
+    sub = [dataclasses.replace(cfg, analyses=g, jobs=1, sampler=dataclasses.replace(cfg.sampler, cores=1))
+           for g in groups]
+    # fork: the workers inherit the imported PyMC/PyTensor instead of importing them again
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    with ctx.Pool(jobs, maxtasksperchild=1) as pool:
+        parts = pool.map(_run_group, [(rep, c) for c in sub], chunksize=1)
+    res = AnalysisResult(config=cfg, validation=rep)
+    for part in parts:
+        res.fits.update(part.fits)
+        res.tables.update(part.tables)
+        res.plots.update(part.plots)
+        res.headline = res.headline or part.headline
+    res.fits = {n: res.fits[n] for n in FIT_ORDER if n in res.fits}
+    _fit_tables(res)
     res.seconds = time.perf_counter() - t0
-    step("analysis done")
+    log(f"[{res.seconds:6.1f} s] analysis done")
     return res

@@ -5,10 +5,12 @@ PyTensor caches compiled C code in its compiledir across processes; ``--cold`` p
 compiledir (first-ever-run cost), otherwise the cache is whatever this machine already has ("warm").
 Target: ≤ 60 s wall.  The load average is printed because this machine may be shared; CPU seconds (this
 report's process tree) are printed beside the wall time because they are much less sensitive to other jobs.
-Every sampler × cores combination runs in the same invocation, one after the other, so their ratio is measured
-side by side ("auto" = one process per chain up to the CPUs available, the default of ``cytoanalysis report``).
+Every sampler × jobs × cores combination runs in the same invocation, one after the other, so their ratio is measured
+side by side.  ``--jobs``: processes running groups of fits at once ("auto" = one per CPU, the default of
+``cytoanalysis report``, chains one after the other inside each); with ``--jobs 1`` the fits run one after another
+and ``--cores`` sets the processes for each fit's chains ("auto" = one per chain up to the CPUs).
 
-    python benchmarks/analysis_report_speed.py [--samplers pymc,nutpie] [--cores auto,1] [--cold] [--draws 1000]
+    python benchmarks/analysis_report_speed.py [--samplers pymc,nutpie] [--jobs auto,1] [--cores auto] [--cold]
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def main(argv=None) -> int:
     ap.add_argument("--samplers", default="pymc", help="comma-separated: pymc, nutpie (default pymc)")
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--tune", type=int, default=1000)
-    ap.add_argument("--cores", default="auto,1", help="comma-separated processes for the chains; 'auto' = default")
+    ap.add_argument("--jobs", default="auto,1", help="comma-separated processes for groups of fits; 'auto' = default")
+    ap.add_argument("--cores", default="auto", help="comma-separated processes for the chains when --jobs is 1")
     ap.add_argument("--cold", action="store_true", help="use an empty PyTensor compiledir per run")
     ap.add_argument("--keep", default=None, help="folder to keep the reports in")
     a = ap.parse_args(argv)
@@ -40,18 +43,21 @@ def main(argv=None) -> int:
     subprocess.run([sys.executable, "-m", "analysis", "simulate", "--out", str(data), "--raters", str(a.raters),
                     "--trials", str(a.trials), "--seed", "1"], check=True)
     results = []
-    runs = [(s, c) for s in a.samplers.split(",") for c in a.cores.split(",")]
-    for sampler, cores in runs:
+    runs = [(s, j, c) for s in a.samplers.split(",") for j in a.jobs.split(",")
+            for c in (a.cores.split(",") if j == "1" else ["1"])]
+    for sampler, jobs, cores in runs:
         env = dict(os.environ)
         if a.cold:
             env["PYTENSOR_FLAGS"] = f"compiledir={tempfile.mkdtemp(prefix='pt_cold_')}"
-        out = work / f"report_{sampler}_cores-{cores}"
+        label = f"jobs {jobs}" + (f", cores {cores}" if jobs == "1" else "")
+        out = work / f"report_{sampler}_jobs-{jobs}_cores-{cores}"
         load0 = os.getloadavg()[0]
         cpu0 = os.times()
         t0 = time.perf_counter()
         p = subprocess.run([sys.executable, "-m", "analysis", "report", "--data", str(data), "--out", str(out),
                             "--sampler", sampler, "--draws", str(a.draws), "--tune", str(a.tune),
-                            "--allow-diagnostic-failures"] + ([] if cores == "auto" else ["--cores", cores]),
+                            "--allow-diagnostic-failures"] + ([] if jobs == "auto" else ["--jobs", jobs])
+                           + ([] if cores == "auto" or jobs != "1" else ["--cores", cores]),
                            env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         cpu1 = os.times()
@@ -66,11 +72,11 @@ def main(argv=None) -> int:
             n_fail = int((~d["ok"]).sum())
         else:
             n_fail = -1
-        results.append({"sampler": sampler, "cores": cores, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+        results.append({"sampler": sampler, "setting": label, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
                         "exit": p.returncode,
                         "fits_failing_diagnostics": n_fail, "load_before": round(load0, 2),
                         "load_after": round(load1, 2), "per_fit_s": fits})
-        print(f"{sampler}, cores {cores}: wall {wall:.1f} s (target ≤ 60 s: {'PASS' if wall <= 60 else 'MISSED'}), "
+        print(f"{sampler}, {label}: wall {wall:.1f} s (target ≤ 60 s: {'PASS' if wall <= 60 else 'MISSED'}), "
               f"CPU {cpu:.1f} s, exit "
               f"{p.returncode}, fits failing diagnostics {n_fail}, load avg {load0:.1f}→{load1:.1f}, "
               f"{'cold' if a.cold else 'warm'} compile cache", flush=True)
@@ -80,7 +86,7 @@ def main(argv=None) -> int:
     if len(results) > 1:
         base = results[-1]
         for r in results[:-1]:
-            print(f"wall ratio {base['sampler']}/cores {base['cores']} ÷ {r['sampler']}/cores {r['cores']}: "
+            print(f"wall ratio {base['sampler']} {base['setting']} ÷ {r['sampler']} {r['setting']}: "
                   f"{base['wall_s'] / max(r['wall_s'], 1e-9):.2f}×")
     (work / "speed.json").write_text(json.dumps(results, indent=2))
     print(f"reports in {work}")
