@@ -32,8 +32,8 @@ from sqlalchemy.orm import Session
 
 from .design import trial_sequence
 from .stimuli import Study, load_study
-from .storage import (Assignment, Database, Participant, Response, StorageUnavailable, StudyRow,
-                      resolve_db_url, utcnow)
+from .storage import (DEFAULT_RETRY_SECONDS, Assignment, Database, Participant, Response, StorageUnavailable,
+                      StudyRow, resolve_db_url, utcnow)
 
 CANNOT_TELL = "cannot_tell"
 AUTH_ANSWERS = ("real", "synthetic")
@@ -116,7 +116,7 @@ class SubmitResult:
 
 
 class StudyService:
-    def __init__(self, study_dir: str | Path, db_url: str | None = None, retry_seconds: float = 10.0):
+    def __init__(self, study_dir: str | Path, db_url: str | None = None, retry_seconds: float = DEFAULT_RETRY_SECONDS):
         self.study: Study = load_study(study_dir)
         self.cfg = self.study.config
         self.classes = self.study.classes

@@ -26,6 +26,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 
 SCHEMA_VERSION = 2
 DB_URL_ENV = "CYTOSTUDY_DB_URL"
+# how long a write keeps retrying a locked or unreachable database before the participant is told
+DEFAULT_RETRY_SECONDS = 10.0
 T = TypeVar("T")
 
 
@@ -248,7 +250,7 @@ def is_transient(exc: BaseException) -> bool:
 class Database:
     """Engine + migrations + transactional helpers with retry on transient failures."""
 
-    def __init__(self, url: str, retry_seconds: float = 10.0, busy_timeout_s: float = 5.0):
+    def __init__(self, url: str, retry_seconds: float = DEFAULT_RETRY_SECONDS, busy_timeout_s: float = 5.0):
         import threading
         self.url = url
         # SQLite allows one writer at a time; within this process (all Streamlit sessions share it) writers queue
