@@ -8,7 +8,7 @@
 #
 # Settings (environment): DATA (manifest or folder, default ../shared/data/pbc), RUNS (default
 # runs/classifier-experiments), PRESET (cpu-32), STEPS (training steps per model, 6000), HOLDOUT (ig),
-# LOW (space-separated labels per class, "10 20 50"), PER_CLASS (evaluation images per class, 40),
+# LOW (space-separated labels per class, "10 20 50"; empty: none), PER_CLASS (evaluation images per class, 40),
 # MODEL (the main model, data/models/cpu-32), BASELINE (its baseline CNN, data/models/baseline-32, or none), SHIFT (domain-shift data, ../shared/data/bccd_wbc if present);
 # TRAIN_ARGS, BASELINE_ARGS, EVAL_ARGS: extra words for the trainings, the baselines and `evaluate`.
 set -euo pipefail
@@ -19,7 +19,7 @@ RUNS=${RUNS:-runs/classifier-experiments}
 PRESET=${PRESET:-cpu-32}
 STEPS=${STEPS:-6000}
 HOLDOUT=${HOLDOUT:-ig}
-LOW=${LOW:-10 20 50}
+LOW=${LOW-10 20 50}
 PER_CLASS=${PER_CLASS:-40}
 MODEL=${MODEL:-data/models/cpu-32}
 BASELINE=${BASELINE:-data/models/baseline-32}
