@@ -112,6 +112,9 @@ def test_evaluate_end_to_end(tiny_model_dir, tiny_dataset, split_dataset, tmp_pa
     assert set(shift_rows.pred_class) <= {"alpha", "beta"} and "prob_gamma" not in shift_rows
     md = (out / "results.md").read_text()
     assert "## 3. Anomaly detection" in md and "Held-out class: **gamma**" in md
+    anom = table[table.section == "anomaly"]
+    assert {"diffusion (-zeta)", "diffusion error margin", "diffusion best-class error"} <= set(anom.classifier)
+    assert anom.classifier.str.startswith("diffusion max-softmax").any()
     assert (out / "figures" / "reliability.png").is_file() and (out / "figures" / "anomaly_roc.png").is_file()
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["classifier_config"]["seed"] == 0 and "code_version" in prov
