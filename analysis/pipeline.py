@@ -163,7 +163,7 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
         model, priors = build_sdt_model(a["y"], a["s"], a["rater_idx"], a["stim_idx"], a["raters"], a["stimuli"],
                                         stimulus_effects=cfg.stimulus_effects)
         fit = _fit("sdt_authenticity", model, scfg, priors=priors,
-                        info={"n_obs": len(a["y"]), "subset": cfg.sdt_synthetic})
+                   info={"n_obs": len(a["y"]), "subset": cfg.sdt_synthetic})
         res.fits[fit.name] = fit
         src = np.where(a["s"] > 0, "real", "synthetic")
         rat = np.asarray(a["raters"])[a["rater_idx"]]
@@ -210,7 +210,7 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
         model, priors = build_psychometric_model(m["x"], m["k"], m["n"], m["rater_idx"], m["raters"], spec,
                                                  x_range=(0.0, 1.0))
         fit = _fit("psychometric_morph", model, scfg, priors=priors,
-                        info={"spec": spec.describe()})
+                   info={"spec": spec.describe()})
         res.fits[fit.name] = fit
         tables["ppc_psychometric_morph"] = _ppc_table(fit)
         tables["psychometric_morph"] = _summ(fit, [v for v in PSYCHOMETRIC_TABLE if v in fit.idata.posterior], hp)
@@ -225,7 +225,7 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
         model, priors = build_psychometric_model(c["x"], c["k"], c["n"], c["rater_idx"], c["raters"], spec_c,
                                                  x_range=xr)
         fit = _fit("psychometric_class_experts", model, scfg, priors=priors,
-                        info={"spec": spec_c.describe(), "evidence": cfg.class_evidence})
+                   info={"spec": spec_c.describe(), "evidence": cfg.class_evidence})
         res.fits[fit.name] = fit
         tables["ppc_psychometric_class_experts"] = _ppc_table(fit)
         step(f"psychometric: {cfg.class_evidence} → P(correct class), model")
@@ -234,7 +234,7 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
                                                  mx["class_correct"].to_numpy(int), np.ones(len(mx), int), None,
                                                  ["model"], spec_c, hierarchical=False, x_range=xr)
         fitm = _fit("psychometric_class_model", model, scfg, priors=priors,
-                         info={"spec": spec_c.describe(), "evidence": cfg.class_evidence})
+                    info={"spec": spec_c.describe(), "evidence": cfg.class_evidence})
         res.fits[fitm.name] = fitm
         tables["ppc_psychometric_class_model"] = _ppc_table(fitm)
         tables["psychometric_class"] = pd.concat([
