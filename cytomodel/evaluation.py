@@ -453,12 +453,16 @@ def evaluate(inp: EvalInputs, config=None, progress: bool = True) -> Report:
         ev, et = av[acols].to_numpy(), at[acols].to_numpy()
         y_in = av.loc[~va, "label"].map({c: i for i, c in enumerate(amodel.class_names)}).to_numpy()
         t_anom, _, _ = fit_temperature(ev[~va], y_in)
+
+        def val_and_test(score):
+            return score(ev), score(et)
+
         d_scores = {
             "diffusion (-zeta)": (av["anomaly_score"].to_numpy(), at["anomaly_score"].to_numpy()),
             f"diffusion max-softmax (T {t_anom:.3g} fitted on in-distribution {inp.val_split})":
-                (-softmax_neg(ev, t_anom).max(1), -softmax_neg(et, t_anom).max(1)),
-            "diffusion error margin": (-np.diff(np.sort(ev, 1)[:, :2], 1)[:, 0], -np.diff(np.sort(et, 1)[:, :2], 1)[:, 0]),
-            "diffusion best-class error": (ev.min(1), et.min(1)),
+                val_and_test(lambda e: -softmax_neg(e, t_anom).max(1)),
+            "diffusion error margin": val_and_test(lambda e: -np.diff(np.sort(e, 1)[:, :2], 1)[:, 0]),
+            "diffusion best-class error": val_and_test(lambda e: e.min(1)),
         }
         summ, roc = {}, {}
         for label, (sv, st) in d_scores.items():
