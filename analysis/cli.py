@@ -48,6 +48,9 @@ def _add_sampler(p: argparse.ArgumentParser) -> None:
                         "this many processes, each fit's chains one after the other (default: one per CPU; 1: one "
                         "fit at a time, its chains in parallel as --cores says)")
     g.add_argument("--target-accept", type=float, default=0.9)
+    g.add_argument("--ppc-draws", type=int, default=500,
+                   help="posterior draws (thinned evenly) that replicate the data for the posterior predictive "
+                        "checks (default 500; 0: all)")
     g.add_argument("--sampler", choices=("pymc", "nutpie"), default="pymc",
                    help="NUTS implementation: PyMC's own (C backend) or nutpie (numba)")
     g.add_argument("--seed", type=int, default=0, help="random seed for sampling and power simulations")
@@ -143,7 +146,7 @@ def _sampler_from(a):
     from .fitting import SamplerConfig
     return SamplerConfig(draws=a.draws, tune=a.tune, chains=a.chains, cores=a.cores, target_accept=a.target_accept,
                          seed=a.seed, sampler=a.sampler, progressbar=a.progressbar, rhat_max=a.rhat_max,
-                         ess_min=a.ess_min)
+                         ess_min=a.ess_min, ppc_draws=a.ppc_draws)
 
 
 def cmd_report(a) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 import pymc as pm
 
 __all__ = ["Diagnostics", "Fit", "SamplerConfig", "available_cpus", "check_diagnostics", "code_version", "fit_model",
-           "log", "sampling_cores"]
+           "log", "sampling_cores", "thinned"]
 
 _QUIET = False
 
@@ -47,6 +47,7 @@ class SamplerConfig:
     sampler: str = "pymc"
     progressbar: bool = False
     posterior_predictive: bool = True
+    ppc_draws: int = 500     # posterior draws (thinned evenly) that each replicate the data; 0: all of them
     rhat_max: float = 1.01
     ess_min: float = 400.0   # bulk and tail ESS, per parameter (Vehtari et al. 2021: > 100 per chain)
     max_divergences: int = 0
@@ -165,7 +166,8 @@ def fit_model(name: str, model: pm.Model, cfg: SamplerConfig, *, priors: dict[st
         idata = pm.sample(**kwargs)
         t_sample = time.perf_counter() - t0
         if cfg.posterior_predictive and model.observed_RVs:
-            pp = pm.sample_posterior_predictive(idata, model=model, random_seed=seed + 1, progressbar=False)
+            pp = pm.sample_posterior_predictive(thinned(idata, cfg.ppc_draws), model=model, random_seed=seed + 1,
+                                                progressbar=False)
             idata.extend(pp)
     free = [rv.name for rv in model.free_RVs]
     diag = check_diagnostics(idata, free, cfg)
@@ -179,6 +181,18 @@ def fit_model(name: str, model: pm.Model, cfg: SamplerConfig, *, priors: dict[st
         log(f"    ! {p}")
     return Fit(name=name, model=model, idata=idata, diagnostics=diag, seconds=secs, priors=priors or {},
                info=info or {})
+
+
+def thinned(idata: az.InferenceData, n: int) -> az.InferenceData:
+    """``idata`` with every k-th draw of each chain, k chosen so that at most ``n`` draws remain (all if n ≤ 0).
+
+    Why: posterior predictive p-values need a few hundred replicated data sets, not thousands; forward sampling
+    costs time per draw."""
+    total = idata.posterior.sizes["chain"] * idata.posterior.sizes["draw"]
+    if n <= 0 or total <= n:
+        return idata
+    k = -(-total // n)
+    return idata.isel(draw=slice(None, None, k), groups="posterior")
 
 
 def sampling_cores(cfg: SamplerConfig) -> int:

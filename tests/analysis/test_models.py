@@ -137,3 +137,20 @@ def test_sampling_cores_defaults_to_one_process_per_chain(monkeypatch):
     assert sampling_cores(SamplerConfig(chains=2, cores=1)) == 1
     with pytest.raises(ValueError, match="cores"):
         sampling_cores(SamplerConfig(cores=0))
+
+
+def test_posterior_predictive_replicates_a_thinned_posterior():
+    """With ppc_draws = 100 the fit keeps all 2 × 400 posterior draws but replicates the data from ≤ 100 of them,
+    spread over both chains and the whole run."""
+    from analysis.fitting import thinned
+    rng = np.random.default_rng(0)
+    k = rng.binomial(20, 0.7, size=8)
+    m, _ = build_psychometric_model(np.linspace(0, 1, 8), k, np.full(8, 20), None, ["one"],
+                                    PsychometricSpec("logistic", 0.0, 0.0), hierarchical=False)
+    f = fit_model("ppc_thinned", m, SamplerConfig(**{**CFG.to_dict(), "posterior_predictive": True, "ppc_draws": 100}))
+    post, pp = f.idata.posterior, f.idata.posterior_predictive
+    assert (post.sizes["chain"], post.sizes["draw"]) == (2, 400)
+    assert pp.sizes["chain"] == 2 and pp.sizes["chain"] * pp.sizes["draw"] <= 100
+    assert pp.sizes["chain"] * pp.sizes["draw"] >= 90
+    assert int(pp["draw"].min()) == 0 and int(pp["draw"].max()) > 390
+    assert thinned(f.idata, 0).posterior.sizes["draw"] == 400
