@@ -5,12 +5,13 @@ PyTensor caches compiled C code in its compiledir across processes; ``--cold`` p
 compiledir (first-ever-run cost), otherwise the cache is whatever this machine already has ("warm").
 Target: ≤ 60 s wall.  The load average is printed because this machine may be shared; CPU seconds (this
 report's process tree) are printed beside the wall time because they are much less sensitive to other jobs.
-Every sampler × jobs × cores combination runs in the same invocation, one after the other, so their ratio is measured
-side by side.  ``--jobs``: processes running groups of fits at once ("auto" = one per CPU, the default of
-``cytoanalysis report``, chains one after the other inside each); with ``--jobs 1`` the fits run one after another
-and ``--cores`` sets the processes for each fit's chains ("auto" = one per chain up to the CPUs).
+Every sampler × jobs × cores × tune × ppc-draws combination runs in the same invocation, one after the other, so
+their ratio is measured side by side.  ``--jobs``: processes running groups of fits at once ("auto" = one per CPU,
+the default of ``cytoanalysis report``, chains one after the other inside each); with ``--jobs 1`` the fits run one
+after another and ``--cores`` sets the processes for each fit's chains ("auto" = one per chain up to the CPUs).
 
     python benchmarks/analysis_report_speed.py [--samplers pymc,nutpie] [--jobs auto,1] [--cores auto] [--cold]
+                                               [--tune 1000,500] [--ppc-draws 500,0]
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", type=int, default=300)
     ap.add_argument("--samplers", default="pymc", help="comma-separated: pymc, nutpie (default pymc)")
     ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--tune", type=int, default=1000)
+    ap.add_argument("--tune", default="1000", help="comma-separated tuning steps per chain (default 1000)")
+    ap.add_argument("--ppc-draws", default="500",
+                    help="comma-separated draws replicating the data for the posterior predictive checks (0: all)")
     ap.add_argument("--jobs", default="auto,1", help="comma-separated processes for groups of fits; 'auto' = default")
     ap.add_argument("--cores", default="auto", help="comma-separated processes for the chains when --jobs is 1")
     ap.add_argument("--cold", action="store_true", help="use an empty PyTensor compiledir per run")
@@ -43,20 +46,23 @@ def main(argv=None) -> int:
     subprocess.run([sys.executable, "-m", "analysis", "simulate", "--out", str(data), "--raters", str(a.raters),
                     "--trials", str(a.trials), "--seed", "1"], check=True)
     results = []
-    runs = [(s, j, c) for s in a.samplers.split(",") for j in a.jobs.split(",")
-            for c in (a.cores.split(",") if j == "1" else ["1"])]
-    for sampler, jobs, cores in runs:
+    runs = [(s, j, c, t, pp) for s in a.samplers.split(",") for j in a.jobs.split(",")
+            for c in (a.cores.split(",") if j == "1" else ["1"]) for t in a.tune.split(",")
+            for pp in a.ppc_draws.split(",")]
+    for sampler, jobs, cores, tune, ppc in runs:
         env = dict(os.environ)
         if a.cold:
             env["PYTENSOR_FLAGS"] = f"compiledir={tempfile.mkdtemp(prefix='pt_cold_')}"
-        label = f"jobs {jobs}" + (f", cores {cores}" if jobs == "1" else "")
-        out = work / f"report_{sampler}_jobs-{jobs}_cores-{cores}"
+        label = (f"jobs {jobs}" + (f", cores {cores}" if jobs == "1" else "")
+                 + (f", tune {tune}" if "," in a.tune else "") + (f", ppc draws {ppc}" if "," in a.ppc_draws else ""))
+        out = work / f"report_{sampler}_jobs-{jobs}_cores-{cores}_tune-{tune}_ppc-{ppc}"
         load0 = os.getloadavg()[0]
         cpu0 = os.times()
         t0 = time.perf_counter()
         p = subprocess.run([sys.executable, "-m", "analysis", "report", "--data", str(data), "--out", str(out),
-                            "--sampler", sampler, "--draws", str(a.draws), "--tune", str(a.tune),
-                            "--allow-diagnostic-failures"] + ([] if jobs == "auto" else ["--jobs", jobs])
+                            "--sampler", sampler, "--draws", str(a.draws), "--tune", tune,
+                            "--ppc-draws", ppc, "--allow-diagnostic-failures"]
+                           + ([] if jobs == "auto" else ["--jobs", jobs])
                            + ([] if cores == "auto" or jobs != "1" else ["--cores", cores]),
                            env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
