@@ -184,7 +184,8 @@ def fit_model(name: str, model: pm.Model, cfg: SamplerConfig, *, priors: dict[st
 
 
 def thinned(idata: az.InferenceData, n: int) -> az.InferenceData:
-    """``idata`` with every k-th draw of each chain, k chosen so that at most ``n`` draws remain (all if n ≤ 0).
+    """``idata`` with every k-th draw of each chain, k chosen so that at most ``n`` draws remain over all chains
+    (all of them if n ≤ 0).
 
     Why: posterior predictive p-values need a few hundred replicated data sets, not thousands; forward sampling
     costs time per draw."""

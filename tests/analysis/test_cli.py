@@ -56,7 +56,7 @@ def test_report_folder_and_diagnostic_gate(sim, tmp_path):
     assert main(args + ["--allow-diagnostic-failures"]) == 0
     md = (out / "report.md").read_text()
     assert "DIAGNOSTIC FAILURE" in md and "**FAILED**" in md and "## Priors" in md
-    assert "ROPE" in md and "interval" in md
+    assert "ROPE" in md and "interval" in md and "up to 500 posterior draws" in md
     for ext in ("pdf", "svg", "png"):
         assert (out / "figures" / f"fig_auth_accuracy.{ext}").stat().st_size > 1000
         assert (out / "figures" / f"fig_type2_roc.{ext}").exists()
