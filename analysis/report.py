@@ -216,9 +216,10 @@ def _markdown(res: AnalysisResult, prov: dict, figs: dict, out: Path) -> str:
         allp = pd.concat(ppc, ignore_index=True)
         n_flag = int(allp["flag"].sum())
         L.append("### Posterior predictive checks\n")
-        reps = cfg.sampler.ppc_draws if cfg.sampler.ppc_draws > 0 else "all"
+        reps = (f"up to {cfg.sampler.ppc_draws} posterior draws (thinned evenly)" if cfg.sampler.ppc_draws > 0
+                else "all posterior draws")
         L.append(f"{len(allp)} statistics (means of each observed variable, overall and per rater/source/bin), each "
-                 f"over replicated data sets from up to {reps} posterior draws (thinned evenly); "
+                 f"over replicated data sets from {reps}; "
                  f"posterior predictive p outside [0.01, 0.99]: **{n_flag}** "
                  f"(≈ {0.02 * len(allp):.1f} expected by chance if the models fit). Full table: `tables/ppc_*.csv`.\n")
         if n_flag:
