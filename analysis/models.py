@@ -21,6 +21,7 @@ __all__ = [
     "build_metad_model",
     "build_psychometric_model",
     "build_sdt_model",
+    "type1_point_estimates",
 ]
 
 
@@ -218,15 +219,19 @@ def _lower_bins(edges, mu):
 
 
 def metad_probabilities(d, c1, M, inc_pos, inc_neg):
-    """Response probabilities of the meta-d′ model (Maniscalco & Lau 2012, meta-c′ = c′ convention).
+    """Response probabilities of the meta-d′ model (Maniscalco & Lau 2012) with HMeta-d's criterion convention.
 
-    d, c1, M: shape (R,); inc_pos/inc_neg: (R, K−1) positive type-2 criterion increments beyond meta-c1 on the
+    d, c1, M: shape (R,); inc_pos/inc_neg: (R, K−1) positive type-2 criterion increments beyond c1 on the
     "S2" and "S1" response sides.  Returns (p_S1, p_S2), each (R, 2K) in the HMeta-d order: answer S1 with
     confidence K..1, then answer S2 with confidence 1..K.
+
+    The type-2 criteria start at meta-c1 = c1, as in HMeta-d (Fleming 2017), not at M&L's meta-c1 = M·c1
+    ("meta-c′ = c′"): with d′ near 0 — experts at chance on authenticity, the case this toolkit expects — the
+    product M·c1 couples the weakly identified M to the criteria and NUTS diverged (measured in docs/analysis.md).
     """
     big = 40.0
     meta_d = M * d
-    meta_c = M * c1
+    meta_c = c1
     mc = meta_c[:, None]
     edges_pos = pt.concatenate([mc, mc + pt.cumsum(inc_pos, axis=1), pt.full_like(mc, big) + mc], axis=1)
     edges_neg = pt.concatenate([mc, mc - pt.cumsum(inc_neg, axis=1), mc - pt.full_like(mc, big)], axis=1)
@@ -246,49 +251,54 @@ def metad_probabilities(d, c1, M, inc_pos, inc_neg):
     return out[0], out[1]
 
 
+def type1_point_estimates(counts_S1: np.ndarray | None, counts_S2: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-rater d′ and c1 from the type-1 part of HMeta-d counts, each cell padded by 1/(2K) (HMeta-d's
+    ``padAmount``) so that a rater with no false alarms or no misses still gets a finite d′.
+
+    Folded counts (``counts_S1`` None): the observer is taken as unbiased, d′ = 2Φ⁻¹(accuracy), c1 = 0.
+    """
+    from .mle import type1_sdt
+    counts_S2 = np.asarray(counts_S2, float)
+    counts_S1 = counts_S2[:, ::-1] if counts_S1 is None else np.asarray(counts_S1, float)
+    est = np.array([type1_sdt(a, b, pad=1.0 / (2 * K)) for a, b in zip(counts_S1, counts_S2)])
+    return est[:, 0], est[:, 1]
+
+
 def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, raters: Sequence[str], K: int, *,
                       hierarchical: bool = True, folded: bool = False) -> tuple[pm.Model, dict[str, str]]:
-    """Meta-d′ model over raters.
+    """Meta-d′ model over raters, as HMeta-d's default group model (Fleming 2017).
 
     Unfolded (a two-choice task such as authenticity, S1 = synthetic, S2 = real): ``counts_S1``/``counts_S2`` are
-    (R, 2K) counts in the HMeta-d order for S1 and S2 stimuli.  d_r, c1_r, log M_r hierarchical (normal);
-    meta-d′_r = M_r·d_r, meta-c1_r = M_r·c1_r; K−1 type-2 criteria per response side per rater.
+    (R, 2K) counts in the HMeta-d order for S1 and S2 stimuli.  Folded (correct/incorrect of a many-choice task such
+    as classification): ``counts_S2`` is (R, 2K) with "incorrect, confidence K..1" then "correct, confidence
+    1..K"; the observer is treated as unbiased (c1 = 0) with symmetric type-2 criteria, so d′ = 2Φ⁻¹(accuracy)
+    is the two-choice-equivalent sensitivity and meta-d′ the sensitivity that explains the type-2 ROC.
 
-    Folded (correct/incorrect of a many-choice task such as classification): ``counts_S2`` is (R, 2K) with
-    "incorrect, confidence K..1" then "correct, confidence 1..K"; the observer is treated as unbiased (c1 = 0)
-    with symmetric type-2 criteria, so d′ = 2Φ⁻¹(accuracy) is the two-choice-equivalent sensitivity and meta-d′
-    is the sensitivity that explains the type-2 ROC (confidence for correct vs incorrect answers).
+    d′ and c1 are held at their type-1 point estimates (:func:`type1_point_estimates`) and meta-c1 = c1, as in
+    HMeta-d; log M_r is hierarchical (normal, non-centred) and meta-d′_r = M_r·d′_r; K−1 type-2 criteria per
+    response side per rater.  Why: with d′ near 0 (experts at chance) the old form — d′ and c1 estimated jointly,
+    meta-c1 = M·c1 — diverged in every run on the report's simulated study, and fixing d′ alone did not cure it
+    (docs/analysis.md, *Meta-d′ robustness*); d′ itself is estimated, with its uncertainty, by the SDT model.
+    M-ratio is only interpretable where d′ is clearly above 0.
     """
     counts_S2 = np.asarray(counts_S2, int)
-    R = counts_S2.shape[0]
+    d_hat, c_hat = type1_point_estimates(counts_S1, counts_S2, K)
     coords = {"rater": list(raters), "bin": np.arange(2 * K), "criterion": np.arange(1, K)}
-    priors = {}
+    priors = {"d, c1": "type-1 point estimates per rater (counts padded by 1/(2K)), held fixed as in HMeta-d"
+                       + ("; c1 = 0 (folded)" if folded else "")}
     with pm.Model(coords=coords) as model:
+        d = pm.Deterministic("d", pt.as_tensor_variable(d_hat), dims="rater")
+        c1 = pt.zeros((len(d_hat),)) if folded else pm.Deterministic("c1", pt.as_tensor_variable(c_hat), dims="rater")
         if hierarchical:
-            mu_d = pm.Normal("mu_d", 1.0, 1.5)
-            sigma_d = pm.HalfNormal("sigma_d", 1.0)
-            d = pm.Deterministic("d", mu_d + sigma_d * pm.Normal("z_d", 0, 1, dims="rater"), dims="rater")
             mu_lm = pm.Normal("mu_log_M", 0.0, 1.0)
             sigma_lm = pm.HalfNormal("sigma_log_M", 1.0)
             logM = mu_lm + sigma_lm * pm.Normal("z_log_M", 0, 1, dims="rater")
             pm.Deterministic("group_M", pt.exp(mu_lm))
-            priors.update({"mu_d": "Normal(1, 1.5) — group d′", "sigma_d": "HalfNormal(1)",
-                           "mu_log_M": "Normal(0, 1) — group log M-ratio (HMeta-d)",
+            priors.update({"mu_log_M": "Normal(0, 1) — group log M-ratio (HMeta-d)",
                            "sigma_log_M": "HalfNormal(1) — between-rater SD of log M-ratio"})
-            if not folded:
-                mu_c = pm.Normal("mu_c1", 0.0, 1.0)
-                sigma_c = pm.HalfNormal("sigma_c1", 1.0)
-                c1 = pm.Deterministic("c1", mu_c + sigma_c * pm.Normal("z_c1", 0, 1, dims="rater"), dims="rater")
-                priors.update({"mu_c1": "Normal(0, 1) — group type-1 criterion", "sigma_c1": "HalfNormal(1)"})
         else:
-            d = pm.Normal("d", 1.0, 1.5, dims="rater")
             logM = pm.Normal("log_M", 0.0, 1.0, dims="rater")
-            priors.update({"d": "Normal(1, 1.5)", "log_M": "Normal(0, 1) — log M-ratio"})
-            if not folded:
-                c1 = pm.Normal("c1", 0.0, 1.0, dims="rater")
-                priors["c1"] = "Normal(0, 1)"
-        if folded:
-            c1 = pt.zeros((R,))
+            priors["log_M"] = "Normal(0, 1) — log M-ratio"
         M = pm.Deterministic("M", pt.exp(logM), dims="rater")
         pm.Deterministic("meta_d", M * d, dims="rater")
         lin_pos = pm.Normal("log_inc_pos", math.log(0.5), 1.0, dims=("rater", "criterion"))
@@ -298,7 +308,7 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, rater
         else:
             inc_neg = pt.exp(pm.Normal("log_inc_neg", math.log(0.5), 1.0, dims=("rater", "criterion")))
         priors["type-2 criteria"] = ("spacings ~ LogNormal(log 0.5, 1) per rater and response side, beyond "
-                                     "meta-c1" + (" (symmetric)" if folded else ""))
+                                     "c1" + (" (symmetric)" if folded else ""))
         pS1, pS2 = metad_probabilities(d, c1, M, inc_pos, inc_neg)
         if not folded:
             cS1 = np.asarray(counts_S1, int)

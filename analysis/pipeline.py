@@ -338,7 +338,7 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
         mrows = []
         for f, task, grp in ((fa, "authenticity", "experts"), (fc, "classification", "experts"),
                              (fma, "authenticity", "model"), (fmc, "classification", "model")):
-            vn = ["d", "meta_d", "M"] + (["group_M", "mu_d"] if grp == "experts" else [])
+            vn = ["d", "meta_d", "M"] + (["group_M"] if grp == "experts" else [])
             s = _summ(f, vn, hp)
             s.insert(1, "task", task)
             s.insert(2, "observer", grp)

@@ -176,13 +176,15 @@ def _markdown(res: AnalysisResult, prov: dict, figs: dict, out: Path) -> str:
         L.append(_md_table(mo[mo["observer"].isin(["all experts", "model"])][cols]) + "\n")
         L.append("Per-rater values: `tables/metacognition_observed.csv`.\n")
         if "metad" in T:
-            L.append("Meta-d′ and M-ratio (hierarchical, HMeta-d-style, fitted jointly with d′ and criteria; "
-                     "classification uses the folded correct/incorrect model with the two-choice-equivalent "
-                     "d′ = 2Φ⁻¹(accuracy)). M-ratio is only interpretable where d′ is clearly above 0. The folded model "
+            L.append("Meta-d′ and M-ratio (hierarchical over log M as in HMeta-d: d′ and c1 held at each observer's "
+                     "type-1 point estimate, type-2 criteria beyond c1; classification uses the folded "
+                     "correct/incorrect model with the two-choice-equivalent d′ = 2Φ⁻¹(accuracy)). d′ here has no "
+                     "interval (the SDT section gives it one). M-ratio is only interpretable where d′ is clearly "
+                     "above 0. The folded model "
                      "assumes one d′ per observer: when difficulty varies across images and confidence tracks it "
                      "(as the model's probability does), M-ratio can exceed 1 without 'super-optimal' metacognition.\n")
             md = T["metad"]
-            keep = md["parameter"].str.match(r"^(group_M|mu_d|d\[model\]|meta_d\[model\]|M\[model\])")
+            keep = md["parameter"].str.match(r"^(group_M|d\[model\]|meta_d\[model\]|M\[model\])")
             L.append(_md_table(md[keep][["task", "observer", "parameter", "mean", "hdi_3%", "hdi_97%", "r_hat"]]) + "\n")
         for f in ("type2_roc", "reliability", "metad"):
             if f in figs:

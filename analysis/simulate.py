@@ -10,9 +10,9 @@ Authenticity (one trial, rater r, stimulus i with morph strength m ∈ [0, 1], m
     notation with "real" as the signal, c = −c_classical.  Over morph strength this is a cumulative-normal
     psychometric function P("synthetic" | m) = Φ((m − (½ + c/d′)) / (√(1 + σ_stim²)/d′)) once u_i is integrated
     out (see :func:`morph_psychometric_truth`).
-    Confidence (meta-d′ model of Maniscalco & Lau 2012): a second sample x₂ ~ N(M·(d′·s + u_i), 1), constrained to
-    lie on the side of the meta-criterion −M·c that agrees with the answer, is compared with K−1 type-2 criteria
-    spaced ``confidence_step`` apart beyond that criterion.  Its sensitivity is meta-d′ = M·d′ with
+    Confidence (meta-d′ model of Maniscalco & Lau 2012, with HMeta-d's meta-criterion = the type-1 criterion): a
+    second sample x₂ ~ N(M·(d′·s + u_i), 1), constrained to lie on the side of the criterion −c that agrees with
+    the answer, is compared with K−1 type-2 criteria spaced ``confidence_step`` apart beyond that criterion.  Its sensitivity is meta-d′ = M·d′ with
     M = ``meta_ratio``; marginally the (answer, confidence) counts follow the meta-d′ model exactly.
 
 Classification (evidence x = the model's margin on the stimulus, by default)
@@ -188,7 +188,7 @@ def simulate_response(
         mu = d * (0.5 - m) + u
         says_real = mu + rng.standard_normal() > -c
         auth_response = "real" if says_real else "synthetic"
-        meta_c = -M * c
+        meta_c = -c  # HMeta-d: meta-c1 = c1 (M&L's meta-c′ = c′ would be −M·c)
         if says_real:
             x2 = _trunc_normal(M * mu, meta_c, None, rng)
             auth_level = _level(x2 - meta_c, step, K)

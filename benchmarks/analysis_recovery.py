@@ -2,7 +2,7 @@
 
 Scenarios (each simulated with analysis.simulate and fitted with the model the report uses):
   sdt        hierarchical probit SDT (d′, criterion, population accuracy)
-  metad_auth hierarchical meta-d′ on authenticity (M-ratio, meta-d′, d′)
+  metad_auth hierarchical meta-d′ on authenticity (M-ratio, meta-d′; d′ is a fixed point estimate there)
   metad_cls  folded meta-d′ on classification (constant accuracy, so the folded model is exact)
   morph      hierarchical cumulative-normal psychometric function over morph strength (γ, λ free)
   cls_psych  hierarchical logistic psychometric function over the model margin (γ = 1/C fixed, λ free)
@@ -84,7 +84,6 @@ def run_metad_auth(rep, cfg, R, T, rows):
     cover(rows, "metad_auth", rep, "mu_log_M", np.log(draws(f.idata, "group_M")), tr["group"]["mu_log_meta_ratio"])
     cover(rows, "metad_auth", rep, "M[rater]", draws(f.idata, "M"), [tr["raters"][r]["meta_ratio"] for r in raters])
     cover(rows, "metad_auth", rep, "meta_d[rater]", draws(f.idata, "meta_d"), [tr["raters"][r]["meta_d"] for r in raters])
-    cover(rows, "metad_auth", rep, "d[rater] (meta model)", draws(f.idata, "d"), [tr["raters"][r]["d_prime"] for r in raters])
     return f
 
 
@@ -99,10 +98,8 @@ def run_metad_cls(rep, cfg, R, T, rows):
     cc = prepare.folded_counts(corr, d["class_confidence_level"].to_numpy(), r_idx, len(raters), 4)
     m, _ = build_metad_model(None, cc, raters, 4, folded=True)
     f = fit_model("metad_cls", m, cfg, seed_offset=rep)
-    d_true = 2 * norm.ppf(acc)
     cover(rows, "metad_cls", rep, "mu_log_M", np.log(draws(f.idata, "group_M")), tr["group"]["mu_log_meta_ratio"])
     cover(rows, "metad_cls", rep, "M[rater]", draws(f.idata, "M"), [tr["raters"][r]["meta_ratio"] for r in raters])
-    cover(rows, "metad_cls", rep, "d[rater] (2Φ⁻¹(acc))", draws(f.idata, "d"), [d_true] * len(raters))
     return f
 
 

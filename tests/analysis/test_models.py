@@ -58,7 +58,7 @@ def test_metad_probabilities_match_independent_numpy_formula():
     t1 = np.r_[np.full(K, 1 - p_r2_S1), np.full(K, p_r2_S1)], np.r_[np.full(K, 1 - p_r2_S2), np.full(K, p_r2_S2)]
     ll_pt = np.sum(counts1 * np.log(pS1[0] / t1[0])) + np.sum(counts2 * np.log(pS2[0] / t1[1]))
     theta = np.r_[M[0] * d[0], np.log(inc_n[0]), np.log(inc_p[0])]
-    ll_np = -_neg_loglik(theta, counts1, counts2, d[0], c1[0], K)
+    ll_np = -_neg_loglik(theta, counts1, counts2, d[0], c1[0], K, meta_c1="fixed")
     assert ll_pt == pytest.approx(ll_np, rel=1e-6)
 
 
@@ -78,7 +78,7 @@ def test_mle_agrees_with_metadpy_if_installed():
 @pytest.mark.slow
 def test_bayesian_single_rater_metad_agrees_with_mle():
     cS1, cS2 = _one_rater_counts(800, seed=7)
-    mle = fit_metad_mle(cS1[0], cS2[0])
+    mle = fit_metad_mle(cS1[0], cS2[0], meta_c1="fixed")
     m, _ = build_metad_model(cS1, cS2, ["r"], 4, hierarchical=False)
     f = fit_model("metad1", m, CFG)
     md = draws(f.idata, "meta_d")[:, 0]
@@ -154,3 +154,19 @@ def test_posterior_predictive_replicates_a_thinned_posterior():
     assert pp.sizes["chain"] * pp.sizes["draw"] >= 90
     assert int(pp["draw"].min()) == 0 and int(pp["draw"].max()) > 390
     assert thinned(f.idata, 0).posterior.sizes["draw"] == 400
+
+
+def test_metad_point_estimates_are_padded_and_folded_is_unbiased():
+    """d′/c1 come from the type-1 counts padded by 1/(2K) (finite for a perfect rater); folded: d′ = 2Φ⁻¹(acc), c1 = 0."""
+    from analysis.models import type1_point_estimates
+    K = 4
+    perfect_S1 = np.array([[10, 5, 3, 2, 0, 0, 0, 0]])   # synthetic images: never answered "real"
+    perfect_S2 = np.array([[0, 0, 0, 0, 1, 4, 6, 9]])    # real images: always answered "real"
+    d, c = type1_point_estimates(perfect_S1, perfect_S2, K)
+    hr = (20 + K / (2 * K)) / (20 + 2 * K / (2 * K))
+    assert np.isfinite(d).all() and d[0] == pytest.approx(2 * norm.ppf(hr)) and c[0] == pytest.approx(0.0, abs=1e-12)
+    folded = np.array([[1, 2, 3, 4, 5, 6, 7, 12]])       # 10 incorrect, 30 correct
+    d, c = type1_point_estimates(None, folded, K)
+    assert d[0] == pytest.approx(2 * norm.ppf((30 + 0.5) / (40 + 1))) and c[0] == 0.0
+    m, priors = build_metad_model(perfect_S1, perfect_S2, ["r"], K)
+    assert "d, c1" in priors and {"d", "c1"} <= set(m.named_vars) and "mu_d" not in m.named_vars

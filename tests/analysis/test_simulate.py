@@ -28,7 +28,7 @@ def test_type1_rates_match_sdt(source, m):
 
 def _meta_conf_probs(d, c, M, step, K, s):
     """Independent closed form: P(confidence k | answer 'real', stimulus s) under the meta-d′ model."""
-    mu, mc = M * d * s, -M * c
+    mu, mc = M * d * s, -c  # meta-criterion = type-1 criterion (HMeta-d)
     edges = mc + step * np.arange(K)
     upper = np.r_[norm.sf(edges - mu), 0.0]
     p = upper[:-1] - upper[1:]
