@@ -12,8 +12,9 @@ Authenticity (one trial, rater r, stimulus i with morph strength m ∈ [0, 1], m
     out (see :func:`morph_psychometric_truth`).
     Confidence (meta-d′ model of Maniscalco & Lau 2012, with HMeta-d's meta-criterion = the type-1 criterion): a
     second sample x₂ ~ N(M·(d′·s + u_i), 1), constrained to lie on the side of the criterion −c that agrees with
-    the answer, is compared with K−1 type-2 criteria spaced ``confidence_step`` apart beyond that criterion.  Its sensitivity is meta-d′ = M·d′ with
-    M = ``meta_ratio``; marginally the (answer, confidence) counts follow the meta-d′ model exactly.
+    the answer, is compared with K−1 type-2 criteria spaced ``confidence_step`` apart beyond that criterion.
+    Its sensitivity is meta-d′ = M·d′ with M = ``meta_ratio``; marginally the (answer, confidence) counts follow
+    the meta-d′ model exactly.
 
 Classification (evidence x = the model's margin on the stimulus, by default)
     P(correct | x) on a non-lapse trial: q = γ + (1 − γ)·F((x − threshold)/width), γ = 1/n_classes, F logistic,
