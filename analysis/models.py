@@ -231,8 +231,7 @@ def metad_probabilities(d, c1, M, inc_pos, inc_neg):
     """
     big = 40.0
     meta_d = M * d
-    meta_c = c1
-    mc = meta_c[:, None]
+    mc = c1[:, None]  # meta-c1 = c1
     edges_pos = pt.concatenate([mc, mc + pt.cumsum(inc_pos, axis=1), pt.full_like(mc, big) + mc], axis=1)
     edges_neg = pt.concatenate([mc, mc - pt.cumsum(inc_neg, axis=1), mc - pt.full_like(mc, big)], axis=1)
     out = []
