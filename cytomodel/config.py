@@ -15,6 +15,8 @@ from typing import Any
 @dataclass
 class TrainConfig:
     preset: str = "cpu-32"
+    # what is trained: "base" (class-conditional generator) or "superres" (a cascade's second stage)
+    stage: str = "base"
     # model
     resolution: int = 32
     block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
@@ -28,6 +30,13 @@ class TrainConfig:
     beta_schedule: str = "squaredcos_cap_v2"
     min_snr_gamma: float | None = 5.0
     class_dropout: float = 0.1
+    # super-resolution stage only: the base stage's resolution, the training crop (0 = whole image) and the
+    # conditioning augmentation (Gaussian noise of a random std in [0, cond_noise_max] on the low-res input,
+    # in model space, its level given to the network; cond_noise_sample is the fixed level used when sampling)
+    low_resolution: int = 0
+    crop_size: int = 0
+    cond_noise_max: float = 0.3
+    cond_noise_sample: float = 0.05
     # preprocessing
     crop_fraction: float = 1.0
     # augmentation
@@ -60,6 +69,8 @@ class TrainConfig:
         def bad(name: str, why: str) -> None:
             raise ValueError(f"config field '{name}': {why} (got {getattr(self, name)!r})")
 
+        if self.stage not in {"base", "superres"}:
+            bad("stage", "use 'base' or 'superres'")
         if self.resolution < 8 or self.resolution % 2 ** (len(self.block_out_channels) - 1):
             bad("resolution", f"must be >= 8 and divisible by 2**{len(self.block_out_channels) - 1}")
         if any(c % self.norm_num_groups for c in self.block_out_channels):
@@ -83,11 +94,30 @@ class TrainConfig:
             bad("learning_rate", "must be positive")
         if self.lr_schedule not in {"cosine", "constant"}:
             bad("lr_schedule", "use 'cosine' or 'constant'")
+        if self.stage == "superres":
+            self._validate_superres(bad)
         if self.mixed_precision not in {"bf16", "fp16", "no"}:
             bad("mixed_precision", "use 'bf16', 'fp16' or 'no'")
         if not 0 < self.ema_max_decay < 1:
             bad("ema_max_decay", "must be in (0, 1)")
         return self
+
+    def _validate_superres(self, bad) -> None:
+        if self.low_resolution < 4 or self.resolution % self.low_resolution:
+            bad("low_resolution", f"must divide resolution={self.resolution} (the base stage's size, e.g. 32)")
+        if self.resolution // self.low_resolution < 2:
+            bad("low_resolution", f"must be at most half of resolution={self.resolution}")
+        if self.crop_size and (self.crop_size > self.resolution
+                               or self.crop_size % 2 ** (len(self.block_out_channels) - 1)):
+            bad("crop_size", f"must be 0 (whole image) or <= {self.resolution} and divisible by "
+                f"2**{len(self.block_out_channels) - 1}")
+        if self.attention_levels:
+            bad("attention_levels", "must be 0 for a crop-trained super-resolution stage (attention over a crop "
+                "does not carry over to whole images)")
+        if not 0 < self.cond_noise_max <= 2:
+            bad("cond_noise_max", "must be in (0, 2]")
+        if not 0 <= self.cond_noise_sample <= self.cond_noise_max:
+            bad("cond_noise_sample", f"must be in [0, cond_noise_max={self.cond_noise_max}]")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -107,6 +137,25 @@ PRESETS: dict[str, dict[str, Any]] = {
                    attention_head_dim=64, norm_num_groups=32, dropout=0.1, batch_size=128, learning_rate=2e-4,
                    lr_warmup_steps=1000, max_steps=60000, ema_max_decay=0.9999, checkpoint_every=2000,
                    sample_every=5000),
+    # Second stage of a cascade, 32 -> 128 px: fully convolutional, trained on 64-px crops of the 128-px cells
+    # (0.57 s/step measured here in bf16, about the base stage's cost); 18k steps in about 3 h on 2 CPU cores.
+    "cpu-sr128": dict(stage="superres", resolution=128, low_resolution=32, crop_size=64, attention_levels=0,
+                      block_out_channels=(32, 64, 128, 128), layers_per_block=1, batch_size=16, max_steps=18000,
+                      learning_rate=3e-4, lr_warmup_steps=500, ema_start_step=500, checkpoint_every=500,
+                      sample_every=2000),
+    # GPU super-resolution stages: 64 -> 256 (after gpu-64) and 32 -> 128 with more capacity.
+    "gpu-sr256": dict(stage="superres", resolution=256, low_resolution=64, crop_size=128, attention_levels=0,
+                      block_out_channels=(64, 128, 256, 256), layers_per_block=2, norm_num_groups=32,
+                      batch_size=32, learning_rate=1e-4, lr_warmup_steps=1000, max_steps=100000,
+                      ema_max_decay=0.9999, checkpoint_every=2000, sample_every=5000),
+    "gpu-sr128": dict(stage="superres", resolution=128, low_resolution=32, crop_size=64, attention_levels=0,
+                      block_out_channels=(64, 128, 256, 256), layers_per_block=2, norm_num_groups=32,
+                      batch_size=64, learning_rate=1e-4, lr_warmup_steps=1000, max_steps=100000,
+                      ema_max_decay=0.9999, checkpoint_every=2000, sample_every=5000),
+    # Seconds on a CPU: tests only.
+    "tiny-sr32": dict(stage="superres", resolution=32, low_resolution=16, crop_size=16, attention_levels=0,
+                      block_out_channels=(16, 32), layers_per_block=1, batch_size=8, max_steps=20,
+                      checkpoint_every=10, sample_every=10, lr_warmup_steps=2, ema_start_step=0),
     "gpu-128": dict(resolution=128, block_out_channels=(64, 128, 256, 384, 512), layers_per_block=2,
                     attention_levels=2, attention_head_dim=64, norm_num_groups=32, dropout=0.1, batch_size=64,
                     learning_rate=1e-4, lr_warmup_steps=1000, max_steps=150000, ema_max_decay=0.9999,

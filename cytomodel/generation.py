@@ -26,6 +26,20 @@ def _noise(seeds: Sequence[int], shape: tuple[int, ...], device) -> torch.Tensor
     return torch.stack(out).to(device)
 
 
+def ddim_scheduler(model: CytoModel) -> DDIMScheduler:
+    """The deterministic DDIM sampler (eta = 0) over a model's own training noise schedule."""
+    return DDIMScheduler.from_config(model.scheduler.config, clip_sample=False, set_alpha_to_one=False)
+
+
+def ddim_timesteps(scheduler: DDIMScheduler, steps: int, strength: float = 1.0) -> torch.Tensor:
+    """The last ``round(steps * strength)`` (at least one) of ``steps`` DDIM timesteps: SDEdit starts there."""
+    scheduler.set_timesteps(steps)
+    timesteps = scheduler.timesteps
+    if strength < 1.0:
+        timesteps = timesteps[steps - max(1, int(round(steps * strength))):]
+    return timesteps
+
+
 @torch.no_grad()
 def sample(model: CytoModel, class_ids: Sequence[int], seeds: Sequence[int], guidance: float = 2.0,
            steps: int = 50, init_images: np.ndarray | None = None, strength: float = 1.0,
@@ -49,12 +63,8 @@ def sample(model: CytoModel, class_ids: Sequence[int], seeds: Sequence[int], gui
         return np.asarray(init_images, dtype=np.uint8).copy()
     device = model.device
     res = model.resolution
-    scheduler = DDIMScheduler.from_config(model.scheduler.config, clip_sample=False, set_alpha_to_one=False)
-    scheduler.set_timesteps(steps)
-    timesteps = scheduler.timesteps
-    if init_images is not None and strength < 1.0:
-        n_active = max(1, int(round(steps * strength)))
-        timesteps = timesteps[steps - n_active:]
+    scheduler = ddim_scheduler(model)
+    timesteps = ddim_timesteps(scheduler, steps, strength if init_images is not None else 1.0)
     model.unet.eval()
     out = np.empty((len(class_ids), res, res, 3), dtype=np.uint8)
     chunks = range(0, len(class_ids), batch_size)

@@ -58,6 +58,8 @@ class CytoModel:
     crop_fraction: float = 1.0
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    STAGE = "base"
+
     @property
     def null_class(self) -> int:
         return len(self.class_names)
@@ -119,7 +121,7 @@ class CytoModel:
                 dlogging.set_verbosity(level)
         unet.save_pretrained(path, safe_serialization=True)
         self.scheduler.save_pretrained(path)
-        meta = {**self.metadata, **(extra or {})}
+        meta = {**self.metadata, **(extra or {}), **self.stage_metadata()}
         meta.update(format_version=FORMAT_VERSION, class_names=self.class_names, null_class=self.null_class,
                     resolution=self.resolution, preprocessing={
                         "crop_fraction": self.crop_fraction, "pixel_mean": self.pixel_mean,
@@ -129,23 +131,40 @@ class CytoModel:
         self.metadata = meta
         return path
 
+    def stage_metadata(self) -> dict[str, Any]:
+        """What this kind of stage adds to ``cytomodel.json``."""
+        return {"stage": self.STAGE}
+
+    @classmethod
+    def from_metadata_fields(cls, meta: dict[str, Any]) -> dict[str, Any]:
+        """Constructor arguments beyond the common ones, read back from ``cytomodel.json``."""
+        return {}
+
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "CytoModel":
+        """Load one stage folder; a super-resolution folder loads as :class:`~cytomodel.superres.SuperResModel`."""
         path = Path(path)
-        meta_file = path / METADATA_FILE
-        if not meta_file.is_file():
-            raise FileNotFoundError(f"{path} is not a cytomodel folder (no {METADATA_FILE}); "
-                                    "train one with `cytomodel train` or point to data/models/cpu-32")
-        meta = json.loads(meta_file.read_text())
-        if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{path} was written by a newer cytomodel (format {meta['format_version']}); upgrade")
+        meta = read_metadata(path)
+        stage = meta.get("stage", "base")
+        if stage == "cascade":
+            raise ValueError(f"{path} is a cascade (base + super-resolution stage): load it with "
+                             "cytomodel.load_cascade, or point to its base/ folder for one stage")
+        if stage == "superres":
+            from .superres import SuperResModel
+            kind = SuperResModel
+        elif stage == "base":
+            kind = CytoModel
+        else:
+            raise ValueError(f"{path / METADATA_FILE}: unknown stage {stage!r} (expected base, superres or cascade)")
+        if cls is not CytoModel and not issubclass(kind, cls):
+            raise ValueError(f"{path} holds a {stage} stage, not a {cls.STAGE} stage")
         unet = UNet2DModel.from_pretrained(path, torch_dtype=torch.float32).float().eval()
         scheduler = DDPMScheduler.from_pretrained(path)
         pre = meta["preprocessing"]
-        model = cls(unet=unet, scheduler=scheduler, class_names=list(meta["class_names"]),
-                    resolution=int(meta["resolution"]), pixel_mean=list(pre["pixel_mean"]),
-                    pixel_std=list(pre["pixel_std"]), crop_fraction=float(pre.get("crop_fraction", 1.0)),
-                    metadata=meta)
+        model = kind(unet=unet, scheduler=scheduler, class_names=list(meta["class_names"]),
+                     resolution=int(meta["resolution"]), pixel_mean=list(pre["pixel_mean"]),
+                     pixel_std=list(pre["pixel_std"]), crop_fraction=float(pre.get("crop_fraction", 1.0)),
+                     metadata=meta, **kind.from_metadata_fields(meta))
         if device is not None:
             model.unet.to(device)
         return model
@@ -155,6 +174,22 @@ class CytoModel:
         """Softmax temperature fitted on validation data (None until `cytomodel calibrate` has run)."""
         t = self.metadata.get("temperature")
         return float(t) if t is not None else None
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The ``cytomodel.json`` of a model folder, with a clear error when the folder is not one."""
+    path = Path(path)
+    meta_file = path / METADATA_FILE
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{path} is not a cytomodel folder (no {METADATA_FILE}); "
+                                "train one with `cytomodel train` or point to data/models/cpu-32")
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{meta_file} is not valid JSON ({exc}); restore it from the model's source") from None
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer cytomodel (format {meta['format_version']}); upgrade")
+    return meta
 
 
 def pixel_statistics(images_uint8: np.ndarray) -> tuple[list[float], list[float]]:

@@ -30,23 +30,30 @@ STATE_FILE = "trainer_state.json"
 
 def augment(batch: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
     """(B, 3, H, W) uint8 -> float in [0, 1] with dihedral flips/rotations and mild brightness/colour jitter."""
-    x = batch.float() / 255.0
-    b = x.shape[0]
+    return augment_views([batch], cfg, gen)[0]
+
+
+def augment_views(batches: list[torch.Tensor], cfg: TrainConfig, gen: torch.Generator) -> list[torch.Tensor]:
+    """The same random flips/rotations/jitter applied to several views of one batch (e.g. 128 px and its 32 px)."""
+    xs = [b.float() / 255.0 for b in batches]
+    b = xs[0].shape[0]
     if cfg.flips:
         flip = torch.rand(b, generator=gen) < 0.5
-        x[flip] = x[flip].flip(-1)
+        for x in xs:
+            x[flip] = x[flip].flip(-1)
     if cfg.rotations:
         k = torch.randint(0, 4, (b,), generator=gen)
         for r in (1, 2, 3):
             sel = k == r
             if sel.any():
-                x[sel] = torch.rot90(x[sel], r, (2, 3))
+                for x in xs:
+                    x[sel] = torch.rot90(x[sel], r, (2, 3))
     if cfg.color_jitter > 0:
         j = cfg.color_jitter
         bright = 1 + j * (2 * torch.rand(b, 1, 1, 1, generator=gen) - 1)
         gain = 1 + 0.5 * j * (2 * torch.rand(b, 3, 1, 1, generator=gen) - 1)
-        x = (x * bright * gain).clamp(0, 1)
-    return x
+        xs = [(x * bright * gain).clamp(0, 1) for x in xs]
+    return xs
 
 
 def min_snr_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float | None) -> torch.Tensor:
@@ -92,10 +99,146 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+class BaseObjective:
+    """One step's loss for the base stage: ε-MSE of the class-conditional UNet on augmented, noised images."""
+
+    def __init__(self, cfg: TrainConfig, data: ImageArrays, scheduler, mean, std, device) -> None:
+        self.cfg, self.data, self.scheduler, self.device = cfg, data, scheduler, device
+        self.mean, self.std = mean, std
+        self.images = torch.from_numpy(np.ascontiguousarray(data.images.transpose(0, 3, 1, 2))).to(device)
+        self.labels = torch.from_numpy(data.labels).to(device)
+        self.mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+        self.std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+        self.alphas = scheduler.alphas_cumprod.to(device)
+        self.null = len(data.class_names)
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint must record to rebuild this objective exactly."""
+        return {}
+
+    def build_unet(self):
+        return build_unet(self.cfg, len(self.data.class_names))
+
+    def model(self, unet) -> CytoModel:
+        return CytoModel(unet, self.scheduler, list(self.data.class_names), self.cfg.resolution, self.mean,
+                         self.std, self.cfg.crop_fraction)
+
+    def _to_model_space(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.to(self.device) - self.mean_t) / self.std_t * 0.5
+
+    def _drop_classes(self, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        drop = torch.rand(len(y), generator=gen).to(self.device) < self.cfg.class_dropout
+        y[drop] = self.null
+        return y
+
+    def _weighted_eps_loss(self, pred, noise, t) -> torch.Tensor:
+        mse = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
+        return (mse * min_snr_weights(self.alphas, t, self.cfg.min_snr_gamma)).mean()
+
+    def loss(self, unet, gen: torch.Generator, autocast) -> torch.Tensor:
+        cfg = self.cfg
+        idx = torch.randint(0, len(self.images), (cfg.batch_size,), generator=gen)
+        x0 = self._to_model_space(augment(self.images[idx].cpu(), cfg, gen))
+        y = self._drop_classes(self.labels[idx].clone(), gen)
+        noise = torch.randn(x0.shape, generator=gen).to(self.device)
+        t = torch.randint(0, cfg.num_train_timesteps, (cfg.batch_size,), generator=gen).to(self.device)
+        xt = self.scheduler.add_noise(x0, noise, t)
+        with autocast():
+            pred = unet(xt, t, class_labels=y).sample
+        return self._weighted_eps_loss(pred, noise, t)
+
+    def sample_grid(self, model: CytoModel, path: Path, precision: str) -> None:
+        from .generation import image_grid, sample
+        k = 8
+        cls = [c for c in range(len(self.data.class_names)) for _ in range(k)]
+        imgs = sample(model, cls, list(range(len(cls))), guidance=2.0, steps=25, precision=precision)
+        image_grid(imgs, rows=len(self.data.class_names), upscale=2).save(path)
+
+
+class SuperResObjective(BaseObjective):
+    """One step's loss for the super-resolution stage: ε-MSE on random crops of the noised residual, given the
+    upsampled low-res image after conditioning augmentation (see :mod:`cytomodel.superres`)."""
+
+    def __init__(self, cfg: TrainConfig, data: ImageArrays, scheduler, mean, std, device,
+                 residual_scale: float | None = None) -> None:
+        from .superres import downsample, residual_scale_of
+
+        super().__init__(cfg, data, scheduler, mean, std, device)
+        low = downsample(data.images, cfg.low_resolution)
+        self.low = torch.from_numpy(np.ascontiguousarray(low.transpose(0, 3, 1, 2))).to(device)
+        if residual_scale is None:
+            probe = slice(0, min(1024, len(self.images)))
+            residual_scale = residual_scale_of(self._to_model_space(self.images[probe].float() / 255),
+                                               self._to_model_space(self.low[probe].float() / 255))
+        self.residual_scale = float(residual_scale)
+
+    def state(self) -> dict[str, Any]:
+        return {"residual_scale": self.residual_scale}
+
+    def build_unet(self):
+        from .superres import build_superres_unet
+        return build_superres_unet(self.cfg, len(self.data.class_names))
+
+    def model(self, unet):
+        from .superres import SuperResModel
+        c = self.cfg
+        return SuperResModel(unet, self.scheduler, list(self.data.class_names), c.resolution, self.mean, self.std,
+                             c.crop_fraction, low_resolution=c.low_resolution, residual_scale=self.residual_scale,
+                             cond_noise_max=c.cond_noise_max, cond_noise_sample=c.cond_noise_sample)
+
+    def loss(self, unet, gen: torch.Generator, autocast) -> torch.Tensor:
+        cfg, b = self.cfg, self.cfg.batch_size
+        stage = self.model(unet)
+        idx = torch.randint(0, len(self.images), (b,), generator=gen)
+        high, low = (self._to_model_space(v) for v in augment_views([self.images[idx].cpu(), self.low[idx].cpu()],
+                                                                    cfg, gen))
+        level = (torch.rand(b, generator=gen) * cfg.cond_noise_max).to(self.device)
+        cond = stage.condition(low, level, torch.randn(low.shape, generator=gen).to(self.device))
+        x0 = stage.to_residual(high, low)
+        x0, cond = _random_crops([x0, cond], cfg.crop_size or cfg.resolution, gen)
+        y = self._drop_classes(self.labels[idx].clone(), gen)
+        noise = torch.randn(x0.shape, generator=gen).to(self.device)
+        t = torch.randint(0, cfg.num_train_timesteps, (b,), generator=gen).to(self.device)
+        xt = self.scheduler.add_noise(x0, noise, t)
+        with autocast():
+            pred = unet(torch.cat([xt, cond], dim=1), t, class_labels=y).sample
+        return self._weighted_eps_loss(pred, noise, t)
+
+    def sample_grid(self, model, path: Path, precision: str) -> None:
+        """Rows of (bicubic upsampling | super-resolved | real) for 4 fixed training cells per class."""
+        from .generation import image_grid
+        from .superres import super_resolve
+        k = 4
+        pick = np.concatenate([np.flatnonzero(self.data.labels == c)[:k] for c in range(len(self.data.class_names))])
+        low = self.low[pick].permute(0, 2, 3, 1).cpu().numpy()
+        out = super_resolve(model, low, self.data.labels[pick].tolist(), pick.tolist(), steps=25,
+                            precision=precision)
+        bicubic = model.decode(model.from_residual(torch.zeros(len(pick), 3, model.resolution, model.resolution),
+                                                   model.encode(low)))
+        tiles = np.concatenate([np.stack([a, b, c]) for a, b, c in zip(bicubic, out, self.data.images[pick])])
+        image_grid(tiles, rows=len(self.data.class_names)).save(path)
+
+
+def _random_crops(views: list[torch.Tensor], size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """The same random ``size`` x ``size`` window of each sample in every view (views share H and W)."""
+    b, _, h, w = views[0].shape
+    if size >= h and size >= w:
+        return views
+    top = torch.randint(0, h - size + 1, (b,), generator=gen).tolist()
+    left = torch.randint(0, w - size + 1, (b,), generator=gen).tolist()
+    return [torch.stack([v[i, :, y:y + size, x:x + size] for i, (y, x) in enumerate(zip(top, left))])
+            for v in views]
+
+
+OBJECTIVES = {"base": BaseObjective, "superres": SuperResObjective}
+
+
 def train(cfg: TrainConfig, data: ImageArrays, out_dir: str | Path, resume: bool = False,
           init_from: str | Path | None = None, max_minutes: float | None = None, progress: bool = True,
           data_source: str | None = None) -> CytoModel:
-    """Train (or continue training) a CytoModel on ``data``; returns the EMA model, also saved in ``out/model``."""
+    """Train (or continue training) a stage of ``cfg.stage`` on ``data``; returns the EMA model, also saved in
+    ``out/model``. A super-resolution stage takes ``data`` at its output resolution and makes the low-res inputs
+    itself (:func:`cytomodel.superres.downsample`), exactly as a cascade makes them from a real image."""
     from accelerate import Accelerator
     from diffusers.training_utils import EMAModel
 
@@ -106,13 +249,7 @@ def train(cfg: TrainConfig, data: ImageArrays, out_dir: str | Path, resume: bool
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     device = accelerator.device
     torch.manual_seed(cfg.seed)
-
-    if data.images.shape[1] != cfg.resolution:
-        raise ValueError(f"data are {data.images.shape[1]}px but the config says resolution={cfg.resolution}")
-    counts = np.bincount(data.labels, minlength=len(data.class_names))
-    if (counts == 0).any():
-        empty = [c for c, n in zip(data.class_names, counts) if n == 0]
-        raise ValueError(f"class(es) {empty} have no training images")
+    counts = _check_training_data(cfg, data)
 
     state: dict[str, Any] = {"step": 0, "wall_seconds": 0.0}
     latest = _latest_checkpoint(ckpt_root) if resume else None
@@ -123,21 +260,26 @@ def train(cfg: TrainConfig, data: ImageArrays, out_dir: str | Path, resume: bool
         if state.get("data_hash") != data.data_hash:
             raise ValueError(f"checkpoint {latest} was trained on other data (hash {state.get('data_hash')}, "
                              f"now {data.data_hash}); use a new --out folder")
+        if state.get("config", {}).get("stage", "base") != cfg.stage:
+            raise ValueError(f"checkpoint {latest} trains a {state['config'].get('stage', 'base')} stage, not "
+                             f"{cfg.stage}; use the preset it was started with or a new --out folder")
         mean, std = state["pixel_mean"], state["pixel_std"]
     else:
         mean, std = pixel_statistics(data.images)
 
-    unet = build_unet(cfg, len(data.class_names))
-    if init_from is not None and latest is None:
-        warm = CytoModel.from_pretrained(init_from)
-        if warm.class_names != data.class_names or warm.resolution != cfg.resolution:
-            raise ValueError(f"--init-from {init_from}: classes/resolution differ from this run")
-        unet.load_state_dict(warm.unet.state_dict())
+    warm = _warm_start(init_from, cfg, data) if init_from is not None and latest is None else None
+    if warm is not None:
         mean, std = warm.pixel_mean, warm.pixel_std
         state["step"] = int(warm.metadata.get("train_steps", 0))
         state["wall_seconds"] = float(warm.metadata.get("wall_seconds", 0.0))
     scheduler = build_scheduler(cfg)
-    model = CytoModel(unet, scheduler, list(data.class_names), cfg.resolution, mean, std, cfg.crop_fraction)
+    saved_objective = state.get("objective", {})
+    if warm is not None and cfg.stage == "superres":
+        saved_objective = {"residual_scale": warm.residual_scale}
+    objective = OBJECTIVES[cfg.stage](cfg, data, scheduler, mean, std, device, **saved_objective)
+    unet = objective.build_unet()
+    if warm is not None:
+        unet.load_state_dict(warm.unet.state_dict())
 
     ema = EMAModel(unet.parameters(), decay=cfg.ema_max_decay, use_ema_warmup=True, inv_gamma=1.0,
                    power=cfg.ema_power, update_after_step=cfg.ema_start_step)
@@ -149,101 +291,67 @@ def train(cfg: TrainConfig, data: ImageArrays, out_dir: str | Path, resume: bool
     if latest is not None:
         accelerator.load_state(str(latest))
         accelerator.print(f"resumed from {latest} at step {state['step']}")
-    elif init_from is not None:
+    elif warm is not None:
         ema.optimization_step = state["step"]
 
-    images = torch.from_numpy(np.ascontiguousarray(data.images.transpose(0, 3, 1, 2))).to(device)
-    labels = torch.from_numpy(data.labels).to(device)
-    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    alphas = scheduler.alphas_cumprod.to(device)
-    n_img = len(images)
     meta = dict(name=f"cytomodel-{cfg.preset}", preset=cfg.preset, config=cfg.to_dict(), data_hash=data.data_hash,
                 data_source=data_source, class_counts=dict(zip(data.class_names, counts.tolist())))
+    precision = "bf16" if cfg.mixed_precision == "bf16" else "fp32"
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "samples").mkdir(exist_ok=True)
-    log_path = out / "train_log.csv"
-    new_log = not log_path.exists()
-    log_fh = open(log_path, "a", newline="")
-    log = csv.writer(log_fh)
-    if new_log:
-        log.writerow(["step", "loss", "lr", "images_per_s", "wall_seconds"])
+    def with_ema(fn):
+        """Run ``fn(model)`` with the EMA weights swapped into the network, then swap the live weights back."""
+        raw = accelerator.unwrap_model(unet)
+        ema.store(raw.parameters())
+        ema.copy_to(raw.parameters())
+        try:
+            return fn(objective.model(raw))
+        finally:
+            ema.restore(raw.parameters())
+            raw.train()
+
+    def export_ema(step: int) -> CytoModel:
+        def write(model: CytoModel) -> CytoModel:
+            model.save_pretrained(out / "model", extra={**meta, **provenance_record(), "train_steps": step,
+                                                        "wall_seconds": round(state["wall_seconds"], 1)})
+            return model
+        return with_ema(write)
 
     def save(step: int) -> None:
         if not accelerator.is_main_process:
             return
-        tmp = ckpt_root / f"tmp-{step:07d}"
-        final = ckpt_root / f"step-{step:07d}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        accelerator.save_state(str(tmp))
-        write_json(tmp / STATE_FILE, {**state, "step": step, "data_hash": data.data_hash, "pixel_mean": mean,
-                                      "pixel_std": std, "config": cfg.to_dict(), "code_version": code_version()})
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
-        for old in sorted(ckpt_root.glob("step-*"))[:-cfg.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
+        _save_checkpoint(accelerator, ckpt_root, step, cfg.keep_checkpoints, {
+            **state, "step": step, "data_hash": data.data_hash, "pixel_mean": mean, "pixel_std": std,
+            "objective": objective.state(), "config": cfg.to_dict(), "code_version": code_version()})
         export_ema(step)
 
-    def export_ema(step: int) -> CytoModel:
-        raw = accelerator.unwrap_model(unet)
-        ema.store(raw.parameters())
-        ema.copy_to(raw.parameters())
-        model.unet = raw
-        model.save_pretrained(out / "model", extra={**meta, **provenance_record(), "train_steps": step,
-                                                     "wall_seconds": round(state["wall_seconds"], 1)})
-        ema.restore(raw.parameters())
-        return model
-
     def sample_grid(step: int) -> None:
-        if not accelerator.is_main_process:
-            return
-        from .generation import image_grid, sample
-        raw = accelerator.unwrap_model(unet)
-        ema.store(raw.parameters())
-        ema.copy_to(raw.parameters())
-        model.unet = raw
-        k = 8
-        cls = [c for c in range(len(data.class_names)) for _ in range(k)]
-        imgs = sample(model, cls, list(range(len(cls))), guidance=2.0, steps=25,
-                      precision="bf16" if cfg.mixed_precision == "bf16" else "fp32")
-        image_grid(imgs, rows=len(data.class_names), upscale=2).save(out / "samples" / f"step-{step:07d}.png")
-        ema.restore(raw.parameters())
-        raw.train()
+        if accelerator.is_main_process:
+            with_ema(lambda m: objective.sample_grid(m, out / "samples" / f"step-{step:07d}.png", precision))
 
     step = int(state["step"])
     if step >= cfg.max_steps:
         accelerator.print(f"already at step {step} >= max_steps={cfg.max_steps}; raise max_steps to continue")
-        log_fh.close()
         saved = out / "model" / "cytomodel.json"
         if saved.is_file() and json.loads(saved.read_text()).get("train_steps") == step:
             # leave the exported model untouched: results cached against it (e.g. by `evaluate`) stay valid
             return CytoModel.from_pretrained(out / "model")
+        out.mkdir(parents=True, exist_ok=True)
         return export_ema(step)
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+    log = _TrainLog(out / "train_log.csv", cfg.batch_size * accelerator.num_processes,
+                    accelerator.is_main_process)
     bar = None
     if progress and accelerator.is_local_main_process:
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.max_steps, initial=step, desc=f"train {cfg.preset}", unit="step", dynamic_ncols=True)
     unet.train()
-    t_start = time.time()
-    t_window, loss_window, seen_window = time.time(), 0.0, 0
-    deadline = None if max_minutes is None else t_start + 60 * max_minutes
-    with _StopFlag() as stopper:
+    deadline = None if max_minutes is None else time.time() + 60 * max_minutes
+    with _StopFlag() as stopper, log:
         while step < cfg.max_steps:
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * 97 + accelerator.process_index)
-            idx = torch.randint(0, n_img, (cfg.batch_size,), generator=gen)
-            x0 = augment(images[idx].cpu(), cfg, gen).to(device)
-            x0 = (x0 - mean_t) / std_t * 0.5
-            y = labels[idx].clone()
-            drop = torch.rand(cfg.batch_size, generator=gen).to(device) < cfg.class_dropout
-            y[drop] = len(data.class_names)
-            noise = torch.randn(x0.shape, generator=gen).to(device)
-            t = torch.randint(0, cfg.num_train_timesteps, (cfg.batch_size,), generator=gen).to(device)
-            xt = scheduler.add_noise(x0, noise, t)
-            with accelerator.autocast():
-                pred = unet(xt, t, class_labels=y).sample
-            mse = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
-            loss = (mse * min_snr_weights(alphas, t, cfg.min_snr_gamma)).mean()
+            loss = objective.loss(unet, gen, accelerator.autocast)
             accelerator.backward(loss)
             if accelerator.sync_gradients and cfg.grad_clip:
                 accelerator.clip_grad_norm_(unet.parameters(), cfg.grad_clip)
@@ -252,22 +360,15 @@ def train(cfg: TrainConfig, data: ImageArrays, out_dir: str | Path, resume: bool
             optimizer.zero_grad(set_to_none=True)
             ema.step(accelerator.unwrap_model(unet).parameters())
             step += 1
-            loss_window += loss.item()
-            seen_window += cfg.batch_size * accelerator.num_processes
+            log.add(loss.item())
             if bar is not None:
                 bar.update(1)
             if step % 50 == 0 or step == cfg.max_steps:
-                now = time.time()
-                ips = seen_window / max(now - t_window, 1e-9)
-                state["wall_seconds"] += now - t_window
-                avg = loss_window / max(1, seen_window // (cfg.batch_size * accelerator.num_processes))
-                if accelerator.is_main_process:
-                    log.writerow([step, f"{avg:.5f}", f"{lr_sched.get_last_lr()[0]:.3g}", f"{ips:.1f}",
-                                  f"{state['wall_seconds']:.0f}"])
-                    log_fh.flush()
+                avg, ips, seconds = log.window()
+                state["wall_seconds"] += seconds
+                log.write(step, avg, lr_sched.get_last_lr()[0], ips, state["wall_seconds"])
                 if bar is not None:
                     bar.set_postfix(loss=f"{avg:.4f}", img_s=f"{ips:.0f}")
-                t_window, loss_window, seen_window = now, 0.0, 0
             stop = stopper.stop or (deadline is not None and time.time() > deadline)
             if step % cfg.checkpoint_every == 0 or step == cfg.max_steps or stop:
                 state["step"] = step
@@ -279,9 +380,78 @@ def train(cfg: TrainConfig, data: ImageArrays, out_dir: str | Path, resume: bool
                 break
     if bar is not None:
         bar.close()
-    log_fh.close()
     accelerator.wait_for_everyone()
     return CytoModel.from_pretrained(out / "model")
+
+
+def _check_training_data(cfg: TrainConfig, data: ImageArrays) -> np.ndarray:
+    if data.images.shape[1] != cfg.resolution:
+        raise ValueError(f"data are {data.images.shape[1]}px but the config says resolution={cfg.resolution}")
+    counts = np.bincount(data.labels, minlength=len(data.class_names))
+    if (counts == 0).any():
+        empty = [c for c, n in zip(data.class_names, counts) if n == 0]
+        raise ValueError(f"class(es) {empty} have no training images")
+    return counts
+
+
+def _warm_start(init_from: str | Path, cfg: TrainConfig, data: ImageArrays) -> CytoModel:
+    warm = CytoModel.from_pretrained(init_from)
+    if warm.class_names != data.class_names or warm.resolution != cfg.resolution or warm.STAGE != cfg.stage:
+        raise ValueError(f"init_from={init_from}: classes/resolution/stage differ from this run "
+                         f"({warm.STAGE}, {warm.resolution}px vs {cfg.stage}, {cfg.resolution}px)")
+    return warm
+
+
+def _save_checkpoint(accelerator, root: Path, step: int, keep: int, trainer_state: dict[str, Any]) -> None:
+    """Write the checkpoint under a temporary name and rename it, so an interrupted save leaves the last one."""
+    tmp = root / f"tmp-{step:07d}"
+    final = root / f"step-{step:07d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.save_state(str(tmp))
+    write_json(tmp / STATE_FILE, trainer_state)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in sorted(root.glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+class _TrainLog:
+    """``train_log.csv``: mean loss, learning rate and images/s over each window of steps."""
+
+    def __init__(self, path: Path, images_per_step: int, enabled: bool) -> None:
+        self.images_per_step, self.enabled = images_per_step, enabled
+        new = not path.exists()
+        self.fh = open(path, "a", newline="")
+        self.csv = csv.writer(self.fh)
+        if new:
+            self.csv.writerow(["step", "loss", "lr", "images_per_s", "wall_seconds"])
+        self._reset()
+
+    def _reset(self) -> None:
+        self.t0, self.loss_sum, self.steps = time.time(), 0.0, 0
+
+    def add(self, loss: float) -> None:
+        self.loss_sum += loss
+        self.steps += 1
+
+    def window(self) -> tuple[float, float, float]:
+        """Mean loss, images/s and seconds of the steps since the last call; starts a new window."""
+        seconds = max(time.time() - self.t0, 1e-9)
+        avg = self.loss_sum / max(1, self.steps)
+        ips = self.steps * self.images_per_step / seconds
+        self._reset()
+        return avg, ips, seconds
+
+    def write(self, step: int, loss: float, lr: float, images_per_s: float, wall_seconds: float) -> None:
+        if self.enabled:
+            self.csv.writerow([step, f"{loss:.5f}", f"{lr:.3g}", f"{images_per_s:.1f}", f"{wall_seconds:.0f}"])
+            self.fh.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.fh.close()
 
 
 def _latest_checkpoint(root: Path) -> Path | None:
