@@ -13,11 +13,11 @@ The analysis (imports PyMC lazily on first use)::
 Model builders (each returns a ``pm.Model`` and its priors): ``build_sdt_model``, ``build_psychometric_model``,
 ``build_metad_model``, ``build_difference_model``; fits give ArviZ ``InferenceData`` (``fit_model``).
 """
-from .schema import (AUTH_RESPONSES, CANNOT_TELL, PHASES, REQUIRED_COLUMNS, ResponseDataError, ValidationReport,
+from cytocore.schema import (AUTH_RESPONSES, CANNOT_TELL, PHASES, REQUIRED_COLUMNS, ResponseDataError, ValidationReport,
                      load_responses, validate_responses)
 from .simulate import ModelProfile, RaterProfile, simulate_response, simulate_study
 
-__version__ = "0.1.0"
+from cytocore import __version__  # noqa: E402,F401
 
 _LAZY = {
     "AnalysisConfig": "pipeline", "AnalysisResult": "pipeline", "run_analysis": "pipeline",

@@ -153,7 +153,7 @@ def cmd_report(a) -> int:
     from .fitting import set_quiet
     from .pipeline import AnalysisConfig, run_analysis
     from .report import write_report
-    from .schema import load_responses, validate_responses
+    from cytocore.schema import load_responses, validate_responses
     set_quiet(a.quiet)
     analyses = tuple(x.strip() for x in a.analyses.split(",") if x.strip())
     cfg = AnalysisConfig(sampler=_sampler_from(a), analyses=analyses, rope_halfwidth=a.rope,
@@ -181,7 +181,7 @@ def cmd_report(a) -> int:
 
 
 def cmd_simulate(a) -> int:
-    from .fitting import code_version
+    from cytocore.provenance import code_version
     from .simulate import DEFAULT_CLASSES, ModelProfile, RaterProfile, simulate_study
     classes = tuple(a.classes.split(",")) if a.classes else DEFAULT_CLASSES
     prof = RaterProfile(d_prime=a.d_prime, criterion=a.criterion, meta_ratio=a.meta_ratio, lapse=a.lapse,
@@ -205,7 +205,7 @@ def cmd_simulate(a) -> int:
 
 
 def cmd_validate(a) -> int:
-    from .schema import load_responses, validate_responses
+    from cytocore.schema import load_responses, validate_responses
     rep = validate_responses(load_responses(a.data))
     print(rep.to_markdown())
     return 0
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
     a = build_parser().parse_args(argv)
-    from .schema import ResponseDataError
+    from cytocore.schema import ResponseDataError
     try:
         return {"report": cmd_report, "simulate": cmd_simulate, "validate": cmd_validate,
                 "power": cmd_power}[a.command](a)

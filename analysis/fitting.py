@@ -5,19 +5,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import arviz as az
 import numpy as np
 import pymc as pm
 
-__all__ = ["Diagnostics", "Fit", "SamplerConfig", "available_cpus", "check_diagnostics", "code_version", "fit_model",
+from cytocore.provenance import code_version
+
+__all__ = ["Diagnostics", "Fit", "SamplerConfig", "available_cpus", "check_diagnostics", "fit_model",
            "log", "sampling_cores", "thinned"]
 
 _QUIET = False
@@ -85,20 +85,6 @@ class Fit:
     seconds: float
     priors: dict[str, str]
     info: dict[str, Any] = field(default_factory=dict)
-
-
-def code_version() -> str:
-    """``git rev-parse HEAD`` of the checkout holding this package (+ "-dirty" if analysis/ has changes)."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
-        if head.returncode != 0:
-            return "unknown (no git commit)"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "analysis"], cwd=root, capture_output=True,
-                               text=True, timeout=5).stdout.strip()
-        return head.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (git unavailable)"
 
 
 def check_diagnostics(idata: az.InferenceData, var_names: Sequence[str], cfg: SamplerConfig) -> Diagnostics:

@@ -16,7 +16,7 @@ from .fitting import Fit, SamplerConfig, available_cpus, draws, fit_model, hdi, 
 from .models import (PsychometricSpec, build_difference_model, build_metad_model, build_psychometric_model,
                      build_sdt_model)
 from .power import decide, equivalence_power
-from .schema import CANNOT_TELL, ValidationReport, validate_responses
+from cytocore.schema import CANNOT_TELL, ValidationReport, validate_responses
 
 __all__ = ["ALL_ANALYSES", "AnalysisConfig", "AnalysisResult", "analysis_jobs", "run_analysis"]
 

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .schema import CANNOT_TELL, MODEL_PROB_PREFIX
+from cytocore.schema import CANNOT_TELL, MODEL_PROB_PREFIX
 
 __all__ = [
     "auth_subset",

@@ -11,8 +11,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cytocore.provenance import code_version
+
 from .figures import make_figures
-from .fitting import code_version, log
+from .fitting import log
 from .pipeline import AnalysisResult
 
 __all__ = ["write_report", "provenance"]

@@ -44,7 +44,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, ndtr, ndtri
 
-from .schema import MODEL_PROB_PREFIX
+from cytocore.confidence import confidence_to_raw
+from cytocore.schema import MODEL_PROB_PREFIX
 
 __all__ = [
     "DEFAULT_CLASSES",
@@ -135,11 +136,6 @@ def morph_psychometric_truth(profile: RaterProfile, stimulus_sd: float) -> dict[
         "gamma": profile.lapse / 2,
         "lapse": profile.lapse / 2,
     }
-
-
-def confidence_to_raw(level: int, K: int, chance: float) -> float:
-    """Raw percent confidence shown for ordinal level ``level`` of ``K`` (chance % at level 1, 100 % at K)."""
-    return 100.0 * (chance + (1.0 - chance) * (level - 1) / (K - 1))
 
 
 def _trunc_normal(mu: float, lower: float | None, upper: float | None, rng: np.random.Generator) -> float:
@@ -397,7 +393,7 @@ def simulate_study(
                 row[f"{MODEL_PROB_PREFIX}{k}"] = st[f"{MODEL_PROB_PREFIX}{k}"]
             rows.append(row)
     df = pd.DataFrame(rows)
-    from .schema import REQUIRED_COLUMNS
+    from cytocore.schema import REQUIRED_COLUMNS
     cols = list(REQUIRED_COLUMNS) + [f"{MODEL_PROB_PREFIX}{k}" for k in classes]
     df = df[cols]
     df.attrs["truth"] = _truth(profile, raters, rater_sd, stimulus_sd, stimuli)

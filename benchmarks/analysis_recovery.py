@@ -31,7 +31,7 @@ from analysis import prepare  # noqa: E402
 from analysis.fitting import SamplerConfig, draws, fit_model, set_quiet  # noqa: E402
 from analysis.models import (PsychometricSpec, build_metad_model, build_psychometric_model,  # noqa: E402
                              build_sdt_model)
-from analysis.schema import validate_responses  # noqa: E402
+from cytocore.schema import validate_responses  # noqa: E402
 from analysis.simulate import RaterProfile, simulate_study  # noqa: E402
 
 CLASSES = ("a", "b", "c", "d", "e", "f")

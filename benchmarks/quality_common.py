@@ -16,6 +16,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from cytocore.provenance import atomic_output  # noqa: E402
 
 DEFAULT_MODEL = REPO / "data" / "models" / "cpu-32"
 DEFAULT_BASELINE = REPO / "data" / "models" / "baseline-32"
@@ -75,10 +76,9 @@ def generate(model, model_dir, class_index: int, seeds, guidance: float, steps: 
         have.update(zip(missing, out))
         if use_cache:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npz")
             ks = sorted(have)
-            np.savez(tmp, seeds=np.array(ks), images=np.stack([have[k] for k in ks]))
-            tmp.replace(path)
+            with atomic_output(path) as tmp:
+                np.savez(tmp, seeds=np.array(ks), images=np.stack([have[k] for k in ks]))
     return np.stack([have[s] for s in seeds])
 
 

@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import ImageArrays
-from .provenance import code_version, write_json
+from cytocore.provenance import code_version, write_json
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "baseline.json"

@@ -603,7 +603,7 @@ def calibrate_model(model_dir: str | Path, errors: np.ndarray, labels: np.ndarra
                     source: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fit T on (errors, labels) and write it into the model's cytomodel.json, keeping everything else."""
     from .model import METADATA_FILE
-    from .provenance import provenance_record, write_json
+    from cytocore.provenance import provenance_record, write_json
 
     t, nll1, nllt = fit_temperature(errors, labels)
     path = Path(model_dir) / METADATA_FILE
@@ -640,12 +640,13 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 
 def _write_table(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".parquet":
-        df.to_parquet(tmp, index=False)
-    else:
-        df.to_csv(tmp, index=False)
-    tmp.replace(path)
+    from cytocore.provenance import atomic_output
+
+    with atomic_output(path) as tmp:
+        if path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
 
 
 def classify_folder(model: CytoModel, source: str | Path, out: str | Path, config: ClassifierConfig | None = None,

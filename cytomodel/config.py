@@ -5,11 +5,11 @@ so every run records one flat, explicit config.
 """
 from __future__ import annotations
 
-import dataclasses
-import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cytocore.config import build_config, load_toml, parse_overrides, to_dict
 
 
 @dataclass
@@ -120,9 +120,7 @@ class TrainConfig:
             bad("cond_noise_sample", f"must be in [0, cond_noise_max={self.cond_noise_max}]")
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["block_out_channels"] = list(self.block_out_channels)
-        return {k: v for k, v in d.items() if v is not None}
+        return {k: v for k, v in to_dict(self).items() if v is not None}
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -162,59 +160,15 @@ PRESETS: dict[str, dict[str, Any]] = {
                     checkpoint_every=5000, sample_every=10000),
 }
 
-_FIELDS = {f.name: f for f in fields(TrainConfig)}
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """Turn a TOML value or a command-line string into the field's type, with a clear error."""
-    if name not in _FIELDS:
-        raise ValueError(f"unknown config field '{name}'; known fields: {', '.join(sorted(_FIELDS))}")
-    default = getattr(TrainConfig(), name)
-    if isinstance(value, str) and not isinstance(default, str):
-        text = value.strip()
-        if text.lower() in {"none", "null", ""}:
-            return None
-        try:
-            value = tomllib.loads(f"v = {text}")["v"]
-        except tomllib.TOMLDecodeError:
-            raise ValueError(f"config field '{name}': cannot parse {value!r}") from None
-    if isinstance(default, tuple) and isinstance(value, list):
-        value = tuple(value)
-    if isinstance(default, bool) and not isinstance(value, bool):
-        raise ValueError(f"config field '{name}': expected true/false, got {value!r}")
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if default is not None and value is not None and not isinstance(value, type(default)):
-        raise ValueError(f"config field '{name}': expected {type(default).__name__}, got {value!r}")
-    return value
-
-
 def load_config(preset: str = "cpu-32", file: str | Path | None = None,
                 overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
     """Build a config from a preset, then a TOML file (``[train]`` table or top level), then overrides."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    values: dict[str, Any] = {"preset": preset, **PRESETS[preset]}
-    if file is not None:
-        path = Path(file)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"config file {path}: {exc}") from None
-        data = data.get("train", data)
-        if "preset" in data and data["preset"] != preset:
-            values = {"preset": data["preset"], **PRESETS[data["preset"]]} if data["preset"] in PRESETS else values
-        values.update({k: _coerce(k, v) for k, v in data.items() if k != "preset"})
-    if overrides:
-        items = overrides.items() if isinstance(overrides, dict) else (_split_override(o) for o in overrides)
-        values.update({k: _coerce(k, v) for k, v in items})
-    return TrainConfig(**{k: _coerce(k, v) if k != "preset" else v for k, v in values.items()}).validate()
-
-
-def _split_override(text: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise ValueError(f"override {text!r} must look like key=value, e.g. max_steps=5000")
-    key, value = text.split("=", 1)
-    return key.strip(), value
+    data = load_toml(file, table="train") if file is not None else {}
+    preset = data.pop("preset", preset)
+    if preset not in PRESETS:
+        raise ValueError(f"config file {file}: unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
+    values = {"preset": preset, **PRESETS[preset], **data}
+    over = dict(overrides) if isinstance(overrides, dict) else parse_overrides(overrides)
+    return build_config(TrainConfig, values, over)

@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .provenance import hash_records
+from cytocore.provenance import atomic_output, hash_records
 
 log = logging.getLogger(__name__)
 
@@ -237,9 +237,8 @@ def load_arrays(records: Sequence[LabelledImage], resolution: int, crop_fraction
     if use_cache:
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(".tmp.npz")
-            np.savez(tmp, images=out.images, labels=out.labels, keep=np.asarray(keep), data_hash=data_hash)
-            tmp.replace(cached)
+            with atomic_output(cached) as tmp:
+                np.savez(tmp, images=out.images, labels=out.labels, keep=np.asarray(keep), data_hash=data_hash)
         except OSError as exc:
             log.warning("could not write image cache %s (%s)", cached, exc)
     return out

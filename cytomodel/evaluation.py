@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DataError, ImageArrays, LabelledImage
-from .provenance import hash_records, provenance_record, write_json
+from cytocore.provenance import hash_records, provenance_record, write_json
 
 
 # ============================================================================================== metrics

@@ -13,7 +13,7 @@ from diffusers import DDIMScheduler
 from PIL import Image
 
 from .model import CytoModel
-from .provenance import provenance_record, write_json
+from cytocore.provenance import provenance_record, write_json
 from .runtime import autocast
 
 

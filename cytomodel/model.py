@@ -19,7 +19,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from .config import TrainConfig
-from .provenance import write_json
+from cytocore.provenance import write_json
 
 METADATA_FILE = "cytomodel.json"
 FORMAT_VERSION = 1

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .config import TrainConfig
 from .data import ImageArrays
 from .model import CytoModel, build_scheduler, build_unet, pixel_statistics
-from .provenance import code_version, provenance_record, write_json
+from cytocore.provenance import code_version, provenance_record, write_json
 from .runtime import configure_runtime
 
 STATE_FILE = "trainer_state.json"

@@ -28,8 +28,8 @@ PY=${PYTHON:-python3}
 # torch first and pinned: 2.13.0 is a CPU wheel on the project's machines; an unpinned torch pulls a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 if [ "$want_test" = 1 ]; then
-  .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -m pip install -q -e ".[all,test]"
 else
-  .venv/bin/python -m pip install -q -e ".[postgres]"
+  .venv/bin/python -m pip install -q -e ".[all]"
 fi
 echo "cytostudy installed in .venv"

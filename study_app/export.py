@@ -1,5 +1,5 @@
 """Tidy long-format export: one row per response, joined with the stimulus manifest and the model's outputs, in
-exactly the columns of ``docs/tidy-responses.md`` (``analysis.schema``), validated before it is written."""
+exactly the columns of ``docs/tidy-responses.md`` (``cytocore.schema``), validated before it is written."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +12,7 @@ from .storage import Assignment, Participant, Response
 
 def export_responses(service, include_practice: bool = True, validate: bool = True) -> pd.DataFrame:
     """The tidy response table of ``service``'s study (empty DataFrame with the right columns if no responses)."""
-    from analysis.schema import MODEL_PROB_PREFIX, REQUIRED_COLUMNS, validate_responses
+    from cytocore.schema import MODEL_PROB_PREFIX, REQUIRED_COLUMNS, validate_responses
 
     cfg, study = service.cfg, service.study
 
@@ -52,7 +52,7 @@ def export_responses(service, include_practice: bool = True, validate: bool = Tr
     df["model_pred_class"] = df["model_pred_class"].astype(object).where(df["model_pred_class"].notna(), None)
     df = df[list(REQUIRED_COLUMNS) + prob_cols].reset_index(drop=True)
     if validate and len(df) and (df["phase"] == "main").any():
-        from analysis.schema import ResponseDataError
+        from cytocore.schema import ResponseDataError
         try:
             validate_responses(df, classes=study.classes, min_attention_accuracy=None)
         except ResponseDataError as exc:  # content (e.g. one rater who always said "real") is not a schema error

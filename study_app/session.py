@@ -64,7 +64,7 @@ def confidence_raw(level: int, K: int, chance: float, style: str) -> float:
     """Raw confidence for an ordinal level: percent from chance (level 1) to 100 % (level K), or the level."""
     if style == "labels":
         return float(level)
-    from analysis.simulate import confidence_to_raw
+    from cytocore.confidence import confidence_to_raw
     return round(float(confidence_to_raw(level, K, chance)), 2)
 
 

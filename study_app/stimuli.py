@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from cytomodel.provenance import hash_records, provenance_record, sha256_file, write_json
+from cytocore.provenance import hash_records, provenance_record, sha256_file, write_json
 
 from .audit import LeakAuditError, leak_audit
 from .config import StudyConfig, config_hash, config_to_toml, load_study_config

@@ -9,7 +9,7 @@ from analysis.fitting import SamplerConfig, draws, fit_model, set_quiet
 from analysis.mle import fit_metad_mle
 from analysis.models import (PsychometricSpec, build_metad_model, build_psychometric_model, build_sdt_model,
                              metad_probabilities)
-from analysis.schema import validate_responses
+from cytocore.schema import validate_responses
 from analysis.simulate import RaterProfile, simulate_single_rater_auth_counts, simulate_study
 
 set_quiet(True)

@@ -1,10 +1,10 @@
-"""Tidy export (docs/tidy-responses.md, validated by analysis.schema), simulated raters, and the command line."""
+"""Tidy export (docs/tidy-responses.md, validated by cytocore.schema), simulated raters, and the command line."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from analysis.schema import REQUIRED_COLUMNS, load_responses, validate_responses
+from cytocore.schema import REQUIRED_COLUMNS, load_responses, validate_responses
 from study_app.bots import make_profile, run_bot, simulate_raters
 from study_app.cli import main as cli
 from study_app.export import export_responses, write_export
