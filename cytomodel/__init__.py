@@ -3,7 +3,7 @@
 Public API (imported lazily so that ``cytomodel.provenance`` stays light)::
 
     load_model, CytoModel, load_config, TrainConfig, load_dataset, scan_dataset, train,
-    generate_images, sdedit_images
+    generate_images, sdedit_images, load_generator (a cascade or a base stage), Cascade, assemble_cascade
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ _EXPORTS = {
     "load_config": "config", "TrainConfig": "config", "PRESETS": "config",
     "load_dataset": "data", "scan_dataset": "data", "load_image": "data", "DataError": "data",
     "train": "training",
+    "Cascade": "cascade", "load_generator": "cascade", "load_base": "cascade", "assemble_cascade": "cascade",
+    "SuperResModel": "superres", "super_resolve": "superres",
     "generate_images": "generation", "sdedit_images": "generation", "save_generated": "generation",
 }
 

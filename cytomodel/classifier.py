@@ -777,11 +777,12 @@ def _partial_state():
 
 
 def _load(args) -> CytoModel:
-    from .model import load_model
+    """The base stage of ``--model`` (a cascade classifies with its base stage, on the downsampled cell)."""
+    from .cascade import load_base
     from .runtime import configure_runtime
 
     configure_runtime()
-    return load_model(args.model)
+    return load_base(args.model)
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -812,10 +813,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     df = df[df["label"].isin(model.class_names)]
     errors = df[[f"err_{c}" for c in model.class_names]].to_numpy()
     labels = df["label"].map({c: i for i, c in enumerate(model.class_names)}).to_numpy()
-    fit = calibrate_model(args.model, errors, labels, cfg,
+    from .cascade import base_folder
+    fit = calibrate_model(base_folder(args.model), errors, labels, cfg,
                           source={"data": str(args.data), "split": args.split})
     print(f"temperature T={fit['temperature']:.6g} fitted on {fit['n_images']} images: "
-          f"NLL {fit['nll_at_T1']:.4f} (T=1) -> {fit['nll_at_T']:.4f}; written to {args.model}/cytomodel.json")
+          f"NLL {fit['nll_at_T1']:.4f} (T=1) -> {fit['nll_at_T']:.4f}; written to {base_folder(args.model)}/cytomodel.json")
     return 0
 
 

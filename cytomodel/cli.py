@@ -31,20 +31,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from .cascade import load_generator
     from .generation import generate_images, image_grid, save_generated, sdedit_images
-    from .model import load_model
     from .runtime import configure_runtime
 
     configure_runtime()
-    model = load_model(args.model)
+    if not 0.0 <= args.strength <= 1.0:
+        raise ValueError(f"--strength must be in [0, 1] (0 = the real image, 1 = fully generated), got {args.strength}")
+    model = load_generator(args.model)
     classes = model.class_names if args.class_name == "all" else [c.strip() for c in args.class_name.split(",")]
     if args.from_image:
         images = [Path(p) for p in args.from_image]
         batch = sdedit_images(model, images, classes[0] if len(classes) == 1 else classes, args.strength,
-                              args.guidance, args.steps, args.seed, args.precision, progress=True)
+                              args.guidance, args.steps, args.seed, args.precision, progress=True,
+                              superres_steps=args.superres_steps)
     else:
         batch = generate_images(model, classes, args.n, args.guidance, args.steps, args.seed, args.precision,
-                                progress=True)
+                                progress=True, superres_steps=args.superres_steps)
     table = save_generated(batch, args.out, model, upscale=args.upscale)
     if args.grid:
         image_grid(batch.images, rows=len(classes) if not args.from_image else 1, upscale=args.upscale or 1).save(
@@ -56,14 +59,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from .model import load_model
+    from .cascade import load_generator
 
-    model = load_model(args.model)
+    model = load_generator(args.model)
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
     model.save_pretrained(args.out, dtype=dtype)
-    size = sum(f.stat().st_size for f in Path(args.out).iterdir() if f.is_file())
+    size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
     print(f"exported {args.model} (step {model.metadata.get('train_steps')}) to {args.out} as {args.dtype}, "
           f"{size / 1e6:.1f} MB")
+    return 0
+
+
+def cmd_cascade(args: argparse.Namespace) -> int:
+    from .cascade import assemble_cascade
+
+    cascade = assemble_cascade(args.base, args.superres, args.out, superres_steps=args.superres_steps,
+                               name=args.name)
+    print(f"cascade {cascade.low_resolution} -> {cascade.resolution} px, classes {', '.join(cascade.class_names)}: "
+          f"{args.out}")
     return 0
 
 
@@ -89,11 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="generate synthetic cells (or SDEdit morphs of real ones)",
                        description="Generate images with classifier-free guidance; same seed, same images.")
-    p.add_argument("--model", default=None, help="model folder (default: the bundled data/models/cpu-32)")
+    p.add_argument("--model", default=None, help="model folder: a cascade (cells at its high resolution) or a base "
+                   "stage (default: the bundled data/models/cpu-32)")
     p.add_argument("--class", dest="class_name", default="all", help="class name, comma list, or 'all'")
     p.add_argument("--n", type=int, default=16, help="images per class")
     p.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale (1 = none)")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (the base stage's, for a cascade)")
+    p.add_argument("--superres-steps", type=int, help="DDIM steps of a cascade's super-resolution stage "
+                   "(default: the cascade's own)")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed+i")
     p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     p.add_argument("--from-image", nargs="+", help="real image(s) to morph (SDEdit)")
@@ -109,6 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="destination folder")
     p.add_argument("--dtype", default="fp16", choices=["fp16", "bf16", "fp32"])
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("cascade", help="assemble a base stage and a super-resolution stage into one cascade folder",
+                       description="Check that two stages agree (classes, sizes, crop, training data) and copy them "
+                       "into one folder with a cytomodel.json that records both.")
+    p.add_argument("--base", required=True, help="base-stage model folder (e.g. data/models/cpu-32)")
+    p.add_argument("--superres", required=True, help="super-resolution stage folder (e.g. runs/cpu-sr128/model)")
+    p.add_argument("--out", required=True, help="cascade folder to write")
+    p.add_argument("--superres-steps", type=int, default=20, help="default DDIM steps of the second stage")
+    p.add_argument("--name", help="name recorded in cytomodel.json")
+    p.set_defaults(func=cmd_cascade)
 
     _register_optional_commands(sub)
     return parser

@@ -105,8 +105,11 @@ class GeneratedImages:
 
 def generate_images(model: CytoModel, class_name: str | Sequence[str], n: int, guidance: float = 2.0,
                     steps: int = 50, seed: int = 0, precision: str = "bf16", batch_size: int = 64,
-                    progress: bool = False) -> GeneratedImages:
-    """``n`` images per class. Image i of a call uses seed ``seed + i``: regenerate any one with n=1."""
+                    progress: bool = False, superres_steps: int | None = None) -> GeneratedImages:
+    """``n`` images per class. Image i of a call uses seed ``seed + i``: regenerate any one with n=1.
+
+    ``model`` is a base stage or a :class:`~cytomodel.cascade.Cascade` (then ``superres_steps`` sets the second
+    stage's DDIM steps; default: the cascade's own)."""
     classes = [class_name] if isinstance(class_name, str) else list(class_name)
     class_ids, seeds, names = [], [], []
     for c in classes:
@@ -115,26 +118,61 @@ def generate_images(model: CytoModel, class_name: str | Sequence[str], n: int, g
             class_ids.append(c)
             seeds.append(seed + i)
             names.append(c)
-    imgs = sample(model, class_ids, seeds, guidance=guidance, steps=steps, precision=precision,
-                  batch_size=batch_size, progress=progress)
+    imgs = _sampler(model)(model, class_ids, seeds, guidance=guidance, steps=steps, precision=precision,
+                           batch_size=batch_size, progress=progress, **_stage_options(model, superres_steps))
     records = pd.DataFrame({"class_name": names, "seed": seeds, "guidance": guidance, "steps": steps,
-                            "strength": 1.0, "precision": precision, "init_image": ""})
+                            "strength": 1.0, "precision": precision, "init_image": "",
+                            **_stage_columns(model, superres_steps)})
     return GeneratedImages(imgs, records)
+
+
+def _sampler(model):
+    """The pipeline for what ``model`` is: one base stage (:func:`sample`) or a cascade."""
+    if getattr(model, "STAGE", "base") == "cascade":
+        from .cascade import sample_cascade
+        return sample_cascade
+    if getattr(model, "STAGE", "base") != "base":
+        raise ValueError(f"a {model.STAGE} stage cannot generate on its own; use a cascade (cytomodel.load_generator)")
+    return sample
+
+
+def _stage_options(model, superres_steps: int | None) -> dict:
+    if getattr(model, "STAGE", "base") == "cascade":
+        return {"superres_steps": superres_steps}
+    return {}
+
+
+def _stage_columns(model, superres_steps: int | None = None) -> dict:
+    if getattr(model, "STAGE", "base") == "cascade":
+        return {"superres_steps": superres_steps or model.superres_steps,
+                "superres_level": model.superres.cond_noise_sample}
+    return {}
 
 
 def sdedit_images(model: CytoModel, images: Sequence, class_name: str | Sequence[str], strength: float,
                   guidance: float = 2.0, steps: int = 50, seed: int = 0, precision: str = "bf16",
-                  batch_size: int = 64, names: Sequence[str] | None = None, progress: bool = False) -> GeneratedImages:
-    """Morph real images towards the model: noise to ``strength`` and denoise under ``class_name``."""
+                  batch_size: int = 64, names: Sequence[str] | None = None, progress: bool = False,
+                  superres_steps: int | None = None) -> GeneratedImages:
+    """Morph real images towards the model: noise to ``strength`` and denoise under ``class_name``.
+
+    With a cascade the morph is made at its high resolution, one strength shared by both stages
+    (:mod:`cytomodel.cascade`)."""
     arrays = np.stack([model.preprocess(im) if not isinstance(im, np.ndarray) else im for im in images])
     classes = [class_name] * len(arrays) if isinstance(class_name, str) else list(class_name)
     seeds = [seed + i for i in range(len(arrays))]
-    out = sample(model, classes, seeds, guidance=guidance, steps=steps, init_images=arrays, strength=strength,
-                 precision=precision, batch_size=batch_size, progress=progress)
+    if arrays.shape[1:] != (model.resolution, model.resolution, 3):
+        raise ValueError(f"images to morph must be {model.resolution}x{model.resolution} RGB (the model's size), got "
+                         f"{arrays.shape[1:]}; pass paths or PIL images to have them preprocessed")
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must be in [0, 1] (0 = the real image, 1 = fully generated), got {strength}")
+    out = _sampler(model)(model, classes, seeds, guidance=guidance, steps=steps, init_images=arrays,
+                          strength=strength, precision=precision, batch_size=batch_size, progress=progress,
+                          **_stage_options(model, superres_steps))
     if names is None:
         names = [str(im) if isinstance(im, (str, Path)) else f"image-{i}" for i, im in enumerate(images)]
     records = pd.DataFrame({"class_name": classes, "seed": seeds, "guidance": guidance, "steps": steps,
-                            "strength": strength, "precision": precision, "init_image": list(names)})
+                            "strength": strength, "precision": precision, "init_image": list(names),
+                            **_stage_columns(model, superres_steps)})
     return GeneratedImages(out, records)
 
 

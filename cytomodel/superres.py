@@ -127,8 +127,9 @@ def super_resolve(model: SuperResModel, low_images: np.ndarray, class_ids: Seque
     """Draw (N, H, W, 3) uint8 high-resolution cells for (N, h, w, 3) uint8 low-resolution ones.
 
     ``class_ids`` None samples unconditionally (the null class); ``level`` is the conditioning augmentation (default:
-    the stage's ``cond_noise_sample``). With ``init_images`` (N, H, W, 3) this is SDEdit at the high resolution: the
-    residual of each init image against its low-res partner is noised to ``strength`` and denoised.
+    the stage's ``cond_noise_sample``). With ``init_images`` (N, H, W, 3) this is SDEdit at the high resolution: each
+    init image's own detail (its residual against its own low-res version) is noised to ``strength`` and redrawn for
+    ``low_images`` — so a morphed low-res cell keeps the real cell's detail in proportion to 1 - strength.
     """
     from .generation import ddim_timesteps, ddim_scheduler
     from .runtime import autocast
@@ -173,7 +174,8 @@ def super_resolve(model: SuperResModel, low_images: np.ndarray, class_ids: Seque
         cond = model.condition(low, levels, _noise(batch_seeds, tuple(low.shape[1:]), device, salt=1))
         noise = _noise(batch_seeds, (3, res, res), device, salt=2)
         if init_images is not None and strength < 1.0:
-            x0 = model.to_residual(model.encode(init_images[sl]), low)
+            init = init_images[sl]
+            x0 = model.to_residual(model.encode(init), model.encode(downsample(init, model.low_resolution)))
             x = scheduler.add_noise(x0, noise, timesteps[:1].repeat(b))
         else:
             x = noise * scheduler.init_noise_sigma
