@@ -68,6 +68,15 @@ class CytoModel:
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device
 
+    @property
+    def classifier_model(self) -> "CytoModel":
+        """The stage the diffusion classifier runs on (a cascade answers with its base stage)."""
+        return self
+
+    def to_classifier_input(self, images: np.ndarray) -> np.ndarray:
+        """Images at this model's resolution, as the classifier takes them (a cascade downsamples)."""
+        return np.asarray(images)
+
     def class_index(self, name: str | int) -> int:
         if isinstance(name, (int, np.integer)):
             if not 0 <= int(name) < len(self.class_names):
