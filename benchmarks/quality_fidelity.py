@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from quality_common import (common_args, generate_balanced, load_real, model_info, setup_runtime, wilson_interval,
-                            write_json)
+from quality_common import (common_args, describe_model, generate_balanced, load_model_any, load_real, model_info,
+                            setup_runtime, wilson_interval, write_json)
 
 TARGET = 0.90
 
@@ -35,19 +35,18 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     setup_runtime()
     from cytomodel.baseline import load_baseline
-    from cytomodel.model import load_model
 
     t0 = time.time()
-    model = load_model(args.model)
+    model = load_model_any(args.model)
     clf = load_baseline(args.baseline)
     if clf.class_names != model.class_names or clf.resolution != model.resolution:
         raise SystemExit(f"baseline ({clf.resolution}px, {clf.class_names}) does not match the model "
                          f"({model.resolution}px, {model.class_names})")
     info = model_info(model)
-    print(f"model {args.model}: step {info['train_steps']}, {info['wall_seconds']}s of training; "
-          f"baseline {args.baseline}")
+    print(f"{describe_model(args.model, info)}; baseline {args.baseline}")
     results = {"model": str(args.model), "model_info": info, "baseline": str(args.baseline), "n_per_class": args.n,
-               "steps": args.steps, "precision": args.precision, "seed": args.seed, "target": TARGET, "guidance": {}}
+               "steps": args.steps, "superres_steps": args.superres_steps, "precision": args.precision, "seed": args.seed,
+               "target": TARGET, "guidance": {}}
 
     # reference: the baseline on n real test images per class (balanced, first n of each class in manifest order)
     try:
@@ -61,7 +60,7 @@ def main(argv=None) -> int:
 
     for g in args.guidance:
         images, labels = generate_balanced(model, args.model, args.n, g, args.steps, args.precision, args.seed,
-                                           not args.no_cache)
+                                           not args.no_cache, superres_steps=args.superres_steps)
         results["guidance"][f"{g:g}"] = fidelity_table(clf.predict(images), labels, model.class_names)
 
     names = model.class_names

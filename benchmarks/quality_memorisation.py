@@ -20,8 +20,8 @@ import time
 import numpy as np
 import torch
 
-from quality_common import (common_args, dihedral_views, generate_balanced, load_real, model_info, setup_runtime,
-                            wilson_interval, write_json)
+from quality_common import (common_args, describe_model, dihedral_views, generate_balanced, load_model_any, load_real,
+                            model_info, setup_runtime, wilson_interval, write_json)
 
 TARGET = 0.01
 PERCENTILE = 1.0
@@ -75,10 +75,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     setup_runtime()
     from cytomodel.baseline import load_baseline
-    from cytomodel.model import load_model
 
     t0 = time.time()
-    model = load_model(args.model)
+    model = load_model_any(args.model)
     clf = load_baseline(args.baseline)
     info = model_info(model)
     load = lambda s: load_real(args.data, s, model.resolution, model.class_names, model.crop_fraction)  # noqa: E731
@@ -87,7 +86,7 @@ def main(argv=None) -> int:
     pick = lambda d: d.images[np.sort(rng.permutation(len(d.images))[:args.n_real])]  # noqa: E731
     val_x, test_x = pick(val), pick(test)
     gen, gen_labels = generate_balanced(model, args.model, args.n, args.guidance, args.steps, args.precision,
-                                        args.seed, not args.no_cache)
+                                        args.seed, not args.no_cache, superres_steps=args.superres_steps)
 
     train_pix = train.images.reshape(len(train.images), -1).astype(np.float32)
     train_feat = clf.features(train.images, precision="bf16")
@@ -129,7 +128,7 @@ def main(argv=None) -> int:
     results["either_count"] = int(either.sum())
 
     unit = {"pixel": "RMS, 0-255", "feature": "1-cos"}
-    print(f"model {args.model}: step {info['train_steps']}; {len(gen)} generated (guidance {args.guidance:g}, "
+    print(f"{describe_model(args.model, info)}; {len(gen)} generated (guidance {args.guidance:g}, "
           f"{args.steps} steps) vs {len(train.images)} training images; threshold = {PERCENTILE:g}st percentile "
           f"of {len(val_x)} real val images' nearest-training distance (8 flips/rotations)")
     for space, r in results["spaces"].items():

@@ -118,7 +118,7 @@ def generate_images(model: CytoModel, class_name: str | Sequence[str], n: int, g
             class_ids.append(c)
             seeds.append(seed + i)
             names.append(c)
-    imgs = _sampler(model)(model, class_ids, seeds, guidance=guidance, steps=steps, precision=precision,
+    imgs = pipeline_for(model)(model, class_ids, seeds, guidance=guidance, steps=steps, precision=precision,
                            batch_size=batch_size, progress=progress, **_stage_options(model, superres_steps))
     records = pd.DataFrame({"class_name": names, "seed": seeds, "guidance": guidance, "steps": steps,
                             "strength": 1.0, "precision": precision, "init_image": "",
@@ -126,8 +126,9 @@ def generate_images(model: CytoModel, class_name: str | Sequence[str], n: int, g
     return GeneratedImages(imgs, records)
 
 
-def _sampler(model):
-    """The pipeline for what ``model`` is: one base stage (:func:`sample`) or a cascade."""
+def pipeline_for(model):
+    """The sampling function for what ``model`` is: one base stage (:func:`sample`) or a cascade
+    (:func:`cytomodel.cascade.sample_cascade`); both take ``(model, class_ids, seeds, guidance=, steps=, ...)``."""
     if getattr(model, "STAGE", "base") == "cascade":
         from .cascade import sample_cascade
         return sample_cascade
@@ -165,7 +166,7 @@ def sdedit_images(model: CytoModel, images: Sequence, class_name: str | Sequence
                          f"{arrays.shape[1:]}; pass paths or PIL images to have them preprocessed")
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be in [0, 1] (0 = the real image, 1 = fully generated), got {strength}")
-    out = _sampler(model)(model, classes, seeds, guidance=guidance, steps=steps, init_images=arrays,
+    out = pipeline_for(model)(model, classes, seeds, guidance=guidance, steps=steps, init_images=arrays,
                           strength=strength, precision=precision, batch_size=batch_size, progress=progress,
                           **_stage_options(model, superres_steps))
     if names is None:
