@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from study_app.session import StudyService
+from study_app.serve.session import StudyService
 from study_app.storage import Response
 
 from conftest_helpers import CHROMIUM_ARGS, StreamlitServer, chromium_path  # tests/study_app/conftest_helpers.py

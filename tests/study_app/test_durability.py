@@ -12,13 +12,13 @@ import time
 
 from sqlalchemy import func, select
 
-from study_app.session import StudyService
+from study_app.serve.session import StudyService
 from study_app.storage import Response
 
 CHILD = r"""
 import sys
 from study_app.bots import make_profile, run_bot
-from study_app.session import StudyService
+from study_app.serve.session import StudyService
 svc = StudyService(sys.argv[1], sys.argv[2])
 prof = make_profile(svc, d_prime=1.0)
 run_bot(svc, prof, seed=int(sys.argv[4]), token=sys.argv[3], think_ms=35,
