@@ -7,7 +7,7 @@
 // the same timing. The server checks its own clock too (study_app/serve/trials.py).
 function installGate() {
   const G = {screen: null, keymap: {}, minRt: 0, visibleAt: null, accepted: false, waitImage: false,
-             imageOk: false, passing: false, ignored: [], outageText: ""};
+             imageOk: false, passing: false, ignored: [], acceptedLog: [], outageText: ""};
   const buttonFor = (key) => {
     const box = document.querySelector(".st-key-" + CSS.escape(key));
     return box ? box.querySelector("button") : null;
@@ -30,6 +30,7 @@ function installGate() {
       return;
     }
     G.accepted = true;
+    G.acceptedLog.push({screen: G.screen, key: key, ms: e.timeStamp - G.visibleAt});
     G.passing = true;
     try { btn.click(); } finally { G.passing = false; }
   }, true);
@@ -64,26 +65,27 @@ function waitVisible(G) {
 }
 
 // Streamlit's own dialog on a lost connection speaks to developers ("streamlit run yourscript.py"): hide it and
-// show the study's message until the connection is back.
+// show the study's message from the moment the connection drops until it is back.
 function watchConnection(G) {
   const update = () => {
-    const dialogs = Array.from(document.querySelectorAll("[role='dialog']"));
-    const lost = dialogs.filter((d) => /connection error|is streamlit still running|streamlit run/i.test(d.innerText));
+    const dialogs = Array.from(document.querySelectorAll("[data-testid='stDialog'], [role='dialog']"));
+    const lost = dialogs.filter((d) => /connection error|is streamlit still running|streamlit run/i.test(d.textContent));
     lost.forEach((d) => { d.style.visibility = "hidden"; });
-    const backdrops = lost.map((d) => d.closest("[data-baseweb='modal']") || d.parentElement);
-    backdrops.forEach((b) => { if (b) b.style.visibility = "hidden"; });
+    const status = document.querySelector("[data-testid='stConnectionStatus']");
+    const connecting = G.screen !== null && status && /connecting|offline/i.test(status.textContent);
     let box = document.getElementById("cyto-outage");
-    if (lost.length && !box) {
+    if ((lost.length || connecting) && !box) {
       box = document.createElement("div");
       box.id = "cyto-outage";
       box.setAttribute("role", "status");
       box.innerHTML = "<div class='cyto-outage-card'>" + G.outageText + "</div>";
       document.body.appendChild(box);
-    } else if (!lost.length && box) {
+    } else if (!lost.length && !connecting && box) {
       box.remove();
     }
   };
-  new MutationObserver(update).observe(document.body, {childList: true, subtree: true});
+  new MutationObserver(update).observe(document.body, {childList: true, subtree: true, characterData: true});
+  setInterval(update, 500);
 }
 
 function showImage(G, data, parent, setTriggerValue) {
@@ -153,7 +155,12 @@ export default function (component) {
     showImage(G, data, parentElement, setTriggerValue);
   }
   if (data.focus) {
-    const el = document.querySelector(data.focus);
-    if (el && document.activeElement !== el) el.focus();
+    const until = performance.now() + 3000, screen = data.screen;
+    const tryFocus = () => {   // the element may arrive after this component in the same page run
+      const el = document.querySelector(data.focus);
+      if (el && !el.disabled) { if (document.activeElement !== el) el.focus(); return; }
+      if (G.screen === screen && performance.now() < until) requestAnimationFrame(tryFocus);
+    };
+    tryFocus();
   }
 }
