@@ -6,10 +6,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 APP = Path(__file__).resolve().parent / "web" / "app.py"
 REPO = Path(__file__).resolve().parents[2]
+STOP_TIMEOUT_S = 10.0
 
 
 def streamlit_command(port: int, host: str) -> list[str]:
@@ -30,17 +32,21 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         pass
 
 
-def stop_group(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT_S) -> int:
     """SIGTERM to the server's whole process group, SIGKILL after ``timeout``; returns the exit code."""
     if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        _signal_group(proc, signal.SIGTERM)
         try:
             return proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            _signal_group(proc, signal.SIGKILL)
     return proc.wait()
 
 
@@ -61,13 +67,23 @@ def serve(study: str | Path, port: int = 8501, host: str = "localhost", db_url: 
     if not wait:
         return proc
 
-    def forward(signum, _frame):
-        stop_group(proc)
-        sys.exit(128 + signum)
+    stopping: list[tuple[int, float]] = []
+
+    def forward(signum, _frame):  # no waiting in here: the main loop below owns proc.wait()
+        if not stopping:
+            stopping.append((signum, time.monotonic()))
+            _signal_group(proc, signal.SIGTERM)
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
-        return proc.wait()
+        while True:
+            try:
+                rc = proc.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                if stopping and time.monotonic() - stopping[0][1] > STOP_TIMEOUT_S:
+                    _signal_group(proc, signal.SIGKILL)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        stop_group(proc)
+        _signal_group(proc, signal.SIGTERM)   # whatever the group still holds
+    return 128 + stopping[0][0] if stopping else rc
