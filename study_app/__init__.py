@@ -9,7 +9,7 @@ Public API::
     StudyService(study_dir, db_url=None)       the participant session logic on the database (study_app.serve)
     export_study(service, out)                 -> (DataFrame, paths): tidy responses with provenance
     run_bot / simulate_raters / make_profile   simulated raters through the same code path
-    serve(study_dir, port, ...)                start the Streamlit app (study_app.serve.server)
+    study_app.serve.server.serve(study_dir, port, ...)   start the Streamlit app
 
 Layout: ``build/`` makes a study (cytomodel, torch); ``serve/`` runs it (no torch); ``storage/`` is the
 database; ``audit/`` checks a stimulus set; ``study.py`` reads a built folder; ``export.py`` writes the tidy table.
@@ -28,7 +28,7 @@ _EXPORTS = {
     "StorageUnavailable": "storage", "Database": "storage",
     "export_responses": "export", "export_study": "export", "write_export": "export", "read_provenance": "export",
     "run_bot": "bots", "simulate_raters": "bots", "make_profile": "bots",
-    "serve": "serve.server", "main": "cli",
+    "main": "cli",
 }
 __all__ = sorted(_EXPORTS)
 
