@@ -38,7 +38,7 @@ def test_the_verdict_on_an_unchanged_study_does_not_depend_on_the_seed(built_stu
     assert all(r.passed for r in results)
     for g in results[0].auroc:
         ps = [r.p_value[g] for r in results]
-        assert max(ps) - min(ps) < 0.05, (g, ps)                 # Monte-Carlo error of 2000 permutations
+        assert max(ps) - min(ps) < 0.1, (g, ps)   # Monte-Carlo error of 2000 permutations (SD <= 0.011 per p)
 
 
 def test_leak_audit_catches_a_file_size_leak(built_study, tmp_path):
