@@ -166,13 +166,15 @@ def test_too_fast_answers_are_ignored(service):
     time.sleep(WAIT)
     assert service.answer_auth(tok, t.assignment_id, "real", 1) is True
     # the cell-type question has its own minimum time, from the moment the authenticity answer moved the screen on
+    service.cfg.design.min_rt_ms = 10_000.0
     with pytest.raises(TooFast):
         service.answer_class(tok, t.assignment_id, "cannot_tell", 1)
-    time.sleep(WAIT)
-    chosen_at = __import__("study_app.storage", fromlist=["utcnow"]).utcnow()   # a class chosen just now
-    with pytest.raises(TooFast):                        # ... and so has the class-confidence question
+    service.cfg.design.min_rt_ms = 300.0
+    time.sleep(0.35)                                    # past 300 ms since the authenticity answer ...
+    chosen_at = __import__("study_app.storage", fromlist=["utcnow"]).utcnow()   # ... but a class chosen just now
+    with pytest.raises(TooFast):                        # the class-confidence question has its own start
         service.answer_class(tok, t.assignment_id, "alpha", 2, screen_since=chosen_at)
-    time.sleep(WAIT)
+    time.sleep(0.35)
     assert not service.answer_class(tok, t.assignment_id, "alpha", 2, screen_since=chosen_at).duplicate
 
 
