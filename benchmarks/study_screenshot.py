@@ -1,14 +1,16 @@
-"""Screenshot of a trial in Chromium (docs/screenshot-trial.png) and the end-to-end answer -> next image time
-in a real browser (one participant, keyboard only), against ``cytostudy serve`` on a built study.
+"""Screenshots of a trial in Chromium (docs/screenshot-trial.png, docs/screenshot-trial-phone.png) and the
+end-to-end answer -> next question time in a real browser (one participant, keyboard only), against
+``cytostudy serve`` on a built study.
 
   python benchmarks/study_screenshot.py STUDY_DIR [--out docs/screenshot-trial.png] [--trials 8]
 
-The database is a throwaway SQLite file (the study's own study.db is not touched).
+The time is measured in the page: from the last key of a trial (its keydown time stamp) to the moment the next
+trial's first question is visible with its image decoded (the keyboard gate's ``visibleAt``). The database is a
+throwaway SQLite file (the study's own study.db is not touched).
 """
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import tempfile
 import time
@@ -17,28 +19,30 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "study_app"))
+sys.path.insert(0, str(REPO / "tests" / "study_app"))   # pytest-free helpers of the browser tests
 
 
-def press(page, key, then, tries: int = 3) -> None:
-    """Press ``key`` and wait for ``then``; press again if it does not come (a key pressed while Streamlit's
-    websocket reconnects on a starved machine is lost; a person would press again)."""
-    for _ in range(tries - 1):
-        page.keyboard.press(key)
-        try:
-            then.wait_for(timeout=15_000)
-            return
-        except Exception:  # noqa: BLE001
-            print(f"key {key!r} repeated")
-    page.keyboard.press(key)
-    then.wait_for()
+def _skip_practice(svc, tok) -> None:
+    svc.give_consent(tok)
+    svc.save_profile(tok, "haematologist", 10)
+    svc.finish_instructions(tok)
+    wait = svc.cfg.design.min_rt_ms / 1000 + 0.02
+    while svc.state(tok).stage == "practice":
+        t = svc.current_trial(tok, "warmup")
+        svc.confirm_loaded(tok, t.assignment_id, t.presentation)
+        time.sleep(wait)
+        svc.answer_auth(tok, t.assignment_id, "real", 2)
+        time.sleep(wait)
+        svc.answer_class(tok, t.assignment_id, svc.classes[0], 2)
+    svc.end_break(tok)
 
 
 def main() -> int:
+    from browser_helpers import gate, next_screen, wait_screen
     from conftest_helpers import CHROMIUM_ARGS, StreamlitServer, chromium_path
     from playwright.sync_api import sync_playwright
 
-    from study_app.session import StudyService
+    from study_app.serve.session import StudyService
 
     ap = argparse.ArgumentParser()
     ap.add_argument("study")
@@ -49,53 +53,52 @@ def main() -> int:
     url = f"sqlite:///{tmp / 'shot.db'}"
     svc = StudyService(args.study, url)
     tok = svc.create_invites(1)[0].token
-    svc.give_consent(tok)
-    svc.save_profile(tok, "haematologist", 10)
-    svc.finish_instructions(tok)
-    # skip the practice trials (answered through the service, as a participant would)
-    while svc.state(tok).stage == "practice":
-        t = svc.current_trial(tok, "warmup")
-        time.sleep(svc.cfg.design.min_rt_ms / 1000 + 0.02)
-        svc.answer_auth(tok, t.assignment_id, "real", 2)
-        svc.answer_class(tok, t.assignment_id, svc.classes[0], 2)
-    svc.end_break(tok)
+    _skip_practice(svc, tok)
     server = StreamlitServer(Path(args.study), url, tmp / "server.log").start()
     lat = []
+    pause = svc.cfg.design.min_rt_ms + 150
     try:
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-            page = b.new_page(viewport={"width": 900, "height": 820}, device_scale_factor=1)
-            page.set_default_timeout(60_000)
-            page.goto(f"{server.base}/?t={tok}")
-            page.get_by_role("button", name=re.compile("^100 %")).first.wait_for()
-            page.wait_for_timeout(1500)
-            page.screenshot(path=args.out)
-            print(f"wrote {args.out}")
-            for i in range(args.trials):
-                prog = page.locator(".cyto-progress").inner_text()
-                if page.get_by_text("Time for a short break").count():
-                    page.keyboard.press("Enter")
-                    page.get_by_role("button", name=re.compile("^100 %")).first.wait_for()
-                    continue
-                page.wait_for_timeout(400)
-                press(page, "6", page.get_by_role("button", name=re.compile("^Cannot tell")))
-                press(page, "1", page.get_by_role("button", name=re.compile("^Certain")))
-                t0 = time.perf_counter()
-                page.keyboard.press("3")
-                # the next image is on screen: a new progress line and its image loaded
-                page.wait_for_function(
-                    "p => { const e = document.querySelector('.cyto-progress'); const img ="
-                    " document.querySelector('.st-key-stimulus img');"
-                    " return ((e && e.innerText !== p) || document.body.innerText.includes('short break')"
-                    " || document.body.innerText.includes('Thank you')) && (!img || img.complete); }", arg=prog)
-                lat.append((time.perf_counter() - t0) * 1000)
+            for width, height, out in ((1280, 900, Path(args.out)),
+                                       (390, 844, Path(args.out).with_name(Path(args.out).stem + "-phone.png"))):
+                page = b.new_page(viewport={"width": width, "height": height})
+                page.set_default_timeout(60_000)
+                page.goto(f"{server.base}/?t={tok}")
+                wait_screen(page, "auth.ready")
+                page.wait_for_timeout(800)
+                page.screenshot(path=str(out), full_page=True)
+                print(f"wrote {out}")
+                if width == 390:
+                    break
+                for _ in range(args.trials):
+                    s = wait_screen(page, "auth.ready")
+                    for key in ("6", "1"):
+                        page.wait_for_function("ms => performance.now() - window.__cytoGate.visibleAt >= ms", arg=pause)
+                        page.keyboard.press(key)
+                        s = next_screen(page, s)
+                    page.wait_for_function("ms => performance.now() - window.__cytoGate.visibleAt >= ms", arg=pause)
+                    page.evaluate("() => { window.__k = null; document.addEventListener('keydown',"
+                                  " e => { window.__k = e.timeStamp; }, {once: true, capture: true}); }")
+                    page.keyboard.press("3")
+                    s = next_screen(page, s)
+                    if "interlude" in s or "done" in s:
+                        if "done" in s:
+                            break
+                        page.wait_for_timeout(300)
+                        page.keyboard.press("Enter")
+                        continue
+                    g = gate(page)
+                    t_key = page.evaluate("() => window.__k")
+                    lat.append(g["visibleAt"] - t_key)
+                page.close()
             b.close()
     finally:
         server.stop()
     if lat:
         a = np.asarray(lat)
-        print(f"browser, 1 participant: answer key -> next image on screen: p50 {np.percentile(a, 50):.0f} ms, "
-              f"max {a.max():.0f} ms over {len(a)} trials")
+        print(f"browser, 1 participant: last key of a trial -> next question visible (image decoded): "
+              f"p50 {np.percentile(a, 50):.0f} ms, max {a.max():.0f} ms over {len(a)} trials")
     return 0
 
 

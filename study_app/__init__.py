@@ -2,28 +2,33 @@
 
 Public API::
 
-    build_study(data, model_dir, out, cfg)     -> Path      build a study folder (stimuli, manifest, leak audit)
+    build_study(data, model_dir, out, cfg)     -> Path      build a study folder (study_app.build: needs torch)
     load_study(path)                           -> Study     a built study: config, manifest, classes
     load_study_config(path, overrides)         -> StudyConfig
-    leak_audit(manifest, study_dir, ...)       -> AuditResult
-    StudyService(study_dir, db_url=None)       the participant session logic on the database (UI and bots)
-    export_responses(service)                  -> DataFrame (docs/tidy-responses.md), write_export(df, out)
+    run_audits / leak_audit / confound_check   the leak audit and the content-confound check
+    StudyService(study_dir, db_url=None)       the participant session logic on the database (study_app.serve)
+    export_study(service, out)                 -> (DataFrame, paths): tidy responses with provenance
     run_bot / simulate_raters / make_profile   simulated raters through the same code path
-    serve(study_dir, port, ...)                start the Streamlit app
+    study_app.serve.server.serve(study_dir, port, ...)   start the Streamlit app
+
+Layout: ``build/`` makes a study (cytomodel, torch); ``serve/`` runs it (no torch); ``storage/`` is the
+database; ``audit/`` checks a stimulus set; ``study.py`` reads a built folder; ``export.py`` writes the tidy table.
 """
 from __future__ import annotations
 
 import importlib
 
 _EXPORTS = {
-    "build_study": "stimuli", "load_study": "stimuli", "Study": "stimuli", "render_stimulus": "stimuli",
-    "load_study_config": "config", "StudyConfig": "config",
-    "leak_audit": "audit", "LeakAuditError": "audit",
-    "StudyService": "session", "AccessDenied": "session", "TooFast": "session",
+    "build_study": "build", "render_stimulus": "build", "StudyBuildError": "build",
+    "load_study": "study", "Study": "study",
+    "load_study_config": "config", "StudyConfig": "config", "StudyConfigError": "config",
+    "leak_audit": "audit", "confound_check": "audit", "run_audits": "audit", "LeakAuditError": "audit",
+    "StudyService": "serve.session", "AccessDenied": "serve.errors", "TooFast": "serve.errors",
+    "NotLoaded": "serve.errors", "StudyMismatch": "serve.errors",
     "StorageUnavailable": "storage", "Database": "storage",
-    "export_responses": "export", "write_export": "export",
+    "export_responses": "export", "export_study": "export", "write_export": "export", "read_provenance": "export",
     "run_bot": "bots", "simulate_raters": "bots", "make_profile": "bots",
-    "serve": "cli", "main": "cli",
+    "main": "cli",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -2,10 +2,11 @@
 
 Each bot joins like a person (an invite), consents, fills in the profile (role ``bot``), reads the instructions,
 does the practice and the main trials, takes the breaks, and answers every trial through
-:class:`study_app.session.StudyService` (``current_trial`` -> ``answer_auth`` -> ``answer_class``), the same methods
-the Streamlit page calls. The answers come from ``analysis.simulate.simulate_response`` (chosen d', bias, class
-accuracy, metacognitive efficiency, lapses). Response times are measured by the server as for people: a bot waits
-``think_ms`` (default: just over ``design.min_rt_ms``) or, with ``realtime``, the simulated response times.
+:class:`study_app.serve.session.StudyService` (``view`` -> ``confirm_loaded`` -> ``answer_auth`` ->
+``answer_class``), the same methods the Streamlit page calls. The answers come from
+``analysis.simulate.simulate_response`` (chosen d', bias, class accuracy, metacognitive efficiency, lapses).
+Response times are measured by the server as for people: before each answer a bot waits ``think_ms`` (default: just
+over ``design.min_rt_ms``, the per-screen minimum) or, with ``realtime``, the simulated response times.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from .session import StudyService, TooFast
+from .serve.session import StudyService, TooFast
 
 
 @dataclass
@@ -64,6 +65,7 @@ def run_bot(service: StudyService, profile, seed: int = 0, token: str | None = N
             if st.stage == "done" or trial is None or (max_trials is not None and res.answered >= max_trials):
                 break
             _ = service.image_bytes(trial.stimulus_id)
+            service.confirm_loaded(token, trial.assignment_id, trial.presentation)
         # missing model outputs (a study built without the classifier) are left out, not passed on as NaN
         stim = {k: v for k, v in service.study.stimulus(trial.stimulus_id).items()
                 if not (isinstance(v, float) and math.isnan(v))}
@@ -79,9 +81,12 @@ def run_bot(service: StudyService, profile, seed: int = 0, token: str | None = N
             time.sleep(wait / 1000.0)
             continue
         if realtime:
-            time.sleep(max(0.0, ans["class_rt_ms"] - ans["auth_rt_ms"]) / 1000.0)
+            time.sleep(max(wait, ans["class_rt_ms"] - ans["auth_rt_ms"]) / 1000.0)
+        else:
+            time.sleep(wait / 1000.0)
         t0 = time.perf_counter()
-        out = service.answer_class(token, trial.assignment_id, ans["class_response"], ans["class_confidence_level"])
+        out = _patiently(lambda: service.answer_class(token, trial.assignment_id, ans["class_response"],
+                                                      ans["class_confidence_level"]), wait)
         res.answered += 1
         res.acknowledged.append(out.response_id)
         if on_ack is not None:
@@ -90,8 +95,19 @@ def run_bot(service: StudyService, profile, seed: int = 0, token: str | None = N
         st, trial = service.view(token, session_key)
         if trial is not None:
             _ = service.image_bytes(trial.stimulus_id)
+            service.confirm_loaded(token, trial.assignment_id, trial.presentation)
         res.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
     return res
+
+
+def _patiently(submit: Callable, wait_ms: float, tries: int = 5):
+    """Submit; a :class:`TooFast` (the server's clock saw the screen later than the bot did) waits and resubmits."""
+    for _ in range(tries - 1):
+        try:
+            return submit()
+        except TooFast:
+            time.sleep(wait_ms / 1000.0)
+    return submit()
 
 
 def simulate_raters(service: StudyService, n: int, profile, seed: int = 0, threads: int = 1,

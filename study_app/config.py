@@ -6,13 +6,14 @@ every export, so an analysis can tell which configuration produced the data).
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-import tomllib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cytocore.config import ConfigError, ConfigFileNotFound, build_config, load_toml, to_dict
 
 DEFAULT_CONSENT = """\
 **Study information and consent**
@@ -45,7 +46,7 @@ Your answers have been saved. You can close this page.
 DEFAULT_LABELS = ("Guessing", "Somewhat sure", "Fairly sure", "Certain")
 
 
-class StudyConfigError(ValueError):
+class StudyConfigError(ConfigError):
     """A bad study config; the message names the field and what to do."""
 
 
@@ -59,15 +60,18 @@ class StimuliConfig:
     practice_per_source: int = 2         # practice stimuli (feedback is given): this many real + this many synthetic
     attention_per_source: int = 1        # attention-check pool: this many real + synthetic (instructed answers)
     examples_per_class: int = 1          # labelled real example cells on the instructions page
-    display_px: int = 384                # every stimulus is upscaled to display_px x display_px
+    display_px: int = 384                # every stimulus is resampled to display_px x display_px
     upscale: str = "bicubic"             # nearest | bilinear | bicubic | lanczos (same filter for every stimulus)
-    real_crop_fraction: float | None = None  # centre crop for real images (default: the model's crop_fraction)
+    real_crop_fraction: float | None = None  # centre crop of real images; default: from the model's record
     guidance: float = 2.0
     steps: int = 50
+    superres_steps: int | None = None    # a cascade's super-resolution DDIM steps (None: the cascade's default)
     seed: int = 0
     classify: bool = True                # run the diffusion classifier on every stimulus (if available)
     classifier: dict[str, Any] = field(default_factory=dict)  # cytomodel.classifier.ClassifierConfig overrides
-    leak_auroc_max: float = 0.6
+    leak_auroc_max: float = 0.6          # the build fails above this (beyond chance) for browser-visible features
+    leak_permutations: int = 2000        # label permutations of the leak audit's null distribution
+    confound_auroc_max: float | None = None  # content statistics: None = report only; a number = fail above it
 
 
 @dataclass
@@ -78,7 +82,8 @@ class DesignConfig:
     attention_checks: int = 2            # instructed-response trials inserted in the main sequence
     breaks: bool = True                  # offer a break between blocks
     show_score: bool = True              # show the participant's own score at the end
-    min_rt_ms: float = 250.0             # answers faster than this after the image appeared are ignored (double clicks)
+    min_rt_ms: float = 250.0             # per screen: keys sooner than this after the screen became visible are ignored
+    abandon_after_minutes: float = 120.0  # a started, unfinished participant idle this long frees their slot
 
 
 @dataclass
@@ -108,96 +113,105 @@ class StudyConfig:
     confidence: ConfidenceConfig = field(default_factory=ConfidenceConfig)
     text: TextConfig = field(default_factory=TextConfig)
 
-    # ------------------------------------------------------------------ helpers
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return to_dict(self)
 
     def hash(self) -> str:
         return config_hash(self)
 
     def validate(self) -> "StudyConfig":
-        def bad(name: str, why: str, value: Any) -> None:
+        """Ranges and relations the types alone do not say (the types are checked by ``build_config``)."""
+        for name, why, value in _problems(self):
             raise StudyConfigError(f"study config field '{name}': {why} (got {value!r})")
-
-        import re
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", self.id):
-            bad("id", "use 1-64 letters, digits, '_', '.' or '-'", self.id)
-        s, d, c = self.stimuli, self.design, self.confidence
-        if s.n_per_class < 1:
-            bad("stimuli.n_per_class", "must be >= 1", s.n_per_class)
-        for m in s.morph_strengths:
-            if not 0 < float(m) < 1:
-                bad("stimuli.morph_strengths", "each strength must lie strictly between 0 and 1", s.morph_strengths)
-        if s.upscale not in ("nearest", "bilinear", "bicubic", "lanczos"):
-            bad("stimuli.upscale", "use nearest, bilinear, bicubic or lanczos", s.upscale)
-        if not 64 <= s.display_px <= 1024:
-            bad("stimuli.display_px", "must be between 64 and 1024", s.display_px)
-        if s.real_crop_fraction is not None and not 0 < s.real_crop_fraction <= 1:
-            bad("stimuli.real_crop_fraction", "must be in (0, 1]", s.real_crop_fraction)
-        if not 0.5 < s.leak_auroc_max <= 1:
-            bad("stimuli.leak_auroc_max", "must be in (0.5, 1]", s.leak_auroc_max)
-        if d.block_size < 2:
-            bad("design.block_size", "must be >= 2", d.block_size)
-        if d.practice_trials > 2 * s.practice_per_source:
-            bad("design.practice_trials", f"at most 2 * stimuli.practice_per_source = {2 * s.practice_per_source}",
-                d.practice_trials)
-        if d.attention_checks and s.attention_per_source < 1:
-            bad("design.attention_checks", "needs stimuli.attention_per_source >= 1", d.attention_checks)
-        if d.stimuli_per_participant < 0:
-            bad("design.stimuli_per_participant", "must be >= 0", d.stimuli_per_participant)
-        if not 2 <= c.levels <= 10:
-            bad("confidence.levels", "must be between 2 and 10", c.levels)
-        if c.style not in ("percent", "labels"):
-            bad("confidence.style", "use 'percent' or 'labels'", c.style)
-        if len(c.labels) != c.levels:
-            if c.labels == list(DEFAULT_LABELS):
-                c.labels = [f"Level {i}" for i in range(1, c.levels + 1)]
-            else:
-                bad("confidence.labels", f"needs exactly confidence.levels = {c.levels} labels", c.labels)
-        if not self.roles:
-            bad("roles", "list at least one role", self.roles)
+        c = self.confidence
+        if len(c.labels) != c.levels and c.labels == list(DEFAULT_LABELS):
+            c.labels = [f"Level {i}" for i in range(1, c.levels + 1)]
         return self
 
 
-_SECTIONS = {"stimuli": StimuliConfig, "design": DesignConfig, "confidence": ConfidenceConfig, "text": TextConfig}
+def _problems(cfg: StudyConfig):
+    """(field, what is allowed, value) for every range or relation the config breaks, in field order."""
+    s, d, c = cfg.stimuli, cfg.design, cfg.confidence
+    checks = [
+        ("id", "use 1-64 letters, digits, '_', '.' or '-'", cfg.id, re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", cfg.id)),
+        ("code", "use 0-32 letters, digits, '_' or '-' (empty: personal links only)", cfg.code,
+         re.fullmatch(r"[A-Za-z0-9_-]{0,32}", cfg.code)),
+        ("roles", "list at least one role, each 1-64 letters, digits or '_'", cfg.roles,
+         cfg.roles and all(re.fullmatch(r"[A-Za-z0-9_]{1,64}", r) for r in cfg.roles)),
+        ("stimuli.n_per_class", "must be >= 1", s.n_per_class, s.n_per_class >= 1),
+        ("stimuli.n_synthetic_per_class", "must be >= 0", s.n_synthetic_per_class,
+         s.n_synthetic_per_class is None or s.n_synthetic_per_class >= 0),
+        ("stimuli.n_morph_per_class", "must be >= 0", s.n_morph_per_class,
+         s.n_morph_per_class is None or s.n_morph_per_class >= 0),
+        ("stimuli.morph_strengths", "each strength must lie strictly between 0 and 1", s.morph_strengths,
+         all(0 < m < 1 for m in s.morph_strengths)),
+        ("stimuli.classes", "list each class once", s.classes, len(set(s.classes)) == len(s.classes)),
+        ("stimuli.practice_per_source", "must be >= 0", s.practice_per_source, s.practice_per_source >= 0),
+        ("stimuli.attention_per_source", "must be >= 0", s.attention_per_source, s.attention_per_source >= 0),
+        ("stimuli.examples_per_class", "must be >= 0", s.examples_per_class, s.examples_per_class >= 0),
+        ("stimuli.upscale", "use nearest, bilinear, bicubic or lanczos", s.upscale,
+         s.upscale in ("nearest", "bilinear", "bicubic", "lanczos")),
+        ("stimuli.display_px", "must be between 64 and 1024", s.display_px, 64 <= s.display_px <= 1024),
+        ("stimuli.real_crop_fraction", "must be in (0, 1]", s.real_crop_fraction,
+         s.real_crop_fraction is None or 0 < s.real_crop_fraction <= 1),
+        ("stimuli.guidance", "must be >= 0", s.guidance, s.guidance >= 0),
+        ("stimuli.steps", "must be between 1 and 1000", s.steps, 1 <= s.steps <= 1000),
+        ("stimuli.superres_steps", "must be between 1 and 1000 (or absent: the cascade's default)",
+         s.superres_steps, s.superres_steps is None or 1 <= s.superres_steps <= 1000),
+        ("stimuli.leak_auroc_max", "must be in (0.5, 1]", s.leak_auroc_max, 0.5 < s.leak_auroc_max <= 1),
+        ("stimuli.leak_permutations", "must be between 200 and 100000 (a stable verdict needs several hundred)",
+         s.leak_permutations, 200 <= s.leak_permutations <= 100_000),
+        ("stimuli.confound_auroc_max", "must be in (0.5, 1] (or absent: report only)", s.confound_auroc_max,
+         s.confound_auroc_max is None or 0.5 < s.confound_auroc_max <= 1),
+        ("design.block_size", "must be >= 2", d.block_size, d.block_size >= 2),
+        ("design.practice_trials", f"at most 2 * stimuli.practice_per_source = {2 * s.practice_per_source}",
+         d.practice_trials, 0 <= d.practice_trials <= 2 * s.practice_per_source),
+        ("design.attention_checks", "must be >= 0 and needs stimuli.attention_per_source >= 1", d.attention_checks,
+         d.attention_checks >= 0 and (d.attention_checks == 0 or s.attention_per_source >= 1)),
+        ("design.stimuli_per_participant", "must be >= 0", d.stimuli_per_participant, d.stimuli_per_participant >= 0),
+        ("design.min_rt_ms", "must be between 0 and 5000", d.min_rt_ms, 0 <= d.min_rt_ms <= 5000),
+        ("design.abandon_after_minutes", "must be > 0", d.abandon_after_minutes, d.abandon_after_minutes > 0),
+        ("confidence.levels", "must be between 2 and 10", c.levels, 2 <= c.levels <= 10),
+        ("confidence.style", "use 'percent' or 'labels'", c.style, c.style in ("percent", "labels")),
+        ("confidence.labels", f"needs exactly confidence.levels = {c.levels} labels", c.labels,
+         len(c.labels) == c.levels or c.labels == list(DEFAULT_LABELS)),
+    ]
+    return [(name, why, value) for name, why, value, ok in checks if not ok]
 
 
-def _build(cls, data: dict[str, Any], where: str):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise StudyConfigError(f"unknown field(s) {unknown} in [{where}]; known: {sorted(names)}")
-    return cls(**data)
+_SECTIONS = ("stimuli", "design", "confidence", "text")
 
 
-def study_config_from_dict(data: dict[str, Any]) -> StudyConfig:
+def _flatten_study_table(data: dict[str, Any]) -> dict[str, Any]:
+    """TOML keeps the top-level fields in ``[study]``; the dataclass has them at the top."""
     data = dict(data)
-    top = dict(data.pop("study", {}))
-    for k in list(data):
-        if k not in _SECTIONS:
-            top[k] = data.pop(k)
-    sections = {k: _build(cls, dict(data.get(k, {})), k) for k, cls in _SECTIONS.items()}
-    cfg = _build(StudyConfig, {**top, **sections}, "study")
-    cfg.stimuli.morph_strengths = [float(m) for m in cfg.stimuli.morph_strengths]
-    return cfg.validate()
+    top = data.pop("study", {})
+    if not isinstance(top, dict):
+        raise StudyConfigError("study config: [study] must be a table of fields")
+    return {**top, **data}
+
+
+def study_config_from_dict(data: dict[str, Any], overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """A validated :class:`StudyConfig` from a TOML-shaped dict and dotted overrides (``stimuli.n_per_class``,
+    ``id`` or ``study.id``); every field is type-checked before any work, and an error names the field."""
+    over = {(k[len("study."):] if k.startswith("study.") else k): v for k, v in (overrides or {}).items()}
+    return build_config(StudyConfig, _flatten_study_table(data), over, error=StudyConfigError)
 
 
 def load_study_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> StudyConfig:
     """Read a study TOML ([study], [stimuli], [design], [confidence], [text] tables) over the defaults."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise StudyConfigError(f"study config {path} does not exist")
         try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise StudyConfigError(f"{path}: not valid TOML ({exc})") from None
-    for key, value in (overrides or {}).items():
-        section, _, name = key.rpartition(".")
-        target = data.setdefault(section, {}) if section else data.setdefault("study", {})
-        target[name] = value
-    return study_config_from_dict(data)
+            data = load_toml(path)
+        except ConfigFileNotFound:
+            raise StudyConfigError(f"study config {path} does not exist") from None
+        except ConfigError as exc:
+            raise StudyConfigError(str(exc)) from None
+    try:
+        return study_config_from_dict(data, overrides)
+    except StudyConfigError as exc:
+        raise StudyConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
 
 
 def config_to_toml(cfg: StudyConfig) -> str:
@@ -211,4 +225,5 @@ def config_to_toml(cfg: StudyConfig) -> str:
 
 
 def config_hash(cfg: StudyConfig) -> str:
+    """sha256 of the config's canonical JSON (stored with the study and every export)."""
     return hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()).hexdigest()

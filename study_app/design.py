@@ -68,8 +68,10 @@ def counterbalanced_subsets(manifest: pd.DataFrame, cfg: StudyConfig) -> list[li
     return _deal(by, S, _rng(cfg.seed, 0xC0B1))
 
 
-def trial_sequence(manifest: pd.DataFrame, cfg: StudyConfig, number: int) -> list[TrialSpec]:
-    """The full sequence (practice then main) for participant ``number`` (0-based, in order of arrival)."""
+def trial_sequence(manifest: pd.DataFrame, cfg: StudyConfig, number: int, slot: int | None = None) -> list[TrialSpec]:
+    """The full sequence (practice then main) for participant ``number`` (0-based, in order of arrival; it seeds the
+    order). ``slot`` picks the counterbalanced subset (default: the number); a slot freed by an abandoned
+    participant is given to the next one to join, so every subset keeps its share of complete raters."""
     rng = _rng(cfg.seed, 0x5EED, number)
     d = cfg.design
     seq: list[TrialSpec] = []
@@ -90,7 +92,7 @@ def trial_sequence(manifest: pd.DataFrame, cfg: StudyConfig, number: int) -> lis
 
     # main: this participant's counterbalanced subset, dealt into source-balanced blocks, shuffled within blocks
     subsets = counterbalanced_subsets(manifest, cfg)
-    mine = set(subsets[number % len(subsets)])
+    mine = set(subsets[(number if slot is None else slot) % len(subsets)])
     main = main_pool(manifest)
     main = main[main["stimulus_id"].isin(mine)]
     n_blocks = max(1, round(len(main) / d.block_size))

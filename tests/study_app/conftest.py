@@ -32,7 +32,7 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def built_study(request, tmp_path_factory) -> Path:
     """A study built from the tiny dataset and model (with the diffusion classifier, 3 trials per image)."""
-    from study_app.stimuli import build_study
+    from study_app.build import build_study
     reuse = os.environ.get("CYTOSTUDY_TEST_REUSE_STUDY")   # developer shortcut: a study built by this fixture
     if reuse and (Path(reuse) / "study.json").is_file():
         return Path(reuse)
@@ -83,7 +83,7 @@ def db_url(request, tmp_path) -> str:
 
 @pytest.fixture
 def service(built_study, db_url):
-    from study_app.session import StudyService
+    from study_app.serve.session import StudyService
     svc = StudyService(built_study, db_url)
     yield svc
     svc.close()

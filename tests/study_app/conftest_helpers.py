@@ -95,7 +95,7 @@ class StreamlitServer:
 
     def start(self, timeout: float = 180.0) -> "StreamlitServer":
         import time
-        from study_app.cli import serve
+        from study_app.serve.server import serve
         self._fh = open(self.log, "ab")
         self.proc = serve(self.study, port=self.port, host="localhost", db_url=self.db_url,
                           admin_password=self.password, wait=False,
@@ -118,11 +118,8 @@ class StreamlitServer:
             self.proc.wait(30)
 
     def stop(self) -> None:
+        from study_app.serve.server import stop_group
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+            stop_group(self.proc, timeout=20)
         if getattr(self, "_fh", None):
             self._fh.close()

@@ -10,11 +10,11 @@ from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
 import study_app
-from study_app.session import StudyService
+from study_app.serve.session import StudyService
 from study_app.storage import Response
 
-APP = str(Path(study_app.__file__).resolve().parent / "web" / "app.py")
-ADMIN = "from study_app.web.admin import admin_page\nadmin_page()\n"
+APP = str(Path(study_app.__file__).resolve().parent / "serve" / "web" / "app.py")
+ADMIN = "from study_app.serve.web.admin import admin_page\nadmin_page()\n"
 
 
 @pytest.fixture
@@ -49,11 +49,10 @@ def texts(at) -> str:
 
 def onboard(at: AppTest) -> AppTest:
     assert "consent" in texts(at).lower()
-    assert at.button(key="consent-continue").disabled
-    at.checkbox(key="agree").check().run()
-    at.button(key="consent-continue").click().run()
+    at.button(key="consent-agree").click().run()
     assert "About you" in texts(at)
-    at.selectbox[0].select("haematologist")
+    assert keys(at, "role-") == ["role-haematologist", "role-trainee", "role-biomedical_scientist", "role-other"]
+    at.button(key="role-haematologist").click().run()
     at.number_input[0].set_value(11.0)
     next(b for b in at.button if b.label == "Continue").click().run()
     assert "How it works" in texts(at)
@@ -62,15 +61,35 @@ def onboard(at: AppTest) -> AppTest:
     return at
 
 
-def answer_trial(at: AppTest, side="real", cls_index=0, level=3) -> AppTest:
+def loaded(at: AppTest, svc, token: str) -> AppTest:
+    """Confirm the current trial's image loaded, as the page's screen component reports it, and rerun."""
+    from sqlalchemy import select as sel
+
+    from study_app.storage import Assignment
+    at.run()                                                         # the page as it is now (maybe re-presented)
+    st = svc.state(token)
+    if st.stage not in ("practice", "main"):
+        return at
+    a = svc.db.read(lambda s: s.scalars(sel(Assignment).where(Assignment.participant_id == st.participant_id,
+                                                              Assignment.shown_at.is_not(None))
+                                        .order_by(Assignment.shown_at.desc())).first())
+    svc.confirm_loaded(token, a.id, a.n_presentations)
+    return at.run()
+
+
+def answer_trial(at: AppTest, svc, token: str, side="real", cls_index=0, level=3) -> AppTest:
+    assert "Loading the image" in "\n".join(str(c.value) for c in at.caption) and not keys(at, "auth-")
+    loaded(at, svc, token)
     auth = [k for k in keys(at, "auth-") if f"-{side}-{level}" in k]
     assert len(auth) == 1, keys(at, "")
     time.sleep(0.04)                                                 # over the tiny study's min_rt_ms
     at.button(key=auth[0]).click().run()
     cls = [k for k in keys(at, "class-") if not k.endswith("cannot_tell")]
+    time.sleep(0.04)                                                 # each screen has its own minimum time
     at.button(key=cls[cls_index]).click().run()
     conf = keys(at, "cconf-")
     assert len(conf) == 4
+    time.sleep(0.04)
     at.button(key=conf[level - 1]).click().run()
     assert not at.exception, at.exception
     return at
@@ -88,10 +107,10 @@ def test_consent_practice_trials_breaks_end(svc):
     tok = svc.create_invites(1)[0].token
     at = onboard(open_app(tok))
     assert "Practice 1 of 2" in progress(at)
-    answer_trial(at)
+    answer_trial(at, svc, tok)
     assert "Practice feedback" in texts(at)                          # feedback on practice trials
     at.button(key="feedback-next").click().run()
-    answer_trial(at, side="synthetic")
+    answer_trial(at, svc, tok, side="synthetic")
     at.button(key="feedback-next").click().run()
     assert "Practice complete" in texts(at)
     at.button(key="interlude").click().run()
@@ -105,7 +124,7 @@ def test_consent_practice_trials_breaks_end(svc):
         assert f"Image {i + 1} of {n_main}" in progress(at)
         att = [e.value for e in at.info if "Attention check" in str(e.value)]
         side = ("real" if "**Real**" in att[0] else "synthetic") if att else "real"
-        answer_trial(at, side=side, cls_index=i % 3)
+        answer_trial(at, svc, tok, side=side, cls_index=i % 3)
     assert seen_break and svc.state(tok).n_blocks == 2
     assert "Thank you" in texts(at)
     assert [m.label for m in at.metric] == ["Real vs AI-generated", "Cell type"]
@@ -115,20 +134,27 @@ def test_consent_practice_trials_breaks_end(svc):
 def test_resume_after_reload_continues_at_the_next_unanswered_trial(svc):
     tok = svc.create_invites(1)[0].token
     at = onboard(open_app(tok))
-    answer_trial(at)
+    answer_trial(at, svc, tok)
     at.button(key="feedback-next").click().run()
     # half-way through trial 2: the authenticity answer is given, then the page is closed
+    loaded(at, svc, tok)
     auth = [k for k in keys(at, "auth-") if k.endswith("-synthetic-4")][0]
     time.sleep(0.04)
     at.button(key=auth).click().run()
     again = open_app(tok)                                            # a new browser session, same link
     assert "Practice 2 of 2" in progress(again)
+    assert not keys(again, "class-")                                 # a new presentation: the image loads first
+    loaded(again, svc, tok)
     assert any("AI-generated, 100 %" in str(m.value) for m in again.markdown)   # its committed answer is kept
     assert keys(again, "class-") and not keys(again, "auth-")
     cls = keys(again, "class-")[0]
+    time.sleep(0.04)
     again.button(key=cls).click().run()
+    time.sleep(0.04)
     again.button(key=keys(again, "cconf-")[0]).click().run()
     assert "Practice feedback" in texts(again) and n_rows(svc) == 2
+    rows = svc.db.read(lambda s: s.scalars(select(Response).order_by(Response.id)).all())
+    assert [r.n_reconnects for r in rows] == [0, 1] and rows[1].n_presentations == 2   # the reload is recorded
 
 
 def test_the_same_answer_from_two_sessions_is_stored_once(svc):
@@ -137,9 +163,11 @@ def test_the_same_answer_from_two_sessions_is_stored_once(svc):
     a = onboard(open_app(tok))
     b = open_app(tok)
     assert progress(a) == progress(b)
-    answer_trial(a)
+    loaded(b, svc, tok)                                              # b's image is on screen: its buttons show
+    stale = [k for k in keys(b, "auth-") if k.endswith("-real-2")][0]
+    answer_trial(a, svc, tok)                                        # a takes the trial over (a new presentation)
     time.sleep(0.04)
-    b.button(key=[k for k in keys(b, "auth-") if k.endswith("-real-2")][0]).click().run()   # stale page
+    b.button(key=stale).click().run()                                # stale page
     assert n_rows(svc) == 1
     assert "Practice 2 of 2" in progress(b)                          # b moved on to the next unanswered trial
 
@@ -171,8 +199,10 @@ def test_admin_needs_the_password_and_exports(svc, built_study):
         svc.save_profile(inv.token, "trainee", 2)
         svc.finish_instructions(inv.token)
         t = svc.current_trial(inv.token, "s")
+        svc.confirm_loaded(inv.token, t.assignment_id, t.presentation)
         time.sleep(0.04)
         svc.answer_auth(inv.token, t.assignment_id, "real", 2)
+        time.sleep(0.04)
         svc.answer_class(inv.token, t.assignment_id, "beta", 2)
     at = AppTest.from_string(ADMIN, default_timeout=90).run()
     assert not at.tabs
@@ -182,7 +212,7 @@ def test_admin_needs_the_password_and_exports(svc, built_study):
     at.text_input[0].input("s3cret-pw")
     next(b for b in at.button if b.label == "Sign in").click().run()
     assert len(at.tabs) == 5
-    assert [m.value for m in at.metric][:4] == ["2", "2", "0", "2"]
+    assert [m.value for m in at.metric] == ["2", "2", "0", "2", "2", "0"]   # ... responses, active, abandoned
     next(b for b in at.button if b.label == "Prepare export").click().run()
     assert not at.exception, at.exception
     exports = sorted((built_study / "exports").glob("responses-*.parquet"))
@@ -190,6 +220,8 @@ def test_admin_needs_the_password_and_exports(svc, built_study):
     import pandas as pd
     df = pd.read_parquet(exports[-1])
     assert len(df) == 2 and set(df["phase"]) == {"practice"}
+    from study_app.export import read_provenance
+    assert read_provenance(exports[-1])["n_responses"] == 2
 
 
 def test_admin_is_disabled_without_a_password(svc, monkeypatch):

@@ -1,6 +1,7 @@
 """Study config validation and the trial-sequence design (pure functions, no model needed)."""
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import numpy as np
@@ -106,3 +107,25 @@ def test_counterbalanced_subsets_give_each_image_the_same_number_of_raters():
     for k in range(9):   # 9 participants -> every image rated exactly 3 times
         counts.update(t.stimulus_id for t in trial_sequence(m, cfg, k) if t.phase == "main")
     assert set(counts.values()) == {3}
+
+
+@pytest.mark.parametrize("key,value,field", [
+    ("stimuli.n_per_class", "three", "stimuli.n_per_class"), ("stimuli.display_px", 384.5, "stimuli.display_px"),
+    ("design.breaks", "no", "design.breaks"), ("code", 1234, "code"), ("roles", "haematologist", "roles"),
+    ("stimuli.morph_strengths", 0.5, "stimuli.morph_strengths"), ("design.show_score", "maybe", "design.show_score"),
+    ("stimuli.superres_steps", 0, "stimuli.superres_steps"), ("stimuli.leak_permutations", 30, "leak_permutations"),
+    ("code", "has space", "code"), ("design.abandon_after_minutes", 0, "abandon_after_minutes"),
+])
+def test_every_field_is_type_checked_with_its_name(key, value, field):
+    with pytest.raises(StudyConfigError, match=re.escape(field)):
+        load_study_config(None, {key: value})
+
+
+def test_a_toml_file_with_wrong_types_names_the_file_and_the_field(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text('[study]\ncode = 1234\n')
+    with pytest.raises(StudyConfigError, match=r"s\.toml: config field 'code': expected a string"):
+        load_study_config(p)
+    p.write_text('[design]\nshow_score = "false"\nmin_rt_ms = 300\n')   # text that is clearly a value is read as it
+    cfg = load_study_config(p)
+    assert cfg.design.show_score is False and cfg.design.min_rt_ms == 300.0

@@ -12,13 +12,13 @@ import time
 
 from sqlalchemy import func, select
 
-from study_app.session import StudyService
+from study_app.serve.session import StudyService
 from study_app.storage import Response
 
 CHILD = r"""
 import sys
 from study_app.bots import make_profile, run_bot
-from study_app.session import StudyService
+from study_app.serve.session import StudyService
 svc = StudyService(sys.argv[1], sys.argv[2])
 prof = make_profile(svc, d_prime=1.0)
 run_bot(svc, prof, seed=int(sys.argv[4]), token=sys.argv[3], think_ms=35,
@@ -62,3 +62,33 @@ def test_sigkill_mid_study_loses_no_acknowledged_answer(built_study, db_url):
     assert n == distinct == total
     assert svc.state(tok).stage == "done"
     svc.close()
+
+
+def test_sigterm_to_cytostudy_serve_stops_the_whole_server(built_study, tmp_path):
+    """``cytostudy serve`` runs Streamlit as a child; SIGTERM to the command must not leave it serving the port."""
+    import urllib.request
+
+    from conftest_helpers import free_port, healthy
+    port = free_port()
+    env = dict(os.environ, CYTOSTUDY_DB_URL=f"sqlite:///{tmp_path / 'serve.db'}", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "study_app", "serve", str(built_study), "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://localhost:{port}"
+    t0 = time.monotonic()
+    while not healthy(base):
+        assert proc.poll() is None and time.monotonic() - t0 < 180, proc.stdout.read() if proc.poll() else "slow"
+        time.sleep(0.3)
+    children = [int(p) for p in os.popen(f"pgrep -P {proc.pid}").read().split()]
+    assert children, "the server runs as a child process"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    t0 = time.monotonic()
+    while any(os.path.exists(f"/proc/{c}") for c in children) and time.monotonic() - t0 < 20:
+        time.sleep(0.2)
+    assert not any(os.path.exists(f"/proc/{c}") for c in children), "the Streamlit child survived SIGTERM"
+    try:
+        urllib.request.urlopen(f"{base}/_stcore/health", timeout=2)
+        served = True
+    except OSError:
+        served = False
+    assert not served

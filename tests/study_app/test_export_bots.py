@@ -7,8 +7,9 @@ import pytest
 from cytocore.schema import REQUIRED_COLUMNS, load_responses, validate_responses
 from study_app.bots import make_profile, run_bot, simulate_raters
 from study_app.cli import main as cli
-from study_app.export import export_responses, write_export
-from study_app.session import StudyService
+from study_app.export import (EXTRA_COLUMNS, PROVENANCE_KEYS, NoResponses, export_responses, export_study,
+                              read_provenance, write_export)
+from study_app.serve.session import StudyService
 
 
 def test_bots_take_the_participant_path_and_the_export_validates(service, tmp_path):
@@ -17,8 +18,9 @@ def test_bots_take_the_participant_path_and_the_export_validates(service, tmp_pa
     assert [r.answered for r in res] == [12, 12, 12]
     assert all(len(set(r.acknowledged)) == 12 for r in res)
     df = export_responses(service)
-    cols = list(REQUIRED_COLUMNS) + [f"model_prob_{c}" for c in service.classes]
-    assert list(df.columns) == cols                                   # exactly the documented schema
+    cols = list(REQUIRED_COLUMNS) + [f"model_prob_{c}" for c in service.classes] + list(EXTRA_COLUMNS)
+    assert list(df.columns) == cols                 # the documented schema, then presentations and reconnects
+    assert (df.n_presentations == 1).all() and (df.n_reconnects == 0).all() and df.image_load_ms.notna().all()
     assert len(df) == 36 and set(df.participant_role) == {"bot"}
     assert df.groupby("participant_id").phase.value_counts().unstack().to_dict("list") == {
         "main": [10, 10, 10], "practice": [2, 2, 2]}
@@ -33,6 +35,30 @@ def test_bots_take_the_participant_path_and_the_export_validates(service, tmp_pa
     back = load_responses(paths[1])
     pd.testing.assert_frame_equal(back.reset_index(drop=True), df, check_dtype=False)
     validate_responses(load_responses(paths[0]), classes=service.classes)
+
+
+def test_export_carries_provenance_in_the_parquet_file_and_a_sidecar(service, built_study, tmp_path):
+    import json
+
+    from cytocore.provenance import sha256_file
+    with pytest.raises(NoResponses, match="cytostudy simulate"):     # nobody answered yet: say what to do
+        export_study(service, tmp_path / "empty")
+    simulate_raters(service, 1, make_profile(service), seed=2)
+    df, paths = export_study(service, tmp_path / "out" / "responses.parquet")
+    prov = read_provenance(paths[1])
+    assert set(PROVENANCE_KEYS) <= set(prov) and prov["n_responses"] == len(df) == 12
+    side = json.loads(paths[2].read_text())
+    assert paths[2].name == "responses.parquet.provenance.json"
+    assert {k: side[k] for k in PROVENANCE_KEYS} == {k: prov[k] for k in PROVENANCE_KEYS}
+    meta = json.loads((built_study / "study.json").read_text())
+    assert prov["study_id"] == "tiny" and prov["study_content_hash"] == meta["content_hash"]
+    assert prov["study_config_hash"] == meta["config_hash"]
+    assert prov["manifest_sha256"] == sha256_file(built_study / "manifest.csv")
+    assert prov["stimuli_data_hash"] == meta["provenance"]["data_hash"]
+    model = prov["model"]
+    assert set(model) >= {"name", "path", "data_hash", "train_steps", "code_version", "weights_sha256"}
+    assert model["weights_sha256"] == sha256_file(f"{model['path']}/diffusion_pytorch_model.safetensors")
+    assert side["files"]["responses.parquet"] == sha256_file(paths[1])
 
 
 def test_bot_sensitivity_shows_in_the_data(built_study, tmp_path):
@@ -62,18 +88,6 @@ def test_cli_commands(built_study, tmp_path, capsys):
     assert "leak audit PASS" in capsys.readouterr().out
     assert cli(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
     assert "not a built study" in capsys.readouterr().err
-
-
-def test_study_mismatch_is_refused(built_study, tmp_path):
-    import json
-    import shutil
-    url = f"sqlite:///{tmp_path / 'm.db'}"
-    StudyService(built_study, url).close()
-    other = tmp_path / "rebuilt"
-    shutil.copytree(built_study, other, ignore=shutil.ignore_patterns("study.db*"))
-    meta = json.loads((other / "study.json").read_text())
-    meta["content_hash"] = "0" * 64
-    (other / "study.json").write_text(json.dumps(meta))
-    from study_app.session import StudyMismatch
-    with pytest.raises(StudyMismatch, match="different stimuli"):
-        StudyService(other, url)
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert cli(["export", str(built_study), "--db-url", empty, "--out", str(tmp_path / "y")]) == 2
+    assert "no responses" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from study_app.session import AccessDenied, StudyService, TooFast
+from study_app.serve.session import AccessDenied, NotLoaded, StudyService, TooFast
 from study_app.storage import Assignment, Response, StorageUnavailable
 
 WAIT = 0.035   # just over design.min_rt_ms (30 ms) in the tiny study
@@ -19,10 +19,19 @@ def onboard(svc, token):
     svc.finish_instructions(token)
 
 
-def answer(svc, token, session="s1", auth="real", cls=None):
+def shown(svc, token, session="s1"):
+    """The current trial, presented to ``session`` and confirmed loaded (as the page's browser reports it)."""
     t = svc.current_trial(token, session)
+    if t is not None and not t.loaded:
+        svc.confirm_loaded(token, t.assignment_id, t.presentation)
+    return t
+
+
+def answer(svc, token, session="s1", auth="real", cls=None):
+    t = shown(svc, token, session)
     time.sleep(WAIT)
     svc.answer_auth(token, t.assignment_id, auth, 3)
+    time.sleep(WAIT)
     return t, svc.answer_class(token, t.assignment_id, cls or svc.classes[0], 2)
 
 
@@ -56,7 +65,7 @@ def test_full_flow_resume_and_score(built_study, db_url):
     svc2 = StudyService(built_study, db_url)
     st = svc2.state(tok)
     assert st.stage == "main" and st.main_done == 4
-    t = svc2.current_trial(tok, "other-browser")
+    t = shown(svc2, tok, "other-browser")
     assert t.phase == "main" and t.trial_index == 4
     while True:
         st = svc2.state(tok)
@@ -65,9 +74,10 @@ def test_full_flow_resume_and_score(built_study, db_url):
             continue
         if st.stage == "done":
             break
-        t = svc2.current_trial(tok, "s2")
+        t = shown(svc2, tok, "s2")
         time.sleep(WAIT)
         svc2.answer_auth(tok, t.assignment_id, t.instructed_answer or "synthetic", 4)
+        time.sleep(WAIT)
         svc2.answer_class(tok, t.assignment_id, "cannot_tell", 4)
     assert n_responses(svc2) == 12
     sc = svc2.score(tok)
@@ -99,9 +109,10 @@ def test_concurrent_duplicate_submissions(service):
     """Eight threads send the same answer at once (a flaky network re-sending): exactly one row."""
     tok = service.create_invites(1)[0].token
     onboard(service, tok)
-    t = service.current_trial(tok, "s")
+    t = shown(service, tok, "s")
     time.sleep(WAIT)
     service.answer_auth(tok, t.assignment_id, "real", 2)
+    time.sleep(WAIT)
     barrier = threading.Barrier(8)
     results = []
 
@@ -122,7 +133,7 @@ def test_tokens_protect_sessions(service):
     a, b = service.create_invites(2)
     for inv in (a, b):
         onboard(service, inv.token)
-    ta = service.current_trial(a.token, "x")
+    ta = shown(service, a.token, "x")
     with pytest.raises(AccessDenied):
         service.state("not-a-token")
     with pytest.raises(AccessDenied):
@@ -143,18 +154,34 @@ def test_too_fast_answers_are_ignored(service):
     tok = service.create_invites(1)[0].token
     onboard(service, tok)
     t = service.current_trial(tok, "s")
+    time.sleep(WAIT)
+    with pytest.raises(NotLoaded):                      # the browser has not confirmed the image yet
+        service.answer_auth(tok, t.assignment_id, "real", 1)
+    assert service.confirm_loaded(tok, t.assignment_id, t.presentation + 1) is False   # a stale confirmation
+    assert service.confirm_loaded(tok, t.assignment_id, t.presentation) is True
     service.cfg.design.min_rt_ms = 10_000.0     # (this service's own config object) any answer is "too fast"
     with pytest.raises(TooFast):
         service.answer_auth(tok, t.assignment_id, "real", 1)
     service.cfg.design.min_rt_ms = 30.0
     time.sleep(WAIT)
     assert service.answer_auth(tok, t.assignment_id, "real", 1) is True
+    # the cell-type question has its own minimum time, from the moment the authenticity answer moved the screen on
+    service.cfg.design.min_rt_ms = 10_000.0
+    with pytest.raises(TooFast):
+        service.answer_class(tok, t.assignment_id, "cannot_tell", 1)
+    service.cfg.design.min_rt_ms = 300.0
+    time.sleep(0.35)                                    # past 300 ms since the authenticity answer ...
+    chosen_at = __import__("study_app.storage", fromlist=["utcnow"]).utcnow()   # ... but a class chosen just now
+    with pytest.raises(TooFast):                        # the class-confidence question has its own start
+        service.answer_class(tok, t.assignment_id, "alpha", 2, screen_since=chosen_at)
+    time.sleep(0.35)
+    assert not service.answer_class(tok, t.assignment_id, "alpha", 2, screen_since=chosen_at).duplicate
 
 
 def test_response_times_are_measured_on_the_server(service):
     tok = service.create_invites(1)[0].token
     onboard(service, tok)
-    t = service.current_trial(tok, "s")
+    t = shown(service, tok, "s")
     time.sleep(0.2)
     service.answer_auth(tok, t.assignment_id, "real", 1)
     time.sleep(0.1)
@@ -208,9 +235,10 @@ def test_locked_sqlite_database_keeps_the_answer_for_retry(built_study, tmp_path
     svc.db = Database(url, retry_seconds=0.3, busy_timeout_s=0.1)
     tok = svc.create_invites(1)[0].token
     onboard(svc, tok)
-    t = svc.current_trial(tok, "s")
+    t = shown(svc, tok, "s")
     time.sleep(WAIT)
     svc.answer_auth(tok, t.assignment_id, "real", 2)
+    time.sleep(WAIT)
     blocker = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")                        # another writer holds the lock
     with pytest.raises(StorageUnavailable):

@@ -44,18 +44,25 @@ def test_upgrade_from_v1_keeps_every_row(db_url):
     db = Database(db_url)
     db.ensure_schema()
     aid = _seed(db)
-    with db.engine.begin() as conn:   # turn it into a version-1 database (before participants.last_seen_at)
-        conn.execute(text("ALTER TABLE participants DROP COLUMN last_seen_at"))
+    with db.engine.begin() as conn:   # turn it into a version-1 database: no v2 / v3 columns or tables
+        for table, col in (("participants", "last_seen_at"), ("participants", "slot"), ("assignments", "loaded_at"),
+                           ("assignments", "n_reconnects"), ("responses", "n_reconnects"),
+                           ("responses", "image_load_ms")):
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {col}"))
+        conn.execute(text("DROP TABLE manifest_versions"))
+        conn.execute(text("DROP TABLE admin_attempts"))
         conn.execute(text("DELETE FROM schema_version WHERE version > 1"))
     db.dispose()
     db2 = Database(db_url)
     assert schema_version(db2.engine) == 1
-    assert migrate(db2.engine) == [2]
+    assert migrate(db2.engine) == [2, 3]
     cols = {c["name"] for c in inspect(db2.engine).get_columns("participants")}
-    assert "last_seen_at" in cols
+    assert {"last_seen_at", "slot"} <= cols
+    assert {"manifest_versions", "admin_attempts"} <= set(inspect(db2.engine).get_table_names())
     r = db2.read(lambda s: s.scalar(select(Response).where(Response.assignment_id == aid)))
     assert (r.auth_response, r.class_response, r.auth_rt_ms) == ("real", "alpha", 812.5)
-    assert r.responded_at.tzinfo is not None
+    assert r.responded_at.tzinfo is not None and r.n_reconnects == 0
+    assert db2.read(lambda s: s.get(Participant, "p1").slot) == 0     # the slot of an old participant: its number
     db2.dispose()
 
 

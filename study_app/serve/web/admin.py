@@ -1,20 +1,19 @@
-"""The admin page (``/admin``): live progress, per-stimulus counts, tidy export, invite links, withdrawal.
+"""The admin page (``/admin``): live progress (active, finished and abandoned participants), per-stimulus counts,
+tidy export with provenance, invite links, withdrawal.
 
-Protected by a password from ``CYTOSTUDY_ADMIN_PASSWORD`` or ``st.secrets["admin_password"]``, compared with
-``hmac.compare_digest``; without one the page is disabled."""
+Protected by a password from ``CYTOSTUDY_ADMIN_PASSWORD`` or ``st.secrets["admin_password"]``; wrong passwords
+back off across every browser session (:meth:`~study_app.serve.monitoring.Monitoring.admin_sign_in`); without a
+password the page is disabled."""
 from __future__ import annotations
 
 import datetime as dt
-import hmac
-import io
 import os
-import time
 
 import pandas as pd
 import streamlit as st
 
-from ..export import export_responses, write_export
-from ..session import StorageUnavailable
+from ...export import NoResponses, export_study
+from ...storage import StorageUnavailable
 from .common import ADMIN_PASSWORD_ENV, PUBLIC_URL_ENV, get_service, storage_error, style
 
 
@@ -39,7 +38,7 @@ def _base_url() -> str:
         return "http://localhost:8501"
 
 
-def _login() -> bool:
+def _login(svc) -> bool:
     if st.session_state.get("admin_ok"):
         return True
     expected = _password()
@@ -52,25 +51,32 @@ def _login() -> bool:
         pw = st.text_input("Admin password", type="password")
         ok = st.form_submit_button("Sign in", type="primary")
     if ok:
-        if hmac.compare_digest(pw.encode(), expected.encode()):
+        res = svc.admin_sign_in(pw, expected)
+        if res.ok:
             st.session_state["admin_ok"] = True
             st.rerun()
-        time.sleep(1.0)  # slow down guessing
-        st.error("Wrong password.")
+        if not res.checked:
+            st.error(f"Too many wrong passwords: wait {res.wait_s:.0f} s before the next attempt.")
+        else:
+            st.error("Wrong password." + (f" The next attempt is possible in {res.wait_s:.0f} s." if res.wait_s else ""))
     return False
 
 
 @st.fragment(run_every="10s")
 def _live(svc) -> None:
     c = svc.counts()
-    cols = st.columns(5)
+    cols = st.columns(6)
     cols[0].metric("Participants", c["participants"])
     cols[1].metric("Consented", c["started"])
     cols[2].metric("Completed", c["completed"])
     cols[3].metric("Responses", c["responses"])
+    cols[4].metric("Active", c["active"])
+    cols[5].metric("Abandoned", c["abandoned"], help=f"started, unfinished and idle for "
+                   f"{svc.cfg.design.abandon_after_minutes:g} min: their counterbalancing slot goes to the next "
+                   "person who joins (they can still come back)")
     last = c["last_response_at"]
-    cols[4].metric("Last answer", last.strftime("%H:%M:%S UTC") if last else "—")
-    st.caption(f"Live: refreshed every 10 s (last {dt.datetime.now(dt.timezone.utc):%H:%M:%S} UTC).")
+    st.caption(f"Last answer {last.strftime('%H:%M:%S UTC') if last else '—'} · live: refreshed every 10 s (last "
+               f"{dt.datetime.now(dt.timezone.utc):%H:%M:%S} UTC).")
 
 
 def admin_page() -> None:
@@ -80,7 +86,7 @@ def admin_page() -> None:
     except StorageUnavailable:
         storage_error("starting")
         return
-    if not _login():
+    if not _login(svc):
         return
     meta = svc.study.meta
     st.title(f"Admin · {svc.cfg.title}")
@@ -139,12 +145,14 @@ def _export(svc) -> None:
                 "of `docs/tidy-responses.md` (validated with `cytocore.schema.validate_responses`).")
     practice = st.checkbox("include practice trials (phase = practice)", value=True)
     if st.button("Prepare export", type="primary"):
-        df = export_responses(svc, include_practice=practice)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        paths = write_export(df, svc.study.path / "exports" / f"responses-{stamp}.csv") if len(df) else []
-        buf = io.BytesIO()
-        df.to_parquet(buf, index=False)
-        st.session_state["export"] = (df, buf.getvalue(), [str(p) for p in paths])
+        try:
+            df, paths = export_study(svc, svc.study.path / "exports" / f"responses-{stamp}.csv",
+                                     include_practice=practice)
+        except NoResponses as exc:
+            st.info(str(exc))
+            return
+        st.session_state["export"] = (df, paths[1].read_bytes(), [str(p) for p in paths])
     ex = st.session_state.get("export")
     if ex is not None:
         df, pq, paths = ex

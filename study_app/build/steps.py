@@ -1,0 +1,187 @@
+"""Building a leak-proof stimulus set: ``build_study(data, model, out, cfg)``, as a short sequence of named steps.
+
+Real images go through exactly the path generated ones take: decode -> centre crop (from the model's record,
+:mod:`.framing`) -> resize to the model's output resolution with the model's own preprocessing -> the same
+resampling to ``display_px`` -> the same PNG encoder (:mod:`.render`). A leak audit and a content-confound check
+(:mod:`study_app.audit`) run at the end of every build; a failed leak audit leaves the folder unfinished (no
+study.json). The folder layout is in :mod:`study_app.study`.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from cytocore.provenance import hash_records, provenance_record, sha256_file, write_json
+
+from ..audit import LeakAuditError, run_audits
+from ..config import StudyConfig, config_hash, config_to_toml, load_study_config
+from ..design import trial_sequence
+from ..study import AUDIT_FILE, CONFIG_FILE, MANIFEST_FILE, STIMULI_DIR, STUDY_FILE
+from .framing import Framing, FramingError, resolve_framing
+from .guard import StudyBuildError, prepare_output
+from .model_outputs import model_outputs
+from .render import new_id, render_stimulus
+from .sources import fill_pools, match_classes, morph_items, real_items, select_real, synthetic_items
+
+log = logging.getLogger(__name__)
+AUDIT_PARTICIPANTS = 24   # simulated participants whose sequences the order features of the audit use
+
+
+def resolve_device(device: str | None):
+    """The device a build runs the model on: ``device`` if given, else CUDA when present, else the CPU."""
+    import torch
+    from cytomodel.runtime import default_device
+
+    if device is None:
+        return default_device()
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise StudyBuildError(f"device {device!r} is not a torch device: use cpu, cuda or cuda:N") from None
+
+
+def load_study_model(model_dir: str | Path, device: str | None = None):
+    """Whatever ``model_dir`` holds (a cascade or one base stage), on the build's device."""
+    from cytomodel.cascade import load_generator
+    from cytomodel.runtime import configure_runtime
+
+    configure_runtime()
+    return load_generator(model_dir, device=resolve_device(device))
+
+
+def model_record(model, model_dir: str | Path) -> dict[str, Any]:
+    """What the export's provenance says about the model: name, path, training data, steps, code, weights."""
+    meta = model.metadata
+    if getattr(model, "STAGE", "base") == "cascade":
+        stages = meta.get("stages", {})
+        weights = {k: v.get("weights_sha256") for k, v in stages.items()}
+        steps = {k: v.get("train_steps") for k, v in stages.items()}
+    else:
+        f = Path(model_dir) / "diffusion_pytorch_model.safetensors"
+        weights, steps = (sha256_file(f) if f.is_file() else None), meta.get("train_steps")
+    return {"name": meta.get("name"), "path": str(model_dir), "stage": getattr(model, "STAGE", "base"),
+            "resolution": model.resolution, "data_hash": meta.get("data_hash"), "train_steps": steps,
+            "code_version": meta.get("code_version"), "weights_sha256": weights}
+
+
+def _framing(model, records, picked: dict[str, dict], cfg: StudyConfig, data: str) -> Framing:
+    paths = [p for roles in picked.values() for ps in roles.values() for p in ps]
+    sizes = set()
+    for p in paths:
+        with Image.open(p) as im:
+            sizes.add(im.size)
+    metas = [model.metadata] + ([model.base.metadata] if hasattr(model, "base") else [])
+    try:
+        return resolve_framing(metas, model.crop_fraction, sizes, cfg.stimuli.real_crop_fraction, data)
+    except FramingError as exc:
+        raise StudyBuildError(str(exc)) from None
+
+
+def _write_stimuli(items, outputs: pd.DataFrame, out: Path, cfg: StudyConfig) -> pd.DataFrame:
+    """Render every item with the one encoder under a random id; the manifest, sorted by id (a random order)."""
+    s = cfg.stimuli
+    (out / STIMULI_DIR).mkdir(parents=True, exist_ok=True)
+    taken: set[str] = set()
+    rows = []
+    for it, m in zip(items, outputs.to_dict("records")):
+        sid = new_id(taken)
+        f = f"{STIMULI_DIR}/{sid}.png"
+        png = render_stimulus(it.array, s.display_px, s.upscale)
+        (out / f).write_bytes(png)
+        rows.append({"stimulus_id": sid, "file": f, "role": it.role, "source": it.source,
+                     "true_class": it.true_class, "morph_strength": it.morph_strength, "origin": it.origin,
+                     "seed": it.seed, "guidance": None if it.source == "real" else s.guidance,
+                     "steps": None if it.source == "real" else s.steps,
+                     "sha256": hashlib.sha256(png).hexdigest(), **m})
+    manifest = pd.DataFrame(rows).sort_values("stimulus_id").reset_index(drop=True)
+    manifest.to_csv(out / MANIFEST_FILE, index=False)
+    (out / CONFIG_FILE).write_text(config_to_toml(cfg))
+    return manifest
+
+
+def _content_hash(cfg: StudyConfig, manifest: pd.DataFrame) -> str:
+    return hash_records([(config_hash(cfg),)] + [
+        (r.stimulus_id, r.role, r.source, r.true_class, r.morph_strength, r.sha256) for r in manifest.itertuples()])
+
+
+def build_study(data: str | Path, model_dir: str | Path, out: str | Path, cfg: StudyConfig | str | Path | None = None,
+                overwrite: bool = False, progress: bool = False, on_step: Callable[[str], None] | None = None,
+                device: str | None = None, db_url: str | None = None) -> Path:
+    """Build a study folder (see the module docstring). Raises :class:`LeakAuditError` when the audit fails,
+    :class:`StudyBuildError` for what cannot be built as asked. ``db_url``: the database the study will use
+    (default ``$CYTOSTUDY_DB_URL`` or ``STUDY/study.db``), checked for answers before an overwrite."""
+    say = on_step or (lambda m: log.info(m))
+    cfg = cfg if isinstance(cfg, StudyConfig) else load_study_config(cfg)
+    s, out, data = cfg.stimuli, Path(out), str(data)
+    t_start = time.perf_counter()
+    prepare_output(out, overwrite, db_url)
+    from cytomodel.data import load_image, preprocess, scan_dataset
+
+    model = load_study_model(model_dir, device)
+    records = scan_dataset(data)
+    classes = match_classes([r.label for r in records], model.class_names, cfg, data, str(model_dir))
+    rng = np.random.default_rng([s.seed, 0xB011D])
+    picked = select_real(records, classes, cfg, rng)
+    framing = _framing(model, records, picked, cfg, data)
+    data_root = Path(data) if Path(data).is_dir() else Path(data).parent
+
+    def real_array(path: str) -> np.ndarray:
+        return preprocess(load_image(path), model.resolution, framing.crop_fraction, name=path)
+
+    def rel(path: str) -> str:
+        try:
+            return Path(path).resolve().relative_to(data_root.resolve()).as_posix()
+        except ValueError:
+            return Path(path).name
+
+    say(f"real images: cropped to {framing.crop_fraction:g} ({framing.source}), resized to {model.resolution} px")
+    items = real_items(picked, classes, real_array, rel)
+    say(f"generating synthetic cells ({s.steps} steps, guidance {s.guidance}, {model.resolution} px, "
+        f"{getattr(model, 'STAGE', 'base')} model on {model.device})")
+    main_syn, extra_syn = synthetic_items(model, classes, cfg, progress)
+    items += main_syn
+    fill_pools(items, extra_syn, cfg, rng)
+    items += morph_items(model, picked, classes, cfg, real_array, rel, progress, say)
+
+    say(f"running the diffusion classifier on {len(items)} stimuli")
+    outputs, classifier_status = model_outputs(model, np.stack([it.array for it in items]), classes,
+                                               enabled=s.classify, seed=s.seed, progress=progress,
+                                               overrides=s.classifier)
+    say(classifier_status)
+    say(f"rendering {len(items)} stimuli at {s.display_px} px ({s.upscale})")
+    manifest = _write_stimuli(items, outputs, out, cfg)
+
+    say("leak audit and content-confound check")
+    seqs = [[t.stimulus_id for t in trial_sequence(manifest, cfg, k) if t.phase == "main"]
+            for k in range(AUDIT_PARTICIPANTS)]
+    audit = run_audits(manifest, out, cfg, sequences=seqs, crop_fraction=framing.crop_fraction)
+    write_json(out / AUDIT_FILE, audit.to_dict())
+    for line in audit.lines():
+        say(line)
+    if not audit.passed:
+        raise LeakAuditError(audit.summary() + f"; details in {out / AUDIT_FILE}. The study was NOT finalised.")
+
+    real_rows = sorted((rel(p), c, sha256_file(p)) for c in classes for ps in picked[c].values() for p in ps)
+    study = {
+        "study_id": cfg.id, "title": cfg.title, "classes": classes, "config_hash": config_hash(cfg),
+        "content_hash": _content_hash(cfg, manifest), "n_stimuli": len(manifest),
+        "manifest_sha256": sha256_file(out / MANIFEST_FILE),
+        "counts": manifest.groupby(["role", "source"]).size().rename("n").reset_index().to_dict("records"),
+        "classifier": classifier_status, "leak_audit": audit.verdict(),
+        "provenance": provenance_record(
+            config=cfg.to_dict(), data_hash=hash_records(real_rows), data_source=data,
+            model=model_record(model, model_dir), model_dir=str(model_dir), model_resolution=model.resolution,
+            real_crop_fraction=framing.crop_fraction, framing=framing.to_dict(), device=str(model.device),
+            superres_steps=(s.superres_steps or model.superres_steps) if hasattr(model, "superres") else None,
+            build_seconds=round(time.perf_counter() - t_start, 1)),
+    }
+    write_json(out / STUDY_FILE, study)
+    say(f"study {cfg.id!r} built in {out} ({len(manifest)} stimuli, {time.perf_counter() - t_start:.0f} s)")
+    return out
