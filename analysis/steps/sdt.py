@@ -182,6 +182,9 @@ def section_sdt(res: SDTResult, figs: dict, cfg) -> list[str]:
     if "sdt_rater" in figs:
         L.append("![SDT per rater](figures/fig_sdt_rater.png)\n")
     L.append("Per-rater d′, c and accuracy: `tables/sdt.csv`.\n")
+    if "ppc_sdt" in figs:
+        L.append("Posterior predictive check, P(answer 'real') per rater and source:\n")
+        L.append("![PPC](figures/fig_ppc_sdt.png)\n")
     return L
 
 
