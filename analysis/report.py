@@ -193,7 +193,7 @@ def _provenance(res: AnalysisResult, prov: dict) -> str:
          md_table(pd.DataFrame(rows)) + "\n"]
     if unknown:
         L.append(f"Not recorded by the input, so this report cannot vouch for them: {', '.join(unknown)} (give the "
-                 "study folder with `--study`, or an export that records them).\n")
+                 "study folder — `cytoanalysis report --study` — or an export that records them).\n")
     return "\n".join(L)
 
 

@@ -106,6 +106,14 @@ def run_observed(ctx: Context) -> ObservedMetacognition:
     return res
 
 
+def _label(ax, title: str, xlabel: str, ylabel: str, legend: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, loc="left", fontweight="bold")
+    ax.set_aspect("equal")
+    ax.legend(loc=legend, fontsize=5)
+
+
 def figures_observed(res: ObservedMetacognition, out, meta) -> dict:
     figs = {}
     fig, axes = new_figure(1.8, ncols=2)
@@ -120,11 +128,7 @@ def figures_observed(res: ObservedMetacognition, out, meta) -> dict:
         if ("model", task) in res.roc:
             f, h = res.roc[("model", task)]["model"]
             ax.plot(np.r_[f, 1], np.r_[h, 1], "s-", color=MODEL, ms=2, label="model")
-        ax.set_xlabel("P(conf ≥ k | error)")
-        ax.set_ylabel("P(conf ≥ k | correct)")
-        ax.set_title(f"{letter}  {task}", loc="left", fontweight="bold")
-        ax.set_aspect("equal")
-        ax.legend(loc="lower right", fontsize=5)
+        _label(ax, f"{letter}  {task}", "P(conf ≥ k | error)", "P(conf ≥ k | correct)", "lower right")
     figs["type2_roc"] = save_figure(fig, out, "fig_type2_roc", meta)
     fig, axes = new_figure(1.8, ncols=2)
     for ax, task, letter in ((axes[0], "authenticity", "a"), (axes[1], "classification", "b")):
@@ -138,11 +142,7 @@ def figures_observed(res: ObservedMetacognition, out, meta) -> dict:
                         fmt=mk + "-", color=color, ms=2.5, lw=0.8, elinewidth=0.5, capsize=0, label=who)
         ax.set_xlim(0, 1.02)
         ax.set_ylim(0, 1.02)
-        ax.set_xlabel("stated confidence")
-        ax.set_ylabel("accuracy")
-        ax.set_title(f"{letter}  {task}", loc="left", fontweight="bold")
-        ax.set_aspect("equal")
-        ax.legend(loc="upper left", fontsize=5)
+        _label(ax, f"{letter}  {task}", "stated confidence", "accuracy", "upper left")
     figs["reliability"] = save_figure(fig, out, "fig_reliability", meta)
     return figs
 

@@ -79,7 +79,9 @@ def test_a_failing_analysis_is_reported_and_the_rest_lands(tmp_path, monkeypatch
     steps = tuple(dataclasses.replace(s, run=boom) if s.name == "morph" else s for s in pipeline.STEPS)
     monkeypatch.setattr(pipeline, "STEPS", steps)
     data = tmp_path / "r.parquet"
-    simulate_study(2, 40, CLASSES, seed=5).to_parquet(data)
+    df = simulate_study(2, 40, CLASSES, seed=5)
+    df[list(MODEL_COLUMNS) + model_prob_columns(df)] = np.nan   # human-only: only the SDT fit samples
+    df.to_parquet(data)
     code = main(["report", "--data", str(data), "--out", str(tmp_path / "o"), "--analyses", "sdt,psychometric",
                  "--jobs", "1", "--draws", "40", "--tune", "40", "--chains", "2", "--quiet",
                  "--allow-diagnostic-failures", "--set", "sampler.max_reruns=0", "sampler.ppc_draws=20"])
@@ -89,7 +91,7 @@ def test_a_failing_analysis_is_reported_and_the_rest_lands(tmp_path, monkeypatch
     md = (tmp_path / "o" / "report.md").read_text()
     assert "ANALYSIS FAILURE" in md and "This analysis failed" in md and "simulated failure" in md
     assert (tmp_path / "o" / "fits" / "sdt_authenticity.nc").exists()          # the rest landed
-    assert (tmp_path / "o" / "fits" / "psychometric_class_experts.nc").exists()
+    assert (tmp_path / "o" / "figures" / "fig_auth_accuracy.svg").exists()
     prov = json.loads((tmp_path / "o" / "provenance.json").read_text())
     assert "simulated failure" in prov["failed_steps"]["morph"]["message"]
 
