@@ -64,10 +64,11 @@ def main(argv=None) -> int:
                     "--trials", str(a.trials), "--seed", "1"], check=True,
                    env=dict(os.environ, PYTHONPATH=str(codes[-1].resolve())))
     results = []
-    for i, code in enumerate(codes):
-        cdir = Path(tempfile.mkdtemp(prefix=f"pt_compiledir_{i}_"))
-        for k, mode in enumerate(["cold"] + ["warm"] * a.repeat):
-            r = run_report(code, data, work / f"report_{i}_{mode}{k}", cdir, a.extra)
+    cdirs = {i: Path(tempfile.mkdtemp(prefix=f"pt_compiledir_{i}_")) for i in range(len(codes))}
+    # interleaved (old cold, new cold, old warm, new warm, …) so that a change in the machine's load hits both
+    for k, mode in enumerate(["cold"] + ["warm"] * a.repeat):
+        for i, code in enumerate(codes):
+            r = run_report(code, data, work / f"report_{i}_{mode}{k}", cdirs[i], a.extra)
             r.update({"code": str(code), "cache": mode})
             results.append(r)
             print(f"{code} ({mode} compile cache): wall {r['wall_s']:.1f} s"
