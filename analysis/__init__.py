@@ -10,8 +10,12 @@ The analysis (imports PyMC lazily on first use)::
     res = run_analysis(load_responses("responses.parquet"), AnalysisConfig())
     write_report(res, "report/")
 
-Model builders (each returns a ``pm.Model`` and its priors): ``build_sdt_model``, ``build_psychometric_model``,
-``build_metad_model``, ``build_difference_model``; fits give ArviZ ``InferenceData`` (``fit_model``).
+    res = run_analysis(load_responses("responses.parquet"), load_analysis_config("analysis.toml"), out_dir="report/")
+    write_report(res, "report/")          # report.md, report.html, provenance.json (fits are written as they finish)
+
+Model builders (each returns a ``pm.Model`` and the meaning of its parameters): ``build_sdt_model``,
+``build_morph_sdt_model`` (yes/no morph curve), ``build_psychometric_model`` (ψ form), ``build_metad_model``,
+``build_difference_model``; fits give ArviZ ``InferenceData`` (``fit_model``).
 """
 from cytocore.schema import (AUTH_RESPONSES, CANNOT_TELL, PHASES, REQUIRED_COLUMNS, ResponseDataError, ValidationReport,
                      load_responses, validate_responses)
@@ -20,10 +24,11 @@ from .simulate import ModelProfile, RaterProfile, simulate_response, simulate_st
 from cytocore import __version__  # noqa: E402,F401
 
 _LAZY = {
-    "AnalysisConfig": "pipeline", "AnalysisResult": "pipeline", "run_analysis": "pipeline",
-    "SamplerConfig": "fitting", "fit_model": "fitting", "check_diagnostics": "fitting",
-    "write_report": "report",
-    "PsychometricSpec": "models", "build_sdt_model": "models", "build_psychometric_model": "models",
+    "AnalysisConfig": "config", "load_analysis_config": "config", "AnalysisResult": "pipeline",
+    "run_analysis": "pipeline", "SamplerConfig": "fitting", "fit_model": "fitting", "check_diagnostics": "fitting",
+    "write_report": "report", "load_export": "inputs",
+    "PsychometricSpec": "psychometric", "build_psychometric_model": "psychometric",
+    "build_morph_sdt_model": "psychometric", "build_sdt_model": "models",
     "build_metad_model": "models", "build_difference_model": "models",
     "fit_metad_mle": "mle", "equivalence_power": "power",
 }

@@ -1,12 +1,15 @@
 """Command line: ``cytoanalysis {report,simulate,validate,power}`` (also ``python -m analysis``).
 
-Exit status: 0 success; 1 a fit failed its diagnostics (unless ``--allow-diagnostic-failures``); 2 bad input.
+All argument parsing lives here; the flags map onto :class:`analysis.config.AnalysisConfig` fields (defaults <
+``--config FILE`` < flags < ``--set key=value ...``).
+
+Exit status: 0 success; 1 a fit failed its diagnostics (unless ``--allow-diagnostic-failures``); 2 bad input
+(data or config); 3 an analysis failed (the report is still written, saying which and why).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import warnings
@@ -14,9 +17,27 @@ from pathlib import Path
 
 __all__ = ["main"]
 
+# flag dest -> config field (dotted for the sampler)
+REPORT_FIELDS = {
+    "analyses": "analyses", "rope": "rope_halfwidth", "interval": "interval_prob", "sdt_synthetic": "sdt_synthetic",
+    "morph_model": "morph_model", "morph_family": "morph_family", "morph_gamma": "morph_gamma",
+    "class_family": "class_family", "class_gamma": "class_gamma", "class_evidence": "class_evidence",
+    "lapse": "lapse", "anomaly_threshold": "anomaly_threshold", "confidence_scale": "confidence_scale",
+    "power_sims": "power_sims", "power_raters": "power_raters", "power_trials": "power_trials",
+    "min_attention_accuracy": "min_attention_accuracy", "jobs": "jobs",
+    "draws": "sampler.draws", "tune": "sampler.tune", "chains": "sampler.chains", "cores": "sampler.cores",
+    "target_accept": "sampler.target_accept", "ppc_draws": "sampler.ppc_draws", "sampler": "sampler.sampler",
+    "seed": "sampler.seed", "rhat_max": "sampler.rhat_max", "ess_min": "sampler.ess_min",
+    "max_draws": "sampler.max_draws",
+}
+
 
 def _csv_ints(s: str) -> tuple[int, ...]:
     return tuple(int(x) for x in s.split(",") if x.strip())
+
+
+def _csv(s: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in s.split(",") if x.strip())
 
 
 def _gamma(s: str):
@@ -28,35 +49,65 @@ def _gamma(s: str):
         return s
 
 
-def _file_sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _add_sampler(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("sampling")
-    g.add_argument("--draws", type=int, default=1000, help="posterior draws per chain (default 1000)")
-    g.add_argument("--tune", type=int, default=1000, help="tuning steps per chain (default 1000)")
-    g.add_argument("--chains", type=int, default=2, help="chains (default 2; R-hat needs ≥ 2)")
-    g.add_argument("--cores", type=int, default=None,
-                   help="processes for the chains (default: one per chain, up to the CPUs available)")
+def _add_report(sub) -> None:
+    r = sub.add_parser("report", help="fit every model and write figures, tables, netCDF fits, report.md and "
+                                      "report.html",
+                       description="Validate the responses, fit the models (SDT, psychometric functions, meta-d′, "
+                                   "experts vs model), check diagnostics and write a report folder. Settings: "
+                                   "defaults < --config FILE < the flags below < --set key=value.")
+    r.add_argument("--data", required=True, type=Path, help="responses (.parquet or .csv)")
+    r.add_argument("--out", required=True, type=Path, help="output folder")
+    r.add_argument("--study", type=Path, default=None,
+                   help="the built study folder (study.json) the responses come from: its hashes go into the "
+                        "provenance of every figure")
+    r.add_argument("--config", type=Path, default=None, help="analysis.toml ([analysis] table or top level)")
+    r.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="config overrides, several after one --set: --set sampler.draws=2000 morph_model=psi")
+    r.add_argument("--analyses", type=_csv, default=None,
+                   help="comma-separated subset of sdt,psychometric,metacognition,comparison,power")
+    r.add_argument("--rope", type=float, default=None, help="ROPE half-width around chance accuracy 0.5 (0.05)")
+    r.add_argument("--interval", type=float, default=None, help="headline interval probability (0.95)")
+    r.add_argument("--sdt-synthetic", choices=("full", "all"), default=None,
+                   help="'full': real vs fully synthetic images; 'all': morphs count as synthetic")
+    r.add_argument("--no-stimulus-effects", action="store_true", help="drop stimulus random effects in the SDT model")
+    r.add_argument("--morph-model", choices=("sdt", "psi"), default=None,
+                   help="morph curve: 'sdt' yes/no signal detection (default; the real-or-synthetic design) or "
+                        "'psi' = γ + (1 − γ − λ)F (forced-choice designs)")
+    r.add_argument("--morph-family", choices=("logistic", "cumulative_normal", "weibull"), default=None)
+    r.add_argument("--morph-gamma", type=_gamma, default=None, help="ψ form: guess rate (number or 'free')")
+    r.add_argument("--class-family", choices=("logistic", "cumulative_normal", "weibull"), default=None)
+    r.add_argument("--class-gamma", type=_gamma, default=None,
+                   help="guess rate for class correctness: 'chance' (1/n_classes), 'free' or a number")
+    r.add_argument("--class-evidence", default=None, choices=("model_margin", "model_confidence"),
+                   help="model-evidence axis for difficulty")
+    r.add_argument("--lapse", type=_gamma, default=None, help="lapse rate: 'free' or a number")
+    r.add_argument("--anomaly-threshold", type=float, default=None,
+                   help="model answers 'synthetic' above this anomaly score (default: median over stimuli)")
+    r.add_argument("--confidence-scale", choices=("auto", "percent", "probability", "levels"), default=None)
+    r.add_argument("--power-sims", type=int, default=None, help="simulated studies per design in the power table")
+    r.add_argument("--power-raters", type=_csv_ints, default=None)
+    r.add_argument("--power-trials", type=_csv_ints, default=None)
+    r.add_argument("--min-attention-accuracy", type=float, default=None)
+    r.add_argument("--allow-diagnostic-failures", action="store_true",
+                   help="exit 0 even if a fit fails R-hat/ESS/divergence checks (the report still says so)")
+    r.add_argument("--quiet", action="store_true", help="no progress output")
+    g = r.add_argument_group("sampling (defaults: analysis.fitting.SamplerConfig)")
+    g.add_argument("--draws", type=int, default=None, help="posterior draws per chain")
+    g.add_argument("--tune", type=int, default=None, help="tuning steps per chain")
+    g.add_argument("--chains", type=int, default=None, help="chains (R-hat needs ≥ 2)")
+    g.add_argument("--cores", type=int, default=None, help="processes for the chains (default: one per chain)")
     g.add_argument("--jobs", type=int, default=None,
-                   help="report: groups of fits (SDT, psychometric, metacognition, comparison) run side by side in "
-                        "this many processes, each fit's chains one after the other (default: one per CPU; 1: one "
-                        "fit at a time, its chains in parallel as --cores says)")
-    g.add_argument("--target-accept", type=float, default=0.9)
-    g.add_argument("--ppc-draws", type=int, default=500,
-                   help="posterior draws (thinned evenly) that replicate the data for the posterior predictive "
-                        "checks (default 500; 0: all)")
-    g.add_argument("--sampler", choices=("pymc", "nutpie"), default="pymc",
-                   help="NUTS implementation: PyMC's own (C backend) or nutpie (numba)")
-    g.add_argument("--seed", type=int, default=0, help="random seed for sampling and power simulations")
+                   help="analyses run side by side in this many processes, each fit's chains one after the other "
+                        "(default: one per CPU; 1: one fit at a time, its chains in parallel as --cores says)")
+    g.add_argument("--target-accept", type=float, default=None)
+    g.add_argument("--ppc-draws", type=int, default=None,
+                   help="posterior draws (thinned evenly) that replicate the data for the posterior predictive checks")
+    g.add_argument("--sampler", choices=("pymc", "nutpie"), default=None, help="NUTS implementation")
+    g.add_argument("--seed", type=int, default=None, help="random seed for sampling and power simulations")
     g.add_argument("--progressbar", action="store_true", help="show PyMC's per-chain progress bars")
-    g.add_argument("--rhat-max", type=float, default=1.01)
-    g.add_argument("--ess-min", type=float, default=400.0)
+    g.add_argument("--rhat-max", type=float, default=None)
+    g.add_argument("--ess-min", type=float, default=None)
+    g.add_argument("--max-draws", type=int, default=None, help="bound on draws per chain when ESS falls short")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,39 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Bayesian psychometrics and metacognition for human-vs-machine blood-cell image studies "
         "(PyMC + ArviZ). Input: the tidy response table of docs/tidy-responses.md."))
     sub = ap.add_subparsers(dest="command", required=True)
-
-    r = sub.add_parser("report", help="fit every model and write figures, tables, netCDF fits and report.md",
-                       description="Validate the responses, fit the models (SDT, psychometric functions, meta-d′, "
-                                   "experts vs model), check diagnostics and write a report folder.")
-    r.add_argument("--data", required=True, type=Path, help="responses (.parquet or .csv)")
-    r.add_argument("--out", required=True, type=Path, help="output folder")
-    r.add_argument("--analyses", default="sdt,psychometric,metacognition,comparison,power",
-                   help="comma-separated subset of sdt,psychometric,metacognition,comparison,power")
-    r.add_argument("--rope", type=float, default=0.05, help="ROPE half-width around chance accuracy 0.5")
-    r.add_argument("--interval", type=float, default=0.95, help="headline interval probability (default 0.95)")
-    r.add_argument("--sdt-synthetic", choices=("full", "all"), default="full",
-                   help="'full': real vs fully synthetic images; 'all': morphs count as synthetic")
-    r.add_argument("--no-stimulus-effects", action="store_true", help="drop stimulus random effects in the SDT model")
-    r.add_argument("--morph-family", choices=("logistic", "cumulative_normal", "weibull"), default="cumulative_normal")
-    r.add_argument("--morph-gamma", type=_gamma, default="free", help="guess rate for the morph function (number or 'free')")
-    r.add_argument("--class-family", choices=("logistic", "cumulative_normal", "weibull"), default="logistic")
-    r.add_argument("--class-gamma", type=_gamma, default="chance",
-                   help="guess rate for class correctness: 'chance' (1/n_classes), 'free' or a number")
-    r.add_argument("--class-evidence", default="model_margin",
-                   choices=("model_margin", "model_confidence"), help="model-evidence axis for difficulty")
-    r.add_argument("--lapse", type=_gamma, default="free", help="lapse rate: 'free' or a number")
-    r.add_argument("--anomaly-threshold", type=float, default=None,
-                   help="model answers 'synthetic' above this anomaly score (default: median over stimuli)")
-    r.add_argument("--confidence-scale", choices=("auto", "percent", "probability", "levels"), default="auto")
-    r.add_argument("--power-sims", type=int, default=300, help="simulated studies per design in the power table")
-    r.add_argument("--power-raters", type=_csv_ints, default=(5, 10, 20, 40))
-    r.add_argument("--power-trials", type=_csv_ints, default=(100, 300, 600))
-    r.add_argument("--min-attention-accuracy", type=float, default=0.5)
-    r.add_argument("--allow-diagnostic-failures", action="store_true",
-                   help="exit 0 even if a fit fails R-hat/ESS/divergence checks (the report still says so)")
-    r.add_argument("--quiet", action="store_true", help="no progress output")
-    _add_sampler(r)
-
+    _add_report(sub)
     s = sub.add_parser("simulate", help="write a simulated study (demo data with known parameters)",
                        description="Simulate raters and the classifier (see analysis.simulate) and write the tidy "
                                    "table; the true parameters go to <out>.truth.json and the parquet metadata.")
@@ -119,11 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--practice", type=int, default=0, help="practice trials per rater")
     s.add_argument("--attention-checks", type=int, default=0)
     s.add_argument("--classes", default=None, help="comma-separated class names (default: the 8 PBC classes)")
-
     v = sub.add_parser("validate", help="check a response table and list exclusions",
-                       description="Run analysis.schema.validate_responses and print what would be analysed.")
+                       description="Run cytocore.schema.validate_responses and print what would be analysed.")
     v.add_argument("--data", required=True, type=Path)
-
     p = sub.add_parser("power", help="P(equivalence/difference decision) per design, by simulation",
                        description="Simulate studies under given group parameters and count HDI+ROPE decisions "
                                    "on the population authenticity accuracy (see analysis.power).")
@@ -142,46 +159,56 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _sampler_from(a):
-    from .fitting import SamplerConfig
-    return SamplerConfig(draws=a.draws, tune=a.tune, chains=a.chains, cores=a.cores, target_accept=a.target_accept,
-                         seed=a.seed, sampler=a.sampler, progressbar=a.progressbar, rhat_max=a.rhat_max,
-                         ess_min=a.ess_min, ppc_draws=a.ppc_draws)
+def report_config(a):
+    """The analysis config of a ``report`` command line."""
+    from cytocore.config import parse_overrides
+
+    from .config import load_analysis_config
+    over = {field: getattr(a, dest) for dest, field in REPORT_FIELDS.items() if getattr(a, dest) is not None}
+    if a.no_stimulus_effects:
+        over["stimulus_effects"] = False
+    if a.progressbar:
+        over["sampler.progressbar"] = True
+    over.update(parse_overrides(a.overrides))
+    return load_analysis_config(a.config, over)
 
 
 def cmd_report(a) -> int:
+    from cytocore.provenance import sha256_file
+    from cytocore.schema import validate_responses
+
     from .fitting import set_quiet
-    from .pipeline import AnalysisConfig, run_analysis
+    from .inputs import load_export
+    from .pipeline import run_analysis
     from .report import write_report
-    from cytocore.schema import load_responses, validate_responses
     set_quiet(a.quiet)
-    analyses = tuple(x.strip() for x in a.analyses.split(",") if x.strip())
-    cfg = AnalysisConfig(sampler=_sampler_from(a), analyses=analyses, rope_halfwidth=a.rope,
-                         interval_prob=a.interval, sdt_synthetic=a.sdt_synthetic,
-                         stimulus_effects=not a.no_stimulus_effects, morph_family=a.morph_family,
-                         morph_gamma=a.morph_gamma, class_family=a.class_family, class_gamma=a.class_gamma,
-                         class_evidence=a.class_evidence, lapse=a.lapse, anomaly_threshold=a.anomaly_threshold,
-                         confidence_scale=a.confidence_scale, power_raters=a.power_raters,
-                         power_trials=a.power_trials, power_sims=a.power_sims,
-                         min_attention_accuracy=a.min_attention_accuracy, jobs=a.jobs)
-    df = load_responses(a.data)
-    rep = validate_responses(df, min_attention_accuracy=a.min_attention_accuracy)
+    cfg = report_config(a)
+    df, lineage = load_export(a.data, a.study)
+    rep = validate_responses(df, min_attention_accuracy=cfg.min_attention_accuracy)
     for e in rep.exclusions:
         print(f"exclusion: {e.describe()}", file=sys.stderr)
-    res = run_analysis(rep, cfg)
-    path = write_report(res, a.out, input_path=str(a.data), input_sha256=_file_sha256(a.data))
+    res = run_analysis(rep, cfg, out_dir=a.out, lineage=lineage)
+    path = write_report(res, a.out, input_path=str(a.data), input_sha256=sha256_file(a.data))
     print(path)
+    for r in res.skipped:
+        print(f"skipped {r.step}: {r.reason}", file=sys.stderr)
+    code = 0
     if not res.diagnostics_ok:
         bad = [f"{f.name}: {'; '.join(f.diagnostics.problems)}" for f in res.fits.values() if not f.diagnostics.ok]
         print("DIAGNOSTIC FAILURE in " + str(len(bad)) + " fit(s):\n  " + "\n  ".join(bad), file=sys.stderr)
         if not a.allow_diagnostic_failures:
             print("exiting with status 1 (use --allow-diagnostic-failures to accept)", file=sys.stderr)
-            return 1
-    return 0
+            code = 1
+    if res.failed:
+        print(f"ANALYSIS FAILURE in {len(res.failed)} step(s) (the report says so; the rest was written):\n  "
+              + "\n  ".join(f"{r.step}: {r.message}" for r in res.failed), file=sys.stderr)
+        code = 3
+    return code
 
 
 def cmd_simulate(a) -> int:
     from cytocore.provenance import code_version
+
     from .simulate import DEFAULT_CLASSES, ModelProfile, RaterProfile, simulate_study
     classes = tuple(a.classes.split(",")) if a.classes else DEFAULT_CLASSES
     prof = RaterProfile(d_prime=a.d_prime, criterion=a.criterion, meta_ratio=a.meta_ratio, lapse=a.lapse,
@@ -206,8 +233,7 @@ def cmd_simulate(a) -> int:
 
 def cmd_validate(a) -> int:
     from cytocore.schema import load_responses, validate_responses
-    rep = validate_responses(load_responses(a.data))
-    print(rep.to_markdown())
+    print(validate_responses(load_responses(a.data)).to_markdown())
     return 0
 
 
@@ -222,17 +248,29 @@ def cmd_power(a) -> int:
     return 0
 
 
+def _flag_for(msg: str) -> str:
+    """A config error names a field; say which flag sets it."""
+    for dest, fld in REPORT_FIELDS.items():
+        if f"'{fld}'" in msg or f" {fld} " in msg:
+            return f" (flag --{dest.replace('_', '-')} or --set {fld}=…)"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*ArviZ is undergoing a major refactor.*")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*could not link to a BLAS.*")
     a = build_parser().parse_args(argv)
+    from cytocore.config import ConfigError
     from cytocore.schema import ResponseDataError
     try:
         return {"report": cmd_report, "simulate": cmd_simulate, "validate": cmd_validate,
                 "power": cmd_power}[a.command](a)
     except ResponseDataError as e:
         print(f"error: bad input data: {e}", file=sys.stderr)
+        return 2
+    except ConfigError as e:
+        print(f"error: bad configuration: {e}{_flag_for(str(e))}", file=sys.stderr)
         return 2
 
 

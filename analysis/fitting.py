@@ -1,4 +1,10 @@
-"""Sampling, diagnostics and provenance shared by every model fit."""
+"""Sampling, diagnostics and the priors table shared by every model fit.
+
+The gate is strict (R-hat ≤ 1.01, bulk and tail ESS ≥ 400, no divergences) and a fit that misses it is tried
+again within a stated bound before it is reported as failed: divergences → once more at a higher target
+acceptance (smaller steps); too few effective draws → more draws per chain, doubling up to ``max_draws``. Every
+attempt is recorded (``Fit.attempts``) and the report says which fits needed one.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import arviz as az
 import numpy as np
@@ -17,8 +23,8 @@ import pymc as pm
 
 from cytocore.provenance import code_version
 
-__all__ = ["Diagnostics", "Fit", "SamplerConfig", "available_cpus", "check_diagnostics", "fit_model",
-           "log", "sampling_cores", "thinned"]
+__all__ = ["Diagnostics", "Fit", "SamplerConfig", "available_cpus", "check_diagnostics", "draws", "fit_model",
+           "hdi_bounds", "log", "prior_rows", "sampling_cores", "thinned"]
 
 _QUIET = False
 
@@ -39,10 +45,13 @@ class SamplerConfig:
     """How every model is sampled.  ``sampler`` is ``"pymc"`` (PyMC's NUTS, C backend) or ``"nutpie"``."""
 
     draws: int = 1000
-    tune: int = 1000
-    chains: int = 2
+    tune: int = 500
+    chains: int = 4
     cores: int | None = None   # None: one process per chain, up to the CPUs this process may use
     target_accept: float = 0.9
+    # tree depth during the first 200 tuning steps: the initial unit mass matrix forces tiny steps there and
+    # uncapped trees spent as many leapfrog steps as all the kept draws (measured, docs/analysis.md)
+    early_max_treedepth: int = 4
     seed: int = 0
     sampler: str = "pymc"
     progressbar: bool = False
@@ -51,6 +60,19 @@ class SamplerConfig:
     rhat_max: float = 1.01
     ess_min: float = 400.0   # bulk and tail ESS, per parameter (Vehtari et al. 2021: > 100 per chain)
     max_divergences: int = 0
+    max_draws: int = 4000    # bound on draws per chain when a fit is re-run because its ESS fell short
+    max_reruns: int = 2      # bound on re-runs of one fit (each stated in the report)
+    retry_target_accept: float = 0.97  # a fit with divergences is run once more at this target (≤ target: never)
+
+    def validate(self) -> "SamplerConfig":
+        for name in ("draws", "tune", "chains", "max_draws"):
+            if getattr(self, name) < (1 if name != "tune" else 0):
+                raise ValueError(f"sampler.{name} must be ≥ 1 (got {getattr(self, name)})")
+        if not 0 < self.target_accept < 1 or not 0 <= self.retry_target_accept < 1:
+            raise ValueError("sampler.target_accept and sampler.retry_target_accept must lie in (0, 1)")
+        if self.sampler not in ("pymc", "nutpie"):
+            raise ValueError(f"unknown sampler {self.sampler!r}; use 'pymc' or 'nutpie'")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -75,16 +97,42 @@ class Diagnostics:
 
 @dataclass
 class Fit:
-    """One fitted model: its name, the PyMC model (None once the fit has crossed a process boundary), the results
-    and the checks."""
+    """One fitted model: its name, the PyMC model (None once the fit has crossed a process boundary), the results,
+    the checks, the priors table (generated from the model) and every sampling attempt."""
 
     name: str
     model: pm.Model | None
     idata: az.InferenceData
     diagnostics: Diagnostics
     seconds: float
-    priors: dict[str, str]
+    priors: list[dict[str, str]]
     info: dict[str, Any] = field(default_factory=dict)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def retried(self) -> str:
+        """A sentence on the re-runs this fit needed ('' when the first run passed)."""
+        if len(self.attempts) < 2:
+            return ""
+        steps = "; then ".join(f"{a['draws']} draws/chain at target_accept {a['target_accept']:g}"
+                               + (f" ({a['why']})" if a.get("why") else "") for a in self.attempts)
+        return f"{len(self.attempts)} runs: {steps}"
+
+
+def prior_rows(model: pm.Model, meanings: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+    """The priors table of ``model``, read from the model itself (PyMC's own rendering of each free variable's
+    distribution), with the meaning of each parameter; ``meanings`` entries that are not free variables (fixed
+    quantities, conventions) are added as notes."""
+    meanings = dict(meanings or {})
+    rows = []
+    for rv in model.free_RVs:
+        text = rv.str_repr(formatting="plain")
+        dist = text.split(" ~ ", 1)[1] if " ~ " in text else text
+        meaning = meanings.pop(rv.name, "standardised offsets (non-centred)" if rv.name.startswith("z_") else "")
+        rows.append({"parameter": rv.name, "prior": dist, "meaning": meaning})
+    for k, v in meanings.items():
+        rows.append({"parameter": k, "prior": "(not sampled)", "meaning": v})
+    return rows
 
 
 def check_diagnostics(idata: az.InferenceData, var_names: Sequence[str], cfg: SamplerConfig) -> Diagnostics:
@@ -99,8 +147,7 @@ def check_diagnostics(idata: az.InferenceData, var_names: Sequence[str], cfg: Sa
 
     def extreme(ds, fn):
         vals = {v: float(fn(np.asarray(ds[v]))) for v in var_names}
-        vals = {k: x for k, x in vals.items() if np.isfinite(x)}
-        return vals
+        return {k: x for k, x in vals.items() if np.isfinite(x)}
 
     rh = extreme(rhat, np.nanmax)
     eb = extreme(ess_b, np.nanmin)
@@ -127,46 +174,89 @@ def check_diagnostics(idata: az.InferenceData, var_names: Sequence[str], cfg: Sa
                        divergences=div, n_draws=n, problems=problems, worst=worst)
 
 
-def fit_model(name: str, model: pm.Model, cfg: SamplerConfig, *, priors: dict[str, str] | None = None,
-              seed_offset: int = 0, info: dict[str, Any] | None = None) -> Fit:
-    """Sample ``model`` with ``cfg``, add the posterior predictive, check diagnostics, log progress."""
-    seed = int(cfg.seed) * 1000 + seed_offset
-    t0 = time.perf_counter()
+def _sample(model: pm.Model, cfg: SamplerConfig, draws_: int, target_accept: float, seed: int) -> az.InferenceData:
     cores = sampling_cores(cfg)
-    log(f"  sampling {name} ({cfg.sampler}, {cfg.chains} chains × {cfg.draws} draws after {cfg.tune} tune, "
-        f"{cores} process{'es' if cores > 1 else ''}) …")
-    kwargs: dict[str, Any] = dict(draws=cfg.draws, tune=cfg.tune, chains=cfg.chains, cores=cores,
-                                  random_seed=seed, progressbar=cfg.progressbar, target_accept=cfg.target_accept,
-                                  model=model, compute_convergence_checks=False)
+    kwargs: dict[str, Any] = dict(draws=draws_, tune=cfg.tune, chains=cfg.chains, cores=cores, random_seed=seed,
+                                  progressbar=cfg.progressbar, target_accept=target_accept, model=model,
+                                  compute_convergence_checks=False)
     if cores > 1 and cfg.sampler == "pymc" and sys.platform.startswith("linux"):
         # fork, not PyMC's default forkserver: a forkserver child re-imports PyMC (seconds of CPU per fit)
         kwargs["mp_ctx"] = "fork"
     if cfg.sampler == "nutpie":
         kwargs["nuts_sampler"] = "nutpie"
-    elif cfg.sampler != "pymc":
+    elif cfg.sampler == "pymc":
+        kwargs["nuts"] = {"early_max_treedepth": cfg.early_max_treedepth}
+    else:
         raise ValueError(f"unknown sampler {cfg.sampler!r}; use 'pymc' or 'nutpie'")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*divergen.*")
         warnings.filterwarnings("ignore", message=".*The number of samples is too small.*")
-        idata = pm.sample(**kwargs)
-        t_sample = time.perf_counter() - t0
-        if cfg.posterior_predictive and model.observed_RVs:
+        warnings.filterwarnings("ignore", message=".*Initializing NUTS.*")
+        return pm.sample(**kwargs)
+
+
+def _next_attempt(diag: Diagnostics, cfg: SamplerConfig, draws_: int, ta: float, tried_ta: bool, runs: int):
+    """(draws, target_accept, why) of the next run, or None when a bound is reached or more of the same would not
+    help: divergences → once at a higher target acceptance; ESS short → twice the draws if that could reach the
+    gate (ESS grows about in proportion); R-hat a little high (≤ 1.05) → twice the draws; far from converged → no."""
+    if runs > cfg.max_reruns:
+        return None
+    if diag.divergences > cfg.max_divergences:
+        if not tried_ta and cfg.retry_target_accept > ta:
+            return draws_, cfg.retry_target_accept, f"{diag.divergences} divergences"
+        return None
+    nxt = min(2 * draws_, cfg.max_draws)
+    ess = min(diag.ess_bulk_min, diag.ess_tail_min)
+    if nxt <= draws_ or not np.isfinite(ess):
+        return None
+    if ess < cfg.ess_min and ess * nxt / draws_ >= 0.75 * cfg.ess_min:
+        return nxt, ta, f"ESS {ess:.0f} < {cfg.ess_min:.0f}"
+    if ess >= cfg.ess_min and cfg.rhat_max < diag.rhat_max <= 1.05:
+        return nxt, ta, f"R-hat {diag.rhat_max:.3f}"
+    return None
+
+
+def fit_model(name: str, model: pm.Model, cfg: SamplerConfig, *, priors: Mapping[str, str] | None = None,
+              seed_offset: int = 0, info: dict[str, Any] | None = None) -> Fit:
+    """Sample ``model`` with ``cfg`` (re-running within the bounds of :class:`SamplerConfig` while the gate fails),
+    add the posterior predictive, check diagnostics, log progress.  ``priors``: the meaning of each parameter."""
+    seed = int(cfg.seed) * 1000 + seed_offset
+    t0 = time.perf_counter()
+    free = [rv.name for rv in model.free_RVs]
+    draws_, ta, attempts, why = cfg.draws, cfg.target_accept, [], ""
+    while True:
+        log(f"  sampling {name} ({cfg.sampler}, {cfg.chains} chains × {draws_} draws after {cfg.tune} tune, "
+            f"target_accept {ta:g}, {sampling_cores(cfg)} process{'es' if sampling_cores(cfg) > 1 else ''}) …")
+        t_a = time.perf_counter()
+        idata = _sample(model, cfg, draws_, ta, seed)
+        diag = check_diagnostics(idata, free, cfg)
+        attempts.append({"draws": draws_, "target_accept": ta, "why": why, "ok": diag.ok,
+                         "seconds": round(time.perf_counter() - t_a, 1), "problems": list(diag.problems)})
+        nxt = None if diag.ok else _next_attempt(diag, cfg, draws_, ta, ta != cfg.target_accept, len(attempts))
+        if nxt is None:
+            break
+        log(f"    {name}: {diag.line()} — running again with {nxt[0]} draws/chain, target_accept {nxt[1]:g} "
+            f"({nxt[2]})")
+        draws_, ta, why = nxt
+    t_sample = time.perf_counter() - t0
+    if cfg.posterior_predictive and model.observed_RVs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=FutureWarning)
             pp = pm.sample_posterior_predictive(thinned(idata, cfg.ppc_draws), model=model, random_seed=seed + 1,
                                                 progressbar=False)
-            idata.extend(pp)
-    free = [rv.name for rv in model.free_RVs]
-    diag = check_diagnostics(idata, free, cfg)
+        idata.extend(pp)
     secs = time.perf_counter() - t0
     idata.posterior.attrs["analysis_model"] = name
     idata.posterior.attrs["sampler_config"] = json.dumps(cfg.to_dict())
+    idata.posterior.attrs["sampling_attempts"] = json.dumps(attempts)
     idata.posterior.attrs["code_version"] = code_version()
     flag = "" if diag.ok else "   <<< DIAGNOSTIC FAILURE"
     log(f"  {name}: {secs:.1f} s (sampling {t_sample:.1f} s) — {diag.line()}{flag}")
     for p in diag.problems:
         log(f"    ! {p}")
-    return Fit(name=name, model=model, idata=idata, diagnostics=diag, seconds=secs, priors=priors or {},
-               info=info or {})
+    return Fit(name=name, model=model, idata=idata, diagnostics=diag, seconds=secs,
+               priors=prior_rows(model, priors), info=info or {}, attempts=attempts)
 
 
 def thinned(idata: az.InferenceData, n: int) -> az.InferenceData:
@@ -199,18 +289,15 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def hdi(x: np.ndarray, prob: float = 0.94) -> tuple[float, float]:
-    """Highest-density interval of a 1-D sample."""
-    x = np.sort(np.asarray(x, float).ravel())
-    n = len(x)
-    m = max(1, int(np.floor(prob * n)))
-    widths = x[m:] - x[: n - m]
-    i = int(np.argmin(widths))
-    return float(x[i]), float(x[i + m])
+def hdi_bounds(x: np.ndarray, prob: float = 0.94) -> np.ndarray:
+    """ArviZ's highest-density interval of draws ``x`` (n_draws, ...) along the first axis: (..., 2)."""
+    x = np.asarray(x, float)
+    if x.ndim == 1:  # ArviZ reads a 1-D array as draws, an N-D one as (chain, draw, ...)
+        return np.asarray(az.hdi(x, hdi_prob=prob))
+    return np.asarray(az.hdi(x.reshape((1,) + x.shape), hdi_prob=prob))
 
 
 def draws(idata: az.InferenceData, var: str) -> np.ndarray:
     """Posterior draws of ``var`` stacked over chains: shape (n_draws, *param_shape)."""
     a = np.asarray(idata.posterior[var])
     return a.reshape((-1,) + a.shape[2:])
-

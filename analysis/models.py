@@ -1,6 +1,7 @@
-"""PyMC model builders.  Each takes prepared arrays (see :mod:`analysis.prepare`) and returns
-``(pm.Model, priors)`` where ``priors`` maps each parameter to a human-readable statement of its prior (for the
-report).  Non-centred parameterisations throughout.
+"""PyMC model builders: authenticity SDT, meta-d′, experts vs model.  Each takes prepared arrays (see
+:mod:`analysis.prepare`) and returns ``(pm.Model, meanings)`` where ``meanings`` says what each parameter is; the
+priors table of the report is generated from the model itself (:func:`analysis.fitting.prior_rows`), so it cannot
+drift from the code.  Non-centred parameterisations throughout.  Psychometric functions: :mod:`analysis.psychometric`.
 
 Φ is the standard normal CDF.
 """
@@ -8,18 +9,17 @@ report).  Non-centred parameterisations throughout.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from .psychometric import PsychometricSpec, build_psychometric_model, psychometric_curve  # noqa: F401  (moved)
+
 __all__ = [
-    "PsychometricSpec",
     "build_difference_model",
     "build_metad_model",
-    "build_psychometric_model",
     "build_sdt_model",
     "type1_point_estimates",
 ]
@@ -50,10 +50,10 @@ def build_sdt_model(y: np.ndarray, s: np.ndarray, rater_idx: np.ndarray, stim_id
     if stimulus_effects:
         coords["stimulus"] = list(stimuli)
     priors = {
-        "mu_d": "Normal(0, 1.5) — group d′ (real vs synthetic)",
-        "mu_c": "Normal(0, 1) — group criterion (> 0: bias to answer 'real')",
-        "sigma_d": "HalfNormal(1) — between-rater SD of d′",
-        "sigma_c": "HalfNormal(1) — between-rater SD of criterion",
+        "mu_d": "group d′ (real vs synthetic)",
+        "mu_c": "group criterion (> 0: bias to answer 'real', i.e. conservative about 'synthetic')",
+        "sigma_d": "between-rater SD of d′",
+        "sigma_c": "between-rater SD of criterion",
     }
     with pm.Model(coords=coords) as model:
         mu_d = pm.Normal("mu_d", 0.0, 1.5)
@@ -67,7 +67,7 @@ def build_sdt_model(y: np.ndarray, s: np.ndarray, rater_idx: np.ndarray, stim_id
         eta = c[rater_idx] + d[rater_idx] * s
         var_u = 0.0
         if stimulus_effects:
-            priors["sigma_stimulus"] = "HalfNormal(1) — SD of stimulus effects u_i (how real an image looks)"
+            priors["sigma_stimulus"] = "SD of stimulus effects u_i (how real an image looks)"
             sigma_u = pm.HalfNormal("sigma_stimulus", 1.0)
             z_u = pm.Normal("z_u", 0.0, 1.0, dims="stimulus")
             eta = eta + sigma_u * z_u[stim_idx]
@@ -79,128 +79,6 @@ def build_sdt_model(y: np.ndarray, s: np.ndarray, rater_idx: np.ndarray, stim_id
         pm.Deterministic("acc_population", 0.5 * (Phi((mu_c + mu_d / 2) / tau) + Phi((mu_d / 2 - mu_c) / tau)))
         pm.Bernoulli("said_real", p=_clip(Phi(eta)), observed=y.astype(int), dims="obs")
     return model, priors
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# 2. psychometric functions
-# ---------------------------------------------------------------------------------------------------------------
-@dataclass
-class PsychometricSpec:
-    """ψ(x) = γ + (1 − γ − λ)·F((x − threshold)/width).
-
-    family: "logistic", "cumulative_normal" or "weibull" (F = 1 − exp(−exp((ln x − ln threshold)/width))).
-    gamma: a number (fixed guess rate, e.g. 1/n_classes for classification) or "free" (Beta(1, 20) prior).
-    lapse: "free" (Beta(1, 20), shared by all raters) or a number.
-    """
-
-    family: str = "logistic"
-    gamma: float | str = "free"
-    lapse: float | str = "free"
-
-    def describe(self) -> str:
-        g = f"γ = {self.gamma:.3g} (fixed)" if not isinstance(self.gamma, str) else "γ free"
-        l = f"λ = {self.lapse:.3g} (fixed)" if not isinstance(self.lapse, str) else "λ free"
-        return f"{self.family}, {g}, {l}"
-
-
-def build_psychometric_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_idx: np.ndarray | None,
-                             raters: Sequence[str], spec: PsychometricSpec, *, hierarchical: bool = True,
-                             x_range: tuple[float, float] | None = None) -> tuple[pm.Model, dict[str, str]]:
-    """Psychometric function fitted to ``k`` successes out of ``n`` at stimulus values ``x``.
-
-    Sampled in intercept–slope form, F(α + β·z) with z = (x − centre)/span of the x range (for the Weibull
-    z = ln x − ln centre), and reported as threshold = x where α + β·z = 0 and width = span/β (Weibull: 1/β on
-    the log axis), i.e. exactly ψ(x) = γ + (1 − γ − λ)·F((x − threshold)/width).  Why this form: an observer at
-    chance (the expected case for authenticity) has a flat curve, β ≈ 0, where threshold and width run off to
-    infinity together — a ridge that NUTS cannot sample (divergences, R-hat > 1.01) — while α and β stay well
-    behaved; threshold and width then honestly come out with very wide intervals.
-
-    Hierarchical: α_r ~ N(μ_α, σ_α), β_r ~ N(μ_β, σ_β) (non-centred), ``group_threshold``/``group_width`` from
-    (μ_α, μ_β); γ and λ shared.  Non-hierarchical (one observer, e.g. the model): one α and β.
-    """
-    lo, hi = x_range if x_range is not None else (float(np.min(x)), float(np.max(x)))
-    span = max(hi - lo, 1e-3)
-    mid = lo + span / 2
-    weib = spec.family == "weibull"
-    if weib and lo < 0:
-        raise ValueError("the Weibull psychometric function needs non-negative stimulus values")
-    if spec.family not in ("logistic", "cumulative_normal", "weibull"):
-        raise ValueError(f"unknown psychometric family {spec.family!r}")
-    x = np.asarray(x, float)
-    if weib:
-        centre, scale = math.log(max(mid, 1e-3)), 1.0
-        z = np.log(np.maximum(x, 1e-9)) - centre
-    else:
-        centre, scale = mid, span
-        z = (x - mid) / span
-    coords = {"rater": list(raters)} if hierarchical else {}
-    axis = "ln x − ln %.3g" % max(mid, 1e-3) if weib else "(x − %.3g)/%.3g" % (mid, span)
-    priors: dict[str, str] = {}
-
-    def to_threshold(a, b):
-        t = centre - a * scale / b
-        return pt.exp(t) if weib else t
-
-    with pm.Model(coords=coords) as model:
-        if hierarchical:
-            mu_a = pm.Normal("mu_intercept", 0.0, 1.5)
-            mu_b = pm.Normal("mu_slope", 2.0, 5.0)
-            sigma_a = pm.HalfNormal("sigma_intercept", 1.0)
-            sigma_b = pm.HalfNormal("sigma_slope", 2.5)
-            a = pm.Deterministic("intercept", mu_a + sigma_a * pm.Normal("z_intercept", 0, 1, dims="rater"),
-                                 dims="rater")
-            b = pm.Deterministic("slope", mu_b + sigma_b * pm.Normal("z_slope", 0, 1, dims="rater"), dims="rater")
-            pm.Deterministic("group_threshold", to_threshold(mu_a, mu_b))
-            pm.Deterministic("group_width", scale / mu_b)
-            eta = a[rater_idx] + b[rater_idx] * z
-            priors.update({
-                "mu_intercept": f"Normal(0, 1.5) — group F⁻¹(ψ) at the centre of the axis z = {axis}",
-                "mu_slope": "Normal(2, 5) — group slope per unit of z (0 = an observer at chance)",
-                "sigma_intercept": "HalfNormal(1) — between-rater SD of the intercept",
-                "sigma_slope": "HalfNormal(2.5) — between-rater SD of the slope"})
-        else:
-            a = pm.Normal("intercept", 0.0, 1.5)
-            b = pm.Normal("slope", 2.0, 5.0)
-            eta = a + b * z
-            priors.update({"intercept": f"Normal(0, 1.5) — F⁻¹(ψ) at the centre of the axis z = {axis}",
-                           "slope": "Normal(2, 5) — slope per unit of z (0 = at chance)"})
-        pm.Deterministic("threshold", to_threshold(a, b), dims="rater" if hierarchical else None)
-        pm.Deterministic("width", scale / b, dims="rater" if hierarchical else None)
-        if isinstance(spec.gamma, str):
-            gamma = pm.Beta("gamma", 1.0, 20.0)
-            priors["gamma"] = "Beta(1, 20) — guess rate (lower asymptote)"
-        else:
-            gamma = pt.as_tensor_variable(float(spec.gamma))
-        if isinstance(spec.lapse, str):
-            lapse = pm.Beta("lapse", 1.0, 20.0)
-            priors["lapse"] = "Beta(1, 20) — lapse rate (1 − upper asymptote − γ)"
-        else:
-            lapse = pt.as_tensor_variable(float(spec.lapse))
-        if spec.family == "logistic":
-            F = pm.math.sigmoid(eta)
-        elif spec.family == "cumulative_normal":
-            F = Phi(eta)
-        else:  # Weibull: 1 − exp(−exp((ln x − ln t)/w)); x = 0 gives F = 0
-            F = pt.switch(pt.as_tensor_variable(x > 0), -pt.expm1(-pt.exp(eta)), 0.0)
-        psi = gamma + (1 - gamma - lapse) * F
-        pm.Binomial("k", n=np.asarray(n, int), p=_clip(psi), observed=np.asarray(k, int))
-    return model, priors
-
-
-def psychometric_curve(x, threshold, width, gamma, lapse, family: str) -> np.ndarray:
-    """NumPy ψ(x) for plotting; parameters may be arrays of draws (broadcast against x[None])."""
-    from .simulate import psychometric_F
-    x = np.asarray(x, float)[None, :]
-    t = np.asarray(threshold, float)[:, None]
-    w = np.asarray(width, float)[:, None]
-    g = np.broadcast_to(np.asarray(gamma, float), t.shape[:1])[:, None]
-    l = np.broadcast_to(np.asarray(lapse, float), t.shape[:1])[:, None]
-    if family == "weibull":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            F = np.where(x > 0, -np.expm1(-np.exp((np.log(np.maximum(x, 1e-12)) - np.log(t)) / w)), 0.0)
-    else:
-        F = psychometric_F((x - t) / w, family, 0.0, 1.0)
-    return g + (1 - g - l) * F
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -293,11 +171,11 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, rater
             sigma_lm = pm.HalfNormal("sigma_log_M", 1.0)
             logM = mu_lm + sigma_lm * pm.Normal("z_log_M", 0, 1, dims="rater")
             pm.Deterministic("group_M", pt.exp(mu_lm))
-            priors.update({"mu_log_M": "Normal(0, 1) — group log M-ratio (HMeta-d)",
-                           "sigma_log_M": "HalfNormal(1) — between-rater SD of log M-ratio"})
+            priors.update({"mu_log_M": "group log M-ratio (HMeta-d)",
+                           "sigma_log_M": "between-rater SD of log M-ratio"})
         else:
             logM = pm.Normal("log_M", 0.0, 1.0, dims="rater")
-            priors["log_M"] = "Normal(0, 1) — log M-ratio"
+            priors["log_M"] = "log M-ratio"
         M = pm.Deterministic("M", pt.exp(logM), dims="rater")
         pm.Deterministic("meta_d", M * d, dims="rater")
         lin_pos = pm.Normal("log_inc_pos", math.log(0.5), 1.0, dims=("rater", "criterion"))
@@ -306,8 +184,10 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, rater
             inc_neg = inc_pos
         else:
             inc_neg = pt.exp(pm.Normal("log_inc_neg", math.log(0.5), 1.0, dims=("rater", "criterion")))
-        priors["type-2 criteria"] = ("spacings ~ LogNormal(log 0.5, 1) per rater and response side, beyond "
-                                     "c1" + (" (symmetric)" if folded else ""))
+        priors["log_inc_pos"] = ("log spacing of the type-2 criteria beyond c1 per rater, answer 'S2' side"
+                                 + (" (and, symmetric, the other side)" if folded else ""))
+        if not folded:
+            priors["log_inc_neg"] = "log spacing of the type-2 criteria beyond c1 per rater, answer 'S1' side"
         pS1, pS2 = metad_probabilities(d, c1, M, inc_pos, inc_neg)
         if not folded:
             cS1 = np.asarray(counts_S1, int)
@@ -329,8 +209,9 @@ def build_difference_model(y_h: np.ndarray, rater_idx: np.ndarray, stim_idx_h: n
     Φ((α + δ)/√(1 + σ_b²)); ``difference`` = model − experts on the probability scale.
     """
     coords = {"rater": list(raters), "stimulus": list(stimuli)}
-    priors = {"alpha": "Normal(0, 1.5) — experts' probit accuracy", "delta": "Normal(0, 1.5) — model − experts",
-              "sigma_rater": "HalfNormal(1)", "sigma_stimulus": "HalfNormal(1)"}
+    priors = {"alpha": "experts' probit accuracy", "delta": "model − experts (probit scale)",
+              "sigma_rater": "between-rater SD of probit accuracy",
+              "sigma_stimulus": "SD of stimulus difficulty, shared by experts and model"}
     with pm.Model(coords=coords) as model:
         alpha = pm.Normal("alpha", 0.0, 1.5)
         delta = pm.Normal("delta", 0.0, 1.5)

@@ -4,7 +4,13 @@ Scenarios (each simulated with analysis.simulate and fitted with the model the r
   sdt        hierarchical probit SDT (d′, criterion, population accuracy)
   metad_auth hierarchical meta-d′ on authenticity (M-ratio, meta-d′; d′ is a fixed point estimate there)
   metad_cls  folded meta-d′ on classification (constant accuracy, so the folded model is exact)
-  morph      hierarchical cumulative-normal psychometric function over morph strength (γ, λ free)
+  morph_yesno  the yes/no SDT morph model (analysis.psychometric.build_morph_sdt_model), fitted to data from a
+             generator written here, independently of the fitting code: a Weibull-shaped d′(s) (not the fitted
+             rescaled cumulative normal) set so that d′ reaches half its maximum at each rater's threshold, trials
+             simulated one by one as an evidence sample against a criterion on the noise axis; criteria ≠ 0,
+             d′ 0.3–1.5, thresholds 0.3–0.8; targets: coverage ≥ 0.85 for threshold and criterion per rater,
+             |mean group-threshold bias| ≤ 0.05
+  morph      (ψ form) hierarchical cumulative-normal psychometric function over morph strength (γ, λ free)
   cls_psych  hierarchical logistic psychometric function over the model margin (γ = 1/C fixed, λ free)
 
 Target: every parameter's coverage ≥ 0.85.  Prints one line per parameter: coverage, number of intervals,
@@ -29,8 +35,8 @@ warnings.filterwarnings("ignore")
 
 from analysis import prepare  # noqa: E402
 from analysis.fitting import SamplerConfig, draws, fit_model, set_quiet  # noqa: E402
-from analysis.models import (PsychometricSpec, build_metad_model, build_psychometric_model,  # noqa: E402
-                             build_sdt_model)
+from analysis.models import build_metad_model, build_sdt_model  # noqa: E402
+from analysis.psychometric import PsychometricSpec, build_morph_sdt_model, build_psychometric_model  # noqa: E402
 from cytocore.schema import validate_responses  # noqa: E402
 from analysis.simulate import RaterProfile, simulate_study  # noqa: E402
 
@@ -122,6 +128,53 @@ def run_morph(rep, cfg, R, T, rows):
     return f
 
 
+YESNO_LEVELS = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def yesno_study(rep: int, R: int, T: int) -> dict:
+    """Independent generator for the yes/no morph design: half the trials real images, the rest spread over the
+    strengths in YESNO_LEVELS.  Rater r: d′_r(s) = dmax_r·W(s)/W(1), W(s) = 1 − exp(−(s/a_r)^b_r) with a_r solved so
+    that d′_r(t_r) = dmax_r/2; evidence x ~ N(d′_r(s), 1), answer 'synthetic' iff x > k_r.  In the analysis'
+    convention c_r = k_r − dmax_r/2 (> 0: bias to 'real')."""
+    from scipy.optimize import brentq
+    rng = np.random.default_rng(7000 + rep)
+    t_group = rng.uniform(0.35, 0.75)
+    mu_c = rng.choice([-1, 1]) * rng.uniform(0.15, 0.5)
+    raters = []
+    for r in range(R):
+        t = float(np.clip(t_group + rng.normal(0, 0.06), 0.3, 0.8))
+        b = rng.uniform(max(2.0, 1.2 * np.log(0.5) / np.log(t)), 5.0)  # W(t)/W(1) → t^b as a → ∞: need t^b < ½
+        dmax = rng.uniform(0.3, 1.5)
+        c = mu_c + rng.normal(0, 0.25)
+        W = lambda s, a: 1 - np.exp(-(np.asarray(s) / a) ** b)  # noqa: E731
+        a = brentq(lambda a: W(t, a) / W(1.0, a) - 0.5, 1e-3, 50.0)
+        raters.append({"t": t, "b": b, "a": a, "dmax": dmax, "c": c, "k": c + dmax / 2, "W": W})
+    n_real = T // 2
+    strengths = np.r_[np.zeros(n_real), np.resize(np.asarray(YESNO_LEVELS), T - n_real)]
+    x, k, n, idx = [], [], [], []
+    for i, p in enumerate(raters):
+        d_s = p["dmax"] * p["W"](strengths, p["a"]) / p["W"](1.0, p["a"])
+        said_syn = rng.normal(d_s, 1.0) > p["k"]
+        for s in np.unique(strengths):
+            m = strengths == s
+            x.append(s), k.append(int(said_syn[m].sum())), n.append(int(m.sum())), idx.append(i)
+    return {"x": np.array(x), "k": np.array(k), "n": np.array(n), "rater_idx": np.array(idx),
+            "raters": [f"r{i:02d}" for i in range(R)], "truth": raters, "t_group": t_group}
+
+
+def run_morph_yesno(rep, cfg, R, T, rows):
+    sim = yesno_study(rep, R, T)
+    m, meanings = build_morph_sdt_model(sim["x"], sim["k"], sim["n"], sim["rater_idx"], sim["raters"])
+    f = fit_model("morph_yesno", m, cfg, priors=meanings, seed_offset=rep)
+    tr = sim["truth"]
+    cover(rows, "morph_yesno", rep, "threshold[rater]", draws(f.idata, "threshold"), [p["t"] for p in tr])
+    cover(rows, "morph_yesno", rep, "c[rater]", draws(f.idata, "c"), [p["c"] for p in tr])
+    cover(rows, "morph_yesno", rep, "d_max[rater]", draws(f.idata, "d_max"), [p["dmax"] for p in tr])
+    cover(rows, "morph_yesno", rep, "group_threshold", draws(f.idata, "group_threshold"), sim["t_group"])
+    rows[-1]["bias"] = float(np.median(draws(f.idata, "group_threshold")) - sim["t_group"])
+    return f
+
+
 def run_cls_psych(rep, cfg, R, T, rows):
     prof = RaterProfile(class_threshold=0.3, class_width=0.1, class_family="logistic", lapse=0.04)
     df = simulate_study(R, T, CLASSES, seed=5000 + rep, profile=prof,
@@ -142,8 +195,8 @@ def run_cls_psych(rep, cfg, R, T, rows):
     return f
 
 
-SCENARIOS = {"sdt": run_sdt, "metad_auth": run_metad_auth, "metad_cls": run_metad_cls, "morph": run_morph,
-             "cls_psych": run_cls_psych}
+SCENARIOS = {"sdt": run_sdt, "metad_auth": run_metad_auth, "metad_cls": run_metad_cls,
+             "morph_yesno": run_morph_yesno, "morph": run_morph, "cls_psych": run_cls_psych}
 
 
 def summarise(df: pd.DataFrame, target: float = 0.85) -> pd.DataFrame:
@@ -159,13 +212,15 @@ def main(argv=None) -> int:
     ap.add_argument("--raters", type=int, default=8)
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
-    ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--tune", type=int, default=1000)
+    ap.add_argument("--draws", type=int, default=SamplerConfig.draws, help="per chain (default: the report's)")
+    ap.add_argument("--tune", type=int, default=SamplerConfig.tune)
+    ap.add_argument("--chains", type=int, default=SamplerConfig.chains)
     ap.add_argument("--sampler", default="pymc", choices=("pymc", "nutpie"))
     ap.add_argument("--out", default=None, help="CSV of every interval")
     a = ap.parse_args(argv)
     set_quiet(True)
-    cfg = SamplerConfig(draws=a.draws, tune=a.tune, chains=2, sampler=a.sampler, posterior_predictive=False)
+    cfg = SamplerConfig(draws=a.draws, tune=a.tune, chains=a.chains, cores=1, sampler=a.sampler,
+                        posterior_predictive=False)
     rows: list[dict] = []
     diag_fail = 0
     n_fits = 0
@@ -175,7 +230,8 @@ def main(argv=None) -> int:
             f = SCENARIOS[scen](rep, cfg, a.raters, a.trials, rows)
             n_fits += 1
             diag_fail += not f.diagnostics.ok
-            print(f"[{time.perf_counter() - t0:7.0f} s] {scen} rep {rep}: {f.seconds:.0f} s, {f.diagnostics.line()}",
+            print(f"[{time.perf_counter() - t0:7.0f} s] {scen} rep {rep}: {f.seconds:.0f} s, {f.diagnostics.line()}"
+                  + (f" ({f.retried})" if f.retried else ""),
                   file=sys.stderr, flush=True)
             if a.out:
                 pd.DataFrame(rows).to_csv(a.out, index=False)
@@ -184,6 +240,12 @@ def main(argv=None) -> int:
           f"{a.trials} trials; target ≥ 0.85); fits failing diagnostics: {diag_fail}/{n_fits}; "
           f"wall {time.perf_counter() - t0:.0f} s")
     print(res.to_string(index=False))
+    df = pd.DataFrame(rows)
+    if "bias" in df:
+        b = df["bias"].dropna()
+        print(f"\nmorph_yesno group threshold (posterior median − truth) over {len(b)} studies: mean bias "
+              f"{b.mean():+.4f} (target |bias| ≤ 0.05: {'PASS' if abs(b.mean()) <= 0.05 else 'MISSED'}), mean |error| "
+              f"{b.abs().mean():.4f}, max |error| {b.abs().max():.4f}")
     return 0
 
 

@@ -4,6 +4,7 @@ This module is the single source of truth for the study export → analysis cont
 ``docs/tidy-responses.md``. ``study_app`` imports the constants from here; ``analysis`` validates every input
 with :func:`validate_responses` before any model is built, so bad input produces a clear
 :class:`ResponseDataError` (or a *stated* exclusion in the report), never a crash deep inside PyMC.
+The checks themselves, one function each with its own message, are listed in :mod:`cytocore.schema_checks`.
 """
 
 from __future__ import annotations
@@ -11,19 +12,21 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
 __all__ = [
+    "ANSWER_COLUMNS",
     "AUTH_RESPONSES",
     "CANNOT_TELL",
     "COLUMN_TYPES",
+    "MODEL_COLUMNS",
     "MODEL_PROB_PREFIX",
     "PHASES",
     "REQUIRED_COLUMNS",
     "SOURCES",
+    "STIMULUS_COLUMNS",
     "Exclusion",
     "ResponseDataError",
     "ValidationReport",
@@ -77,6 +80,14 @@ NULLABLE_COLUMNS = frozenset(
     {"years_experience", "auth_rt_ms", "class_rt_ms", "responded_at", "auth_confidence", "class_confidence",
      "model_pred_class", "model_confidence", "model_margin", "model_anomaly", "participant_role", "block"}
 )
+#: the human answers; a table in which all of them are empty on every row is a *model-only* table (the model's
+#: outputs on the stimuli, no human answers yet): the model-side analyses run, the human ones are skipped.
+ANSWER_COLUMNS: tuple[str, ...] = ("auth_response", "auth_confidence_level", "class_response",
+                                   "class_confidence_level")
+#: the model's outputs on a stimulus (plus its ``model_prob_<class>`` columns)
+MODEL_COLUMNS: tuple[str, ...] = ("model_pred_class", "model_confidence", "model_margin", "model_anomaly")
+#: properties of a stimulus: the same on every row that shows it (else the table was edited or mixes studies)
+STIMULUS_COLUMNS: tuple[str, ...] = ("source", "morph_strength", "true_class") + MODEL_COLUMNS
 
 
 class ResponseDataError(ValueError):
@@ -104,6 +115,7 @@ class ValidationReport:
 
     ``data`` holds the rows the models use (phase ``main``, no attention checks) with every row kept;
     use :meth:`for_task` to get the rows for one analysis after the stated exclusions.
+    ``has_human_answers`` is False for a model-only table; ``study_id`` is the one study the rows come from.
     """
 
     data: pd.DataFrame
@@ -113,6 +125,8 @@ class ValidationReport:
     exclusions: list[Exclusion] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     data_sha256: str = ""
+    has_human_answers: bool = True
+    study_id: str | None = None
 
     def excluded_ids(self, what: str, scope: str) -> set[str]:
         out: set[str] = set()
@@ -126,6 +140,8 @@ class ValidationReport:
         if task not in ("authenticity", "classification", "model"):
             raise ValueError(f"unknown task {task!r}")
         df = self.data
+        if task != "model" and not self.has_human_answers:
+            return df.iloc[:0]
         bad_raters = self.excluded_ids("rater", task)
         if bad_raters:
             df = df[~df["participant_id"].isin(bad_raters)]
@@ -139,6 +155,8 @@ class ValidationReport:
 
     @property
     def raters(self) -> tuple[str, ...]:
+        if not self.has_human_answers:
+            return ()
         return tuple(sorted(self.data["participant_id"].unique()))
 
     def to_markdown(self) -> str:
@@ -147,6 +165,8 @@ class ValidationReport:
             f"- raters: {len(self.raters)}; classes: {', '.join(self.classes)}; confidence levels K = {self.confidence_levels}",
             f"- data SHA-256: `{self.data_sha256}`",
         ]
+        if self.study_id is not None:
+            lines.insert(0, f"- study: `{self.study_id}`")
         if self.exclusions:
             lines.append("- **exclusions:**")
             lines += [f"  - {e.describe()}" for e in self.exclusions]
@@ -170,7 +190,8 @@ def data_hash(df: pd.DataFrame) -> str:
 
 
 def load_responses(path: str | Path) -> pd.DataFrame:
-    """Read a tidy response table from ``.csv`` or ``.parquet`` (``.pq``)."""
+    """Read a tidy response table from ``.csv`` or ``.parquet`` (``.pq``); a Parquet file's ``attrs`` (what the
+    export records about the study, see :mod:`cytocore.lineage`) come with it."""
     path = Path(path)
     if not path.exists():
         raise ResponseDataError(f"response file {path} does not exist")
@@ -186,32 +207,6 @@ def load_responses(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def _fail(msg: str) -> None:
-    raise ResponseDataError(msg)
-
-
-def _examples(values: Iterable, n: int = 5) -> str:
-    vals = list(dict.fromkeys(map(repr, values)))
-    return ", ".join(vals[:n]) + (" …" if len(vals) > n else "")
-
-
-def _check_codes(df: pd.DataFrame, col: str, allowed: Sequence[str], hint: str) -> None:
-    bad = df.loc[~df[col].isin(allowed), col]
-    if len(bad):
-        _fail(f"column '{col}' has {len(bad)} value(s) outside {list(allowed)}: {_examples(bad)} "
-              f"(first at row {bad.index[0]}). {hint}")
-
-
-def _as_bool(s: pd.Series, col: str) -> pd.Series:
-    if s.dtype == bool:
-        return s
-    mapping = {"true": True, "false": False, "1": True, "0": False, "t": True, "f": False, "yes": True, "no": False}
-    out = s.map(lambda v: v if isinstance(v, (bool, np.bool_)) else mapping.get(str(v).strip().lower()))
-    if out.isna().any():
-        _fail(f"column '{col}' must be boolean; got {_examples(s[out.isna()])}. Use true/false.")
-    return out.astype(bool)
-
-
 def validate_responses(
     df: pd.DataFrame,
     classes: Sequence[str] | None = None,
@@ -223,7 +218,9 @@ def validate_responses(
 
     Raises :class:`ResponseDataError` for problems the analysis cannot work around: missing columns, unknown
     response/source/phase codes, confidence levels outside ``1..K``, non-integer levels, morph strengths outside
-    [0, 1], model probabilities outside [0, 1], duplicated (participant, trial) rows, no ``main`` rows.
+    [0, 1], model probabilities outside [0, 1], duplicated (participant, trial) rows, no ``main`` rows, rows of
+    more than one study, a stimulus whose properties differ between rows (a table edited by hand or mixing
+    study versions).
 
     Returns a :class:`ValidationReport` whose ``exclusions`` list what is left out and why:
 
@@ -234,187 +231,20 @@ def validate_responses(
     * stimuli with missing model outputs — dropped from model-side analyses.
 
     ``classes`` defaults to the suffixes of the ``model_prob_<class>`` columns (or, without them, the sorted
-    ``true_class`` values).
+    ``true_class`` values). The checks run in the order of :data:`cytocore.schema_checks.CHECKS`, the exclusion
+    rules in that of :data:`cytocore.schema_checks.EXCLUSION_RULES`.
     """
-    if not isinstance(df, pd.DataFrame):
-        _fail(f"expected a pandas DataFrame, got {type(df).__name__}")
-    n_in = len(df)
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        _fail(f"missing required column(s): {missing}. The table must have the columns listed in "
-              "docs/tidy-responses.md (analysis.schema.REQUIRED_COLUMNS); re-export the study or add them.")
-    if n_in == 0:
-        _fail("the response table is empty")
-    sha = data_hash(df)
-    df = df.copy()
-    for col, kind in COLUMN_TYPES.items():
-        if col not in NULLABLE_COLUMNS and df[col].isna().any():
-            rows = df.index[df[col].isna()]
-            _fail(f"column '{col}' has {len(rows)} missing value(s) (first at row {rows[0]}); it may not be empty.")
-        if kind == "str":
-            df[col] = df[col].astype("object").where(df[col].notna(), None)
-            df[col] = df[col].map(lambda v: None if v is None else str(v))
-        elif kind in ("float", "int") and col not in ("block",):
-            conv = pd.to_numeric(df[col], errors="coerce")
-            bad = df[col].notna() & conv.isna()
-            if bad.any():
-                _fail(f"column '{col}' must be numeric; got {_examples(df.loc[bad, col])}.")
-            df[col] = conv
-        elif kind == "bool":
-            df[col] = _as_bool(df[col], col)
+    from .schema_checks import CHECKS, EXCLUSION_RULES, FINAL_CHECKS, TableUnderCheck
 
-    prob_cols = model_prob_columns(df)
-    prob_classes = tuple(c[len(MODEL_PROB_PREFIX):] for c in prob_cols)
-    if classes is None:
-        classes = prob_classes if prob_classes else tuple(sorted(df["true_class"].dropna().unique()))
-    classes = tuple(str(c) for c in classes)
-    if len(classes) < 2:
-        _fail(f"need at least two classes, got {list(classes)}")
-    if CANNOT_TELL in classes:
-        _fail(f"'{CANNOT_TELL}' is reserved for the 'cannot tell' answer and cannot be a class name")
-    if prob_cols:
-        missing_p = [f"{MODEL_PROB_PREFIX}{c}" for c in classes if c not in prob_classes]
-        if missing_p:
-            _fail(f"missing model probability column(s) {missing_p} for the given classes; "
-                  f"found {prob_cols}. Pass the study's classes or export every model_prob_<class> column.")
-        extra = [c for c in prob_classes if c not in classes]
-        if extra:
-            _fail(f"model_prob_ columns for classes not in the class list: {extra}; classes given: {list(classes)}")
-    else:
-        _fail("no model_prob_<class> columns: the table must carry the model's class probability for each class "
-              "(docs/tidy-responses.md).")
-
-    _check_codes(df, "phase", PHASES, "Use 'practice' or 'main'.")
-    _check_codes(df, "source", SOURCES, "Use 'real' or 'synthetic'.")
-    _check_codes(df, "auth_response", AUTH_RESPONSES,
-                 "Authenticity answers must be 'real' or 'synthetic' (analysis.schema.AUTH_RESPONSES).")
-    _check_codes(df, "true_class", classes, f"true_class must be one of the study's classes {list(classes)}.")
-    _check_codes(df, "class_response", classes + (CANNOT_TELL,),
-                 f"class answers must be one of {list(classes)} or '{CANNOT_TELL}'.")
-    mp = df["model_pred_class"].dropna()
-    if len(mp) and not mp.isin(classes).all():
-        _check_codes(df.loc[mp.index], "model_pred_class", classes, "model_pred_class must be one of the classes.")
-
-    # confidence scale
-    K_vals = df["confidence_levels"].unique()
-    if (df["confidence_levels"] != df["confidence_levels"].round()).any() or (df["confidence_levels"] < 2).any():
-        _fail(f"column 'confidence_levels' must be an integer K >= 2; got {_examples(K_vals)}")
-    if len(K_vals) > 1:
-        _fail(f"column 'confidence_levels' must be the same for every row (one scale per study); got {sorted(K_vals)}. "
-              "Analyse studies with different scales separately or recode to one K.")
-    K = int(K_vals[0])
-    for col in ("auth_confidence_level", "class_confidence_level"):
-        v = df[col]
-        bad = (v != v.round()) | (v < 1) | (v > K)
-        if bad.any():
-            _fail(f"column '{col}' has {int(bad.sum())} value(s) outside the confidence scale 1..{K}: "
-                  f"{_examples(v[bad])} (first at row {v.index[bad][0]}). Levels are 1..confidence_levels.")
-        df[col] = v.astype(int)
-    df["confidence_levels"] = K
-    df["trial_index"] = df["trial_index"].astype(int)
-
-    ms = df["morph_strength"]
-    if ((ms < 0) | (ms > 1)).any():
-        _fail(f"column 'morph_strength' must lie in [0, 1]; got {_examples(ms[(ms < 0) | (ms > 1)])}")
-    bad_real = (df["source"] == "real") & (ms != 0)
-    if bad_real.any():
-        _fail(f"{int(bad_real.sum())} row(s) with source 'real' have morph_strength != 0 (first at row "
-              f"{df.index[bad_real][0]}); real images have morph_strength 0.")
-    bad_syn = (df["source"] == "synthetic") & (ms <= 0)
-    if bad_syn.any():
-        _fail(f"{int(bad_syn.sum())} row(s) with source 'synthetic' have morph_strength 0 (first at row "
-              f"{df.index[bad_syn][0]}); synthetic images and morphs have morph_strength in (0, 1].")
-    for c in prob_cols:
-        p = df[c]
-        if ((p < 0) | (p > 1)).any():
-            _fail(f"column '{c}' must be a probability in [0, 1]; got {_examples(p[(p < 0) | (p > 1)])}")
-    notes: list[str] = []
-    psum = df[[f"{MODEL_PROB_PREFIX}{c}" for c in classes]].sum(axis=1)
-    off = df[[f"{MODEL_PROB_PREFIX}{c}" for c in classes]].notna().all(axis=1) & ((psum - 1).abs() > prob_sum_tolerance)
-    if off.any():
-        _fail(f"model class probabilities do not sum to 1 (±{prob_sum_tolerance}) on {int(off.sum())} row(s), "
-              f"e.g. row {df.index[off][0]} sums to {psum[off].iloc[0]:.3f}; export the full softmax.")
-
-    dup = df.duplicated(["participant_id", "phase", "trial_index"], keep=False)
-    if dup.any():
-        first = df.loc[dup, ["participant_id", "trial_index"]].iloc[0].tolist()
-        _fail(f"{int(dup.sum())} duplicated (participant_id, phase, trial_index) rows, e.g. {first}; "
-              "each response must appear once.")
-
-    exclusions: list[Exclusion] = []
-    n_practice = int((df["phase"] == "practice").sum())
-    if n_practice:
-        notes.append(f"{n_practice} practice-phase rows are not analysed (by design).")
-    main = df[df["phase"] == "main"]
-    if main.empty:
-        _fail("no rows with phase 'main'; nothing to analyse.")
-
-    # attention checks
-    att = main[main["is_attention_check"]]
-    if len(att):
-        notes.append(f"{len(att)} attention-check rows are used only for the exclusion rule, not in the models.")
-        if min_attention_accuracy is not None:
-            acc = (att["auth_response"] == att["source"]).groupby(att["participant_id"]).mean()
-            failed = acc[acc < min_attention_accuracy]
-            if len(failed):
-                exclusions.append(Exclusion(
-                    "rater", tuple(sorted(failed.index)), "all",
-                    f"attention-check accuracy below {min_attention_accuracy:.2f} "
-                    f"({', '.join(f'{k}: {v:.2f}' for k, v in failed.items())})",
-                    int(main["participant_id"].isin(failed.index).sum())))
-    data = main[~main["is_attention_check"]].copy()
-    if data.empty:
-        _fail("every main-phase row is an attention check; nothing to analyse.")
-
-    # raters with identical answers
-    g = data.groupby("participant_id")
-    same_auth = g["auth_response"].nunique()
-    same_auth = sorted(same_auth[same_auth < 2].index)
-    if same_auth:
-        answers = data[data["participant_id"].isin(same_auth)].groupby("participant_id")["auth_response"].first()
-        exclusions.append(Exclusion(
-            "rater", tuple(same_auth), "authenticity",
-            "gave the same authenticity answer on every trial (" +
-            ", ".join(f"{k}: always '{v}'" for k, v in answers.items()) + "); d′ and criterion are not estimable",
-            int(data["participant_id"].isin(same_auth).sum())))
-    same_cls = g["class_response"].nunique()
-    same_cls = sorted(same_cls[same_cls < 2].index)
-    if same_cls:
-        exclusions.append(Exclusion(
-            "rater", tuple(same_cls), "classification",
-            "gave the same class answer on every trial (no discrimination between classes)",
-            int(data["participant_id"].isin(same_cls).sum())))
-    for col, scope in (("auth_confidence_level", "authenticity"), ("class_confidence_level", "classification")):
-        nconf = g[col].nunique()
-        flat = sorted(nconf[nconf < 2].index)
-        if flat:
-            notes.append(f"rater(s) {', '.join(flat)} used a single {scope} confidence level on every trial; their "
-                         "type-2 AUROC is 0.5 by construction and meta-d′ is driven by the prior.")
-
-    # classes with no responses
-    present = set(data["true_class"].unique())
-    empty = [c for c in classes if c not in present]
-    if empty:
-        exclusions.append(Exclusion(
-            "class", tuple(empty), "classification",
-            "no main-phase trials show this class, so its accuracy and confusion row are undefined", 0))
-    n_ct = int((data["class_response"] == CANNOT_TELL).sum())
-    if n_ct:
-        notes.append(f"{n_ct} class answers were '{CANNOT_TELL}'; they count as incorrect for class accuracy "
-                     "and are a separate column in confusion matrices.")
-    miss_model = data[["model_pred_class", "model_confidence", "model_margin"]].isna().any(axis=1)
-    if miss_model.any():
-        stim = tuple(sorted(data.loc[miss_model, "stimulus_id"].unique()))
-        exclusions.append(Exclusion("stimulus", stim, "model", "missing model outputs", int(miss_model.sum())))
-    for pid, n in g.size().items():
-        if n < 20:
-            notes.append(f"rater {pid} has only {n} analysed trials; estimates lean on the group prior.")
-
-    rep = ValidationReport(data=data.reset_index(drop=True), classes=classes, confidence_levels=K,
-                           n_rows_input=n_in, exclusions=exclusions, notes=notes)
-    rep.data_sha256 = sha
-    # nothing left for a task is an error rather than a crash later
-    if rep.for_task("authenticity").empty:
-        _fail("after the stated exclusions no rater is left for the authenticity analysis: "
-              + "; ".join(e.describe() for e in exclusions))
+    t = TableUnderCheck(df, classes, min_attention_accuracy=min_attention_accuracy,
+                        prob_sum_tolerance=prob_sum_tolerance)
+    for check in CHECKS:
+        check(t)
+    for rule in EXCLUSION_RULES:
+        rule(t)
+    rep = ValidationReport(data=t.data.reset_index(drop=True), classes=t.classes, confidence_levels=t.K,
+                           n_rows_input=t.n_in, exclusions=t.exclusions, notes=t.notes, data_sha256=t.sha,
+                           has_human_answers=t.has_answers, study_id=t.study_id)
+    for check in FINAL_CHECKS:
+        check(rep)
     return rep

@@ -39,6 +39,6 @@ def test_fits_in_processes_equal_one_process_run():
         for v in ("mu_d", "mu_slope", "delta"):
             if v in f.idata.posterior:
                 np.testing.assert_array_equal(f.idata.posterior[v].values, g.idata.posterior[v].values)
-    assert two.headline["accuracy_mean"] == one.headline["accuracy_mean"]
+    assert two.headline.accuracy_mean == one.headline.accuracy_mean
     assert set(two.tables) == set(one.tables)
     assert list(two.tables["diagnostics"]["model"]) == list(one.fits)

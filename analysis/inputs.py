@@ -1,0 +1,36 @@
+"""Reading an export for analysis: the table and its lineage (what it says about the study, stimuli and model),
+checked against each other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from cytocore.lineage import UNKNOWN, read_lineage
+from cytocore.schema import ResponseDataError, load_responses
+
+__all__ = ["load_export"]
+
+
+def load_export(data: str | Path, study_folder: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
+    """The response table at ``data`` and its lineage (:func:`cytocore.lineage.read_lineage`).
+
+    Raises :class:`ResponseDataError` when the study folder given is not the study the rows come from."""
+    df = load_responses(data)
+    try:
+        lineage = read_lineage(df.attrs, data, study_folder)
+    except FileNotFoundError as e:
+        raise ResponseDataError(str(e)) from None
+    if "study_id" in df.columns and len(df):
+        ids = sorted(df["study_id"].dropna().astype(str).unique())
+        claimed = lineage.get("study_id", UNKNOWN)
+        if study_folder is not None and claimed != UNKNOWN and ids and ids != [str(claimed)]:
+            raise ResponseDataError(
+                f"the responses in {data} are from study {', '.join(map(repr, ids))} (column 'study_id') but the study "
+                f"folder {study_folder} is study {claimed!r}: give the folder of the study these responses were "
+                "exported from (or none).")
+        if claimed == UNKNOWN and len(ids) == 1:
+            lineage["study_id"] = ids[0]
+            lineage["sources"]["study_id"] = "the table's study_id column"
+    return df, lineage
