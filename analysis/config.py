@@ -81,6 +81,9 @@ class AnalysisConfig:
         if not 0 < self.rope_halfwidth < 0.5 or not 0 < self.interval_prob < 1 or not 0 < self.hdi_prob < 1:
             raise ConfigError("config fields 'rope_halfwidth' (0–0.5), 'interval_prob' and 'hdi_prob' (0–1) are out "
                               "of range")
+        if self.power_sims < 0:
+            raise ConfigError(f"config field 'power_sims': simulated studies per design, ≥ 0 (got {self.power_sims}; "
+                              "0 skips the power table)")
         if self.jobs is not None and self.jobs < 1:
             raise ConfigError(f"config field 'jobs': must be ≥ 1 (got {self.jobs}); leave it unset to use one per CPU")
         try:

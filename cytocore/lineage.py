@@ -15,7 +15,8 @@ from typing import Any, Mapping
 
 from .provenance import sha256_file
 
-__all__ = ["LINEAGE_ATTR", "LINEAGE_FIELDS", "UNKNOWN", "lineage_from_study_folder", "read_lineage"]
+__all__ = ["LINEAGE_ATTR", "LINEAGE_FIELDS", "UNKNOWN", "lineage_from_export_record", "lineage_from_study_folder",
+           "read_lineage"]
 
 LINEAGE_ATTR = "cytostudy"
 UNKNOWN = "unknown"
@@ -38,6 +39,36 @@ LINEAGE_FIELDS: dict[str, str] = {
 }
 
 
+def lineage_from_export_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The lineage fields in the provenance record ``cytostudy export`` writes (the Parquet schema metadata key
+    ``b"cytostudy"`` and ``<export>.provenance.json``; ``model`` is a nested record, with one weights hash per stage
+    for a cascade). Keys already named as in :data:`LINEAGE_FIELDS` pass through."""
+    out = {k: v for k, v in record.items() if k in LINEAGE_FIELDS}
+    if record.get("stimuli_data_hash") is not None:
+        out.setdefault("stimuli_source_hash", record["stimuli_data_hash"])
+    model = record.get("model")
+    if isinstance(model, Mapping):
+        for src, dst in (("name", "model_name"), ("weights_sha256", "model_weights_sha256"),
+                         ("code_version", "model_code_version"), ("data_hash", "model_training_data_hash"),
+                         ("train_steps", "model_train_steps")):
+            if model.get(src) is not None:
+                out.setdefault(dst, model[src])
+    return out
+
+
+def _parquet_record(path: Path) -> dict[str, Any]:
+    """The ``b"cytostudy"`` JSON object in a Parquet file's schema metadata ({} if absent or not Parquet)."""
+    if path.suffix.lower() != ".parquet" or not path.is_file():
+        return {}
+    try:
+        import pyarrow.parquet as pq
+        meta = pq.read_schema(path).metadata or {}
+        raw = meta.get(LINEAGE_ATTR.encode())
+        return json.loads(raw) if raw else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def lineage_from_study_folder(folder: str | Path) -> dict[str, Any]:
     """What a built study folder says about itself (``study.json``, ``manifest.csv``)."""
     folder = Path(folder)
@@ -47,13 +78,15 @@ def lineage_from_study_folder(folder: str | Path) -> dict[str, Any]:
                                 "`cytostudy build` wrote")
     meta = json.loads(meta_path.read_text())
     prov = meta.get("provenance", {}) or {}
+    model = prov.get("model") if isinstance(prov.get("model"), Mapping) else {}
     out = {
+        **lineage_from_export_record({"model": model}),
         "study_id": meta.get("study_id"),
         "study_config_hash": meta.get("config_hash"),
         "study_content_hash": meta.get("content_hash"),
         "stimuli_source_hash": prov.get("data_hash"),
-        "model_name": prov.get("model_name"),
-        "model_weights_sha256": prov.get("model_weights_sha256"),
+        "model_name": prov.get("model_name") or model.get("name"),
+        "model_weights_sha256": prov.get("model_weights_sha256") or model.get("weights_sha256"),
         "model_code_version": prov.get("model_code_version"),
         "model_training_data_hash": prov.get("model_data_hash"),
         "model_train_steps": prov.get("model_train_steps"),
@@ -81,11 +114,21 @@ def read_lineage(attrs: Mapping[str, Any] | None = None, data_path: str | Path |
     if study_folder is not None:
         take(lineage_from_study_folder(study_folder), f"{Path(study_folder) / 'study.json'}")
     if data_path is not None:
-        side = Path(data_path).with_name(Path(data_path).name + ".lineage.json")
-        if side.is_file():
-            take(json.loads(side.read_text()), str(side))
+        data_path = Path(data_path)
+        for suffix in (".provenance.json", ".lineage.json"):
+            side = data_path.with_name(data_path.name + suffix)
+            if side.is_file():
+                take(lineage_from_export_record(json.loads(side.read_text())), str(side))
+        if data_path.suffix.lower() == ".csv":   # a CSV export's provenance sits beside its Parquet twin
+            twin = data_path.with_suffix(".parquet")
+            side = twin.with_name(twin.name + ".provenance.json")
+            if side.is_file():
+                take(lineage_from_export_record(json.loads(side.read_text())), str(side))
+        record = _parquet_record(data_path)
+        if record:
+            take(lineage_from_export_record(record), f"{data_path} (Parquet metadata)")
     if attrs and isinstance(attrs.get(LINEAGE_ATTR), Mapping):
-        take(attrs[LINEAGE_ATTR], "the export's metadata (attrs)")
+        take(lineage_from_export_record(attrs[LINEAGE_ATTR]), "the export's metadata (attrs)")
     out = {k: found.get(k, UNKNOWN) for k in LINEAGE_FIELDS}
     out["sources"] = sources
     return out

@@ -211,7 +211,7 @@ def section_power(res: PowerResult, figs: dict, cfg) -> list[str]:
 SDT_STEP = Step("sdt", "Can experts tell real from synthetic images?", "sdt", needs_sdt, run_sdt, figures_sdt,
                 section_sdt, group="sdt")
 def needs_power(ctx: Context) -> str | None:
-    return None
+    return "power_sims = 0 (no simulated studies asked for)" if ctx.cfg.power_sims == 0 else None
 
 
 POWER_STEP = Step("power", "Data needed for a decision (power by simulation)", "power", needs_power, run_power,

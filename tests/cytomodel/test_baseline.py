@@ -213,7 +213,8 @@ def test_benchmark_scripts_run_end_to_end(bench, split_dataset, tiny_model_dir, 
     assert (tmp_path / "closest-pairs.png").is_file()
     assert two.main([*common, "--n", "4", "--epochs", "1", "--json", str(tmp_path / "t.json")]) == 0
     t = json.loads((tmp_path / "t.json").read_text())
-    assert t["n_real"] == 12 and t["n_generated"] == 12 and 0 <= t["accuracy"] <= 1
+    assert t["n_real"] == 12 and set(t["tests"]) == {"generated"}  # no --floor: only the generated set
+    assert t["tests"]["generated"]["n_generated"] == 12 and 0 <= t["tests"]["generated"]["accuracy"] <= 1
     # the monitor appends one row per export and guidance, and skips what it has measured
     csv_path = tmp_path / "monitor.csv"
     mon_args = ["--model", str(tiny_model_dir), "--baseline", str(baseline), "--data", str(data), "--n", "2",
