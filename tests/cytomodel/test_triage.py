@@ -1,0 +1,84 @@
+"""Triage: the fitted rule keeps its promises on fresh cells drawn from the same population, and fails safe."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from cytomodel.triage import (apply_triage, fit_triage, read_classification_table, selective_risk_curve,
+                              summarise_triage)
+
+CLASSES = ["a", "b", "c", "d"]
+
+
+def _cells(n, rng, novel_share=0.0):
+    """A classifier's table from a simulator unlike the rule: Dirichlet probabilities whose sharpness sets both the
+    confidence and (through a logistic link) the chance of being right; novel cells get flat probabilities and a high
+    anomaly score drawn from another distribution."""
+    sharp = rng.gamma(2.0, 2.0, n)
+    label = rng.integers(0, len(CLASSES), n)
+    p_right = 1 / (1 + np.exp(-(sharp - 1.0)))
+    right = rng.random(n) < p_right
+    pred = np.where(right, label, (label + rng.integers(1, len(CLASSES), n)) % len(CLASSES))
+    conf = np.clip(0.25 + 0.75 * (1 - np.exp(-sharp / 3)) + rng.normal(0, 0.03, n), 0.25, 1)
+    anomaly = rng.normal(-1.0, 0.5, n) - 0.1 * sharp
+    novel = rng.random(n) < novel_share
+    anomaly[novel] = rng.normal(1.0, 0.6, novel.sum())
+    labels = np.array(CLASSES + ["novel"])[np.where(novel, len(CLASSES), label)]
+    df = pd.DataFrame({"image": [f"cell{i}.png" for i in range(n)], "label": labels,
+                       "pred_class": np.array(CLASSES)[pred], "confidence": conf, "anomaly_score": anomaly})
+    for j, c in enumerate(CLASSES):
+        df[f"prob_{c}"] = np.where(pred == j, conf, (1 - conf) / 3)
+    return df
+
+
+def test_error_among_accepted_stays_below_target_over_repeated_calibrations():
+    target, delta, over = 0.05, 0.1, 0
+    coverages, flag_rates = [], []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        rule = fit_triage(_cells(1500, rng), target_error=target, target_flag_rate=0.05, delta=delta)
+        test = summarise_triage(apply_triage(_cells(20000, rng), rule))
+        over += test["error_among_accepted"] > target
+        coverages.append(test["coverage"])
+        flag_rates.append(test["flag_rate"])
+    assert over <= 40 * delta + 3                     # the PAC promise: at most δ of calibrations overshoot
+    assert 0.2 < np.mean(coverages) < 0.95            # and the rule is not trivially accepting nothing
+    # conformal: the flag rate is ≤ α on average over calibrations (sd of the mean of 40 ≈ 0.001), and not far below
+    assert 0.045 < np.mean(flag_rates) < 0.05 + 0.003
+
+
+def test_novel_cells_are_flagged_and_decisions_explain_themselves():
+    rng = np.random.default_rng(1)
+    rule = fit_triage(_cells(1000, rng), target_error=0.05, target_flag_rate=0.02)
+    out = apply_triage(_cells(2000, rng, novel_share=0.2), rule)
+    s = summarise_triage(out, classes=["novel"])
+    assert s["by_label"]["novel"]["flag"] > 0.8 and s["by_label"]["novel"]["accept"] < 0.1
+    assert set(out["decision"]) <= {"accept", "review", "flag"}
+    assert (out.loc[out.decision != "accept", "class"] == "").all()
+    assert out.loc[out.decision == "flag", "why"].str.contains("unlike the trained classes").all()
+    assert "exchangeable" in rule.guarantee
+
+
+def test_an_unreachable_target_accepts_nothing_rather_than_breaking_its_promise():
+    rng = np.random.default_rng(2)
+    rule = fit_triage(_cells(200, rng), target_error=0.001, delta=0.05)   # 200 cells cannot certify 0.1 %
+    assert rule.accept_threshold == float("inf") and rule.to_dict()["accept_threshold"] is None
+    assert (apply_triage(_cells(100, rng), rule)["decision"] != "accept").all()
+
+
+def test_baseline_tables_work_and_bad_tables_name_what_is_missing():
+    rng = np.random.default_rng(3)
+    d = _cells(500, rng)
+    base = d.rename(columns={"image": "path", "pred_class": "predicted",
+                             **{f"prob_{c}": f"p_{c}" for c in CLASSES}}).drop(columns="anomaly_score")
+    t = read_classification_table(base)
+    assert "entropy" in t.attrs["anomaly_source"] and len(t) == 500
+    rule = fit_triage(base, target_error=0.1)
+    assert rule.anomaly_source.startswith("predictive entropy")
+    curve = selective_risk_curve(base)
+    assert curve["coverage"].iloc[-1] == 1 and curve["selective_risk"].iloc[0] <= curve["selective_risk"].iloc[-1]
+    with pytest.raises(ValueError, match="no 'label' column"):
+        fit_triage(d.drop(columns="label"))
+    with pytest.raises(ValueError, match="confidence"):
+        read_classification_table(d.drop(columns="confidence"), name="x.csv")
+    with pytest.raises(ValueError, match="target_error"):
+        fit_triage(d, target_error=1.5)
