@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 __all__ = ["DECISIONS", "TriageRule", "fit_triage", "apply_triage", "selective_risk_curve", "summarise_triage",
-           "read_classification_table"]
+           "read_classification_table", "run_triage", "plot_risk_coverage"]
 
 DECISIONS = ("accept", "review", "flag")
 _ID_COLUMNS = ("image", "path")
@@ -240,3 +241,44 @@ def plot_risk_coverage(curves: Mapping[str, pd.DataFrame], points: Mapping[str, 
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7, frameon=False)
     return fig
+
+
+def run_triage(out: str | Path, tables: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]], *,
+               target_error: float = 0.01, target_flag_rate: float = 0.02, delta: float = 0.1,
+               report_targets: Sequence[float] = (0.01, 0.02), held_out: Sequence[str] = (),
+               sources: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Fit on each classifier's calibration table, triage its cells table and write, into ``out``:
+    ``decisions_<name>.csv`` (one row per cell), ``triage.json`` (rules, guarantees, summaries, the coverage each
+    classifier reaches at every target in ``report_targets``, provenance) and ``risk_coverage.pdf|png``."""
+    from cytocore.provenance import atomic_output, provenance_record, write_json
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+    curves, points = {}, {}
+    for name, (cal, cells) in tables.items():
+        rule = fit_triage(cal, target_error=target_error, target_flag_rate=target_flag_rate, delta=delta,
+                          name=f"{name} calibration table")
+        dec = apply_triage(cells, rule, name=f"{name} cells table")
+        with atomic_output(out / f"decisions_{name}.csv") as tmp:
+            dec.to_csv(tmp, index=False)
+        summary = summarise_triage(dec, classes=held_out)
+        at_targets = {}
+        for t in report_targets:
+            r = fit_triage(cal, target_error=t, target_flag_rate=target_flag_rate, delta=delta)
+            at_targets[f"{t:g}"] = summarise_triage(apply_triage(cells, r), classes=held_out)
+        results[name] = {"rule": rule.to_dict(), "guarantee": rule.guarantee, "summary": summary,
+                         "at_targets": at_targets}
+        if "correct" in dec:
+            curves[name] = selective_risk_curve(cells, name=f"{name} cells table")
+            points[name] = {"coverage": summary["coverage"], "error": summary["error_among_accepted"] or 0.0}
+    if curves:
+        fig = plot_risk_coverage(curves, points, targets=[target_error])
+        for ext in ("pdf", "png"):
+            with atomic_output(out / f"risk_coverage.{ext}") as tmp:
+                fig.savefig(tmp, format=ext, dpi=300)
+    record = {"target_error": target_error, "target_flag_rate": target_flag_rate, "delta": delta,
+              "held_out": list(held_out), "classifiers": results, "sources": dict(sources or {}),
+              **provenance_record()}
+    write_json(out / "triage.json", record)
+    return record

@@ -82,3 +82,22 @@ def test_baseline_tables_work_and_bad_tables_name_what_is_missing():
         read_classification_table(d.drop(columns="confidence"), name="x.csv")
     with pytest.raises(ValueError, match="target_error"):
         fit_triage(d, target_error=1.5)
+
+
+def test_run_triage_writes_decisions_summary_and_the_risk_coverage_figure(tmp_path):
+    import json
+
+    from cytomodel.triage import run_triage
+    rng = np.random.default_rng(4)
+    diff = (_cells(800, rng), _cells(600, rng, novel_share=0.1))
+    base = tuple(d.drop(columns="anomaly_score") for d in (_cells(800, rng), _cells(600, rng, novel_share=0.1)))
+    rec = run_triage(tmp_path, {"diffusion": diff, "baseline": base}, target_error=0.05, held_out=["novel"],
+                     report_targets=(0.05, 0.1))
+    saved = json.loads((tmp_path / "triage.json").read_text())
+    assert saved["classifiers"].keys() == {"diffusion", "baseline"} and "code_version" in saved
+    for name in ("diffusion", "baseline"):
+        dec = pd.read_csv(tmp_path / f"decisions_{name}.csv")
+        assert len(dec) == 600 and set(dec["decision"]) <= {"accept", "review", "flag"}
+        at = rec["classifiers"][name]["at_targets"]
+        assert at["0.05"]["coverage"] <= at["0.1"]["coverage"]       # a looser target accepts more
+    assert (tmp_path / "risk_coverage.pdf").stat().st_size > 1000 and (tmp_path / "risk_coverage.png").is_file()
