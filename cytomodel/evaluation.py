@@ -550,7 +550,7 @@ def evaluate(inp: EvalInputs, config=None, progress: bool = True) -> Report:
 
 # ============================================================================================== CLI
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .classifier import config_from_args
+    from .cli_classifier import config_from_args
 
     low = []
     for spec in args.low_data or []:
@@ -597,7 +597,7 @@ def _cmd_train_variant(args: argparse.Namespace) -> int:
 
 
 def register_cli(sub) -> None:
-    from .classifier import add_classifier_args
+    from .cli_classifier import add_classifier_args
     from .config import PRESETS
 
     p = sub.add_parser("evaluate", help="evidence: accuracy, calibration, anomaly, low data, domain shift",
