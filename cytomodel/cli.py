@@ -1,4 +1,9 @@
-"""``cytomodel`` command line: a thin layer over the package's functions."""
+"""``cytomodel`` command line: a thin layer over the package's functions.
+
+The entry point, with ``train``, ``generate``, ``export`` and ``cascade``; the other commands register from
+``cli_baseline`` (baseline train|predict), ``cli_classifier`` (classify, calibrate, explain) and ``cli_evaluation``
+(evaluate, train-variant); shared argument helpers are in ``cli_common``. Every command that loads a model for work
+takes ``--device`` (default auto: CUDA if present, else the CPU; :func:`cytomodel.runtime.resolve_device`)."""
 from __future__ import annotations
 
 import argparse
@@ -133,27 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="name recorded in cytomodel.json")
     p.set_defaults(func=cmd_cascade)
 
-    from . import cli_classifier
+    from . import cli_baseline, cli_classifier, cli_evaluation
 
+    cli_baseline.register(sub)
     cli_classifier.register(sub)
-    _register_optional_commands(sub)
+    cli_evaluation.register(sub)
     return parser
-
-
-def _register_optional_commands(sub) -> None:
-    """Commands contributed by other modules (classifier, baseline, evaluation) register themselves here."""
-    import importlib
-
-    for module in ("cytomodel.baseline", "cytomodel.evaluation"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
-            raise
-        register = getattr(mod, "register_cli", None)
-        if register is not None:
-            register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

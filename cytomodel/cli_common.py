@@ -11,9 +11,9 @@ def add_data_args(p: argparse.ArgumentParser, split_default: str | None = None) 
     p.add_argument("--strict", action="store_true", help="fail on the first unreadable image instead of skipping it")
 
 
-def add_device_arg(p: argparse.ArgumentParser) -> None:
+def add_device_arg(p: argparse.ArgumentParser, what: str = "the model runs") -> None:
     p.add_argument("--device", default=None, metavar="auto|cpu|cuda[:N]",
-                   help="where the model runs (default: auto = CUDA if present, else the CPU)")
+                   help=f"where {what} (default: auto = CUDA if present, else the CPU)")
 
 
 def add_set_arg(p: argparse.ArgumentParser) -> None:
