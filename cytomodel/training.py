@@ -254,15 +254,15 @@ def train(cfg: TrainConfig, data: ImageArrays, out_dir: str | Path, resume: bool
     state: dict[str, Any] = {"step": 0, "wall_seconds": 0.0}
     latest = _latest_checkpoint(ckpt_root) if resume else None
     if resume and latest is None:
-        raise FileNotFoundError(f"--resume: no checkpoint in {ckpt_root}; start without --resume")
+        raise FileNotFoundError(f"resume: no checkpoint in {ckpt_root}; start without resuming")
     if latest is not None:
         state = json.loads((latest / STATE_FILE).read_text())
         if state.get("data_hash") != data.data_hash:
             raise ValueError(f"checkpoint {latest} was trained on other data (hash {state.get('data_hash')}, "
-                             f"now {data.data_hash}); use a new --out folder")
+                             f"now {data.data_hash}); use a new output folder")
         if state.get("config", {}).get("stage", "base") != cfg.stage:
             raise ValueError(f"checkpoint {latest} trains a {state['config'].get('stage', 'base')} stage, not "
-                             f"{cfg.stage}; use the preset it was started with or a new --out folder")
+                             f"{cfg.stage}; use the preset it was started with or a new output folder")
         mean, std = state["pixel_mean"], state["pixel_std"]
     else:
         mean, std = pixel_statistics(data.images)
