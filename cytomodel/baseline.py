@@ -254,7 +254,7 @@ def _augment(batch_uint8_nchw: torch.Tensor, color_jitter: float, gen: torch.Gen
     """The diffusion model's augmentation (dihedral flips/rotations + mild brightness/colour gain jitter)."""
     from types import SimpleNamespace
 
-    from .training import augment
+    from .objectives import augment
 
     return augment(batch_uint8_nchw, SimpleNamespace(flips=True, rotations=True, color_jitter=color_jitter), gen)
 

@@ -30,7 +30,7 @@ class ErrorEstimate:
 def _timestep_weights(model: CytoModel, cfg: ClassifierConfig, t: torch.Tensor) -> torch.Tensor:
     if cfg.weighting == "uniform":
         return torch.ones(len(t))
-    from .training import min_snr_weights
+    from .objectives import min_snr_weights
 
     return min_snr_weights(model.scheduler.alphas_cumprod, t.cpu(), cfg.min_snr_gamma)
 
