@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main():
     from cytomodel.classifier import ClassifierConfig, estimate_errors, replay_strategy
     from cytomodel.evaluation import _arrays, balanced_items
+    from cytomodel.metrics import classification_summary
     from cytomodel.model import load_model
     from cytomodel.runtime import configure_runtime
     import torch
@@ -60,7 +61,7 @@ def main():
         pred = est.errors.argmin(1)
         out[name] = {"config": cfg.to_dict(), "unet_calls_per_image": float(est.unet_calls.mean()),
                      "seconds_per_image": dt / len(images), "accuracy": float(np.mean(pred == labels)),
-                     "balanced_accuracy": float(np.mean([np.mean(pred[labels == c] == c) for c in np.unique(labels)])),
+                     "balanced_accuracy": classification_summary(labels, pred, len(model.class_names))["balanced_accuracy"],
                      "pred": pred.tolist(), "est": est}
     e = out["exhaustive"]
     for name, cfg in runs[1:]:

@@ -10,14 +10,14 @@ feature space) and the comparison the diffusion classifier reports. Stable API::
     clf.save_pretrained(dir, dtype=torch.float16); BaselineClassifier.from_pretrained(dir)
 
 On disk: ``model.safetensors`` + ``baseline.json`` (classes, resolution, normalisation, architecture, data hash,
-code version, training settings, validation metrics). Command line: ``cytomodel baseline train|predict``.
+code version, training settings, validation metrics). ``device`` (train, load) follows
+:func:`cytomodel.runtime.resolve_device`. Command line: ``cytomodel baseline train|predict``
+(:mod:`cytomodel.cli_baseline`).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import ImageArrays
+from .metrics import classification_metrics  # noqa: F401  (re-exported: cytomodel.baseline.classification_metrics)
 from cytocore.provenance import code_version, write_json
 
 WEIGHTS_FILE = "model.safetensors"
@@ -90,11 +91,11 @@ class ResNetSmall(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------- classifier
-def _autocast(precision: str):
+def _autocast(precision: str, device: torch.device):
     import contextlib
 
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     if precision == "fp32":
         return contextlib.nullcontext()
     raise ValueError(f"precision must be 'bf16' or 'fp32', not {precision!r}")
@@ -110,6 +111,14 @@ class BaselineClassifier:
     pixel_mean: list[float]
     pixel_std: list[float]
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def to(self, device) -> "BaselineClassifier":
+        self.net.to(device)
+        return self
 
     # --------------------------------------------------------------- inference
     def _prepare(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -127,20 +136,21 @@ class BaselineClassifier:
 
     def _normalise(self, x_uint8_nhwc: torch.Tensor) -> torch.Tensor:
         x = x_uint8_nhwc.permute(0, 3, 1, 2).float() / 255.0
-        mean = torch.tensor(self.pixel_mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.pixel_std).view(1, 3, 1, 1)
+        mean = torch.tensor(self.pixel_mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.pixel_std, device=x.device).view(1, 3, 1, 1)
         return (x - mean) / std
 
     @torch.no_grad()
     def _run(self, images, what: str, batch_size: int, precision: str) -> np.ndarray:
         x = self._prepare(images)
         self.net.eval()
+        device = self.device
         out = []
         for s in range(0, len(x), batch_size):
-            xb = self._normalise(x[s:s + batch_size])
-            with _autocast(precision):
+            xb = self._normalise(x[s:s + batch_size].to(device))
+            with _autocast(precision, device):
                 y = self.net.features(xb) if what == "features" else self.net(xb)
-            out.append(y.float())
+            out.append(y.float().cpu())
         if not out:
             dim = self.net.feature_dim if what == "features" else len(self.class_names)
             return np.zeros((0, dim), np.float32)
@@ -165,7 +175,7 @@ class BaselineClassifier:
 
     def evaluate(self, data: ImageArrays, precision: str = "fp32") -> dict[str, Any]:
         """Accuracy, balanced accuracy, per-class recall and confusion matrix on labelled ``data``."""
-        labels = _map_labels(data, self.class_names)
+        labels = map_labels(data, self.class_names)
         return classification_metrics(labels, self.predict(data.images, precision=precision), self.class_names)
 
     # --------------------------------------------------------------- persistence
@@ -175,7 +185,7 @@ class BaselineClassifier:
 
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        state = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
+        state = {k: (v.to(dtype) if v.is_floating_point() else v).cpu().contiguous()
                  for k, v in self.net.state_dict().items()}
         save_file(state, str(path / WEIGHTS_FILE))
         meta = {**self.metadata, **(extra or {})}
@@ -193,7 +203,8 @@ class BaselineClassifier:
         return self.metadata.get("architecture") or {}
 
     @classmethod
-    def from_pretrained(cls, path: str | Path) -> "BaselineClassifier":
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "BaselineClassifier":
+        """Load a saved baseline; ``device`` None leaves it on the CPU, else it is moved there."""
         from safetensors.torch import load_file
 
         path = Path(path)
@@ -209,22 +220,24 @@ class BaselineClassifier:
         state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path / WEIGHTS_FILE)).items()}
         net.load_state_dict(state)
         net.eval()
+        if device is not None:
+            net.to(device)
         norm = meta["normalisation"]
         return cls(net, list(meta["class_names"]), int(meta["resolution"]), list(norm["pixel_mean"]),
                    list(norm["pixel_std"]), meta)
 
 
-def load_baseline(path: str | Path | None = None) -> BaselineClassifier:
-    """Load a saved baseline (default: the bundled ``data/models/baseline-32``)."""
-    return BaselineClassifier.from_pretrained(path or bundled_baseline_path())
+def load_baseline(path: str | Path | None = None, device: str | torch.device | None = None) -> BaselineClassifier:
+    """Load a saved baseline (default: the bundled ``data/models/baseline-32``), on ``device`` (None: the CPU)."""
+    return BaselineClassifier.from_pretrained(path or bundled_baseline_path(), device=device)
 
 
 def bundled_baseline_path() -> Path:
     return Path(__file__).resolve().parent.parent / "data" / "models" / "baseline-32"
 
 
-# ----------------------------------------------------------------------------------------------- metrics
-def _map_labels(data: ImageArrays, class_names: Sequence[str]) -> np.ndarray:
+# ----------------------------------------------------------------------------------------------- labels
+def map_labels(data: ImageArrays, class_names: Sequence[str]) -> np.ndarray:
     """``data.labels`` re-indexed into ``class_names`` (data may list its classes in another order)."""
     unknown = sorted(set(data.class_names) - set(class_names))
     present = {data.class_names[i] for i in np.unique(data.labels)}
@@ -235,26 +248,13 @@ def _map_labels(data: ImageArrays, class_names: Sequence[str]) -> np.ndarray:
     return lut[data.labels]
 
 
-def classification_metrics(labels: np.ndarray, pred: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, balanced accuracy (mean recall over the classes present), per-class recall, confusion matrix."""
-    labels, pred = np.asarray(labels), np.asarray(pred)
-    k = len(class_names)
-    cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cm, (labels, pred), 1)
-    support = cm.sum(1)
-    recall = {c: (float(cm[i, i] / support[i]) if support[i] else None) for i, c in enumerate(class_names)}
-    present = [r for r in recall.values() if r is not None]
-    return {"n": int(len(labels)), "accuracy": float((labels == pred).mean()) if len(labels) else float("nan"),
-            "balanced_accuracy": float(np.mean(present)) if present else float("nan"),
-            "recall": recall, "confusion": cm.tolist()}
-
 
 # ----------------------------------------------------------------------------------------------- training
 def _augment(batch_uint8_nchw: torch.Tensor, color_jitter: float, gen: torch.Generator) -> torch.Tensor:
     """The diffusion model's augmentation (dihedral flips/rotations + mild brightness/colour gain jitter)."""
     from types import SimpleNamespace
 
-    from .training import augment
+    from .objectives import augment
 
     return augment(batch_uint8_nchw, SimpleNamespace(flips=True, rotations=True, color_jitter=color_jitter), gen)
 
@@ -264,17 +264,19 @@ def train_baseline(data: ImageArrays, val: ImageArrays | None = None, epochs: in
                    widths: Sequence[int] = (32, 64, 128), blocks: Sequence[int] = (1, 1, 1), dropout: float = 0.1,
                    label_smoothing: float = 0.05, color_jitter: float = 0.05, balanced: bool = True,
                    precision: str = "bf16", threads: int | None = None, max_steps: int | None = None,
-                   log: Any = None) -> BaselineClassifier:
+                   log: Any = None, device: str | torch.device | None = None) -> BaselineClassifier:
     """Train a ``ResNetSmall`` on ``data`` (preprocessed uint8 images).
 
     AdamW with one-cycle (warm-up + cosine) learning rate, label smoothing, class-balanced loss weights (so the
     classifier's implicit prior is uniform over classes: what class fidelity of class-balanced samples needs),
-    bf16 autocast on CPU by default. Seeded: same data, seed and thread count, same weights.
+    bf16 autocast by default, on ``device`` (:func:`cytomodel.runtime.resolve_device`: None = CUDA if present, else
+    the CPU). Seeded: same data, seed, device and thread count, same weights.
     ``max_steps`` caps the number of optimiser steps (for tests). Validation metrics land in ``metadata``.
     """
-    from .runtime import configure_runtime
+    from .runtime import configure_runtime, resolve_device
 
     configure_runtime(threads)
+    dev = resolve_device(device)
     if len(data.images) == 0:
         raise ValueError("no training images")
     n, h, w, _ = data.images.shape
@@ -291,12 +293,12 @@ def train_baseline(data: ImageArrays, val: ImageArrays | None = None, epochs: in
     gen = torch.Generator().manual_seed(seed)
     x = data.images.reshape(-1, 3).astype(np.float64) / 255.0
     mean, std = x.mean(0).round(6).tolist(), np.maximum(x.std(0), 1e-3).round(6).tolist()
-    net = ResNetSmall(k, widths, blocks, dropout)
+    net = ResNetSmall(k, widths, blocks, dropout).to(dev)
     clf = BaselineClassifier(net, list(data.class_names), int(h), mean, std)
     images = torch.from_numpy(np.ascontiguousarray(data.images.transpose(0, 3, 1, 2)))
     labels = torch.from_numpy(data.labels.astype(np.int64))
     mean_t, std_t = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
-    weight = torch.tensor(counts.sum() / (k * counts), dtype=torch.float32) if balanced else None
+    weight = torch.tensor(counts.sum() / (k * counts), dtype=torch.float32, device=dev) if balanced else None
 
     steps_per_epoch = max(1, n // batch_size)
     total = epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch)
@@ -323,10 +325,11 @@ def train_baseline(data: ImageArrays, val: ImageArrays | None = None, epochs: in
             if step >= total:
                 break
             idx = order[b * batch_size:(b + 1) * batch_size]
-            xb = (_augment(images[idx], color_jitter, gen) - mean_t) / std_t
-            with _autocast(precision):
+            xb = ((_augment(images[idx], color_jitter, gen) - mean_t) / std_t).to(dev)
+            with _autocast(precision, dev):
                 logits = net(xb)
-            loss = F.cross_entropy(logits.float(), labels[idx], weight=weight, label_smoothing=label_smoothing)
+            loss = F.cross_entropy(logits.float(), labels[idx].to(dev), weight=weight,
+                                   label_smoothing=label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -366,124 +369,3 @@ def train_baseline(data: ImageArrays, val: ImageArrays | None = None, epochs: in
                                "recall": m["recall"], "data_hash": val.data_hash}
     clf.metadata = meta
     return clf
-
-
-# ----------------------------------------------------------------------------------------------- CLI
-def _cmd_train(args: argparse.Namespace) -> int:
-    from .data import load_dataset
-
-    data = load_dataset(args.data, args.resolution, args.crop_fraction, split=args.split, strict=args.strict,
-                        progress=True)
-    for path, why in data.skipped:
-        print(f"skipped {path}: {why}", file=sys.stderr)
-    val = None
-    if args.val_split:
-        val = load_dataset(args.data, args.resolution, args.crop_fraction, split=args.val_split,
-                           class_names=data.class_names, strict=args.strict, progress=True)
-    print(f"{len(data.images)} training images, classes: {', '.join(data.class_names)}"
-          + (f"; {len(val.images)} validation images" if val is not None else ""))
-    clf = train_baseline(data, val, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                         lr=args.lr, precision=args.precision, widths=_ints(args.widths), blocks=_ints(args.blocks),
-                         log=sys.stdout)
-    extra = {"data_source": str(args.data), "split": args.split, "val_split": args.val_split,
-             "crop_fraction": args.crop_fraction}
-    if args.test_split:
-        test = load_dataset(args.data, args.resolution, args.crop_fraction, split=args.test_split,
-                            class_names=data.class_names, strict=args.strict, progress=True)
-        m = clf.evaluate(test)
-        extra["test_metrics"] = {"n": m["n"], "accuracy": m["accuracy"],
-                                 "balanced_accuracy": m["balanced_accuracy"], "recall": m["recall"],
-                                 "data_hash": test.data_hash, "split": args.test_split}
-    clf.save_pretrained(args.out, dtype=torch.float16 if args.fp16 else torch.float32, extra=extra)
-    for name in ("val_metrics", "test_metrics"):
-        if name in clf.metadata:
-            m = clf.metadata[name]
-            print(f"{name.split('_')[0]}: accuracy {m['accuracy']:.4f}, balanced accuracy "
-                  f"{m['balanced_accuracy']:.4f} (n={m['n']})")
-    print(f"baseline saved to {args.out}")
-    return 0
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise ValueError(f"expected a comma list of integers, got {text!r}") from None
-
-
-def _cmd_predict(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from .data import load_dataset, load_image, preprocess
-
-    clf = BaselineClassifier.from_pretrained(args.model)
-    crop = float(clf.metadata.get("crop_fraction", 1.0))
-    if args.images:
-        names = [str(p) for p in args.images]
-        arrays = np.stack([preprocess(load_image(p), clf.resolution, crop, name=str(p)) for p in args.images])
-        truth = None
-    elif args.data:
-        data = load_dataset(args.data, clf.resolution, crop, split=args.split, class_names=clf.class_names,
-                            strict=args.strict, progress=True)
-        for path, why in data.skipped:
-            print(f"skipped {path}: {why}", file=sys.stderr)
-        names, arrays, truth = [str(r.path) for r in data.records], data.images, _map_labels(data, clf.class_names)
-    else:
-        raise ValueError("give --data (a labelled dataset) or --images (files)")
-    proba = clf.predict_proba(arrays)
-    pred = proba.argmax(1)
-    table = pd.DataFrame({"path": names, "predicted": [clf.class_names[i] for i in pred],
-                          "confidence": proba.max(1).round(5)})
-    for j, c in enumerate(clf.class_names):
-        table[f"p_{c}"] = proba[:, j].round(5)
-    if truth is not None:
-        table.insert(1, "label", [clf.class_names[i] for i in truth])
-        m = classification_metrics(truth, pred, clf.class_names)
-        print(f"accuracy {m['accuracy']:.4f}, balanced accuracy {m['balanced_accuracy']:.4f} (n={m['n']})")
-        for c, r in m["recall"].items():
-            print(f"  {c:<14} recall {r:.4f}" if r is not None else f"  {c:<14} (no images)")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out, index=False)
-        print(f"wrote {len(table)} predictions to {args.out}")
-    elif truth is None:
-        print(table[["path", "predicted", "confidence"]].to_string(index=False))
-    return 0
-
-
-def register_cli(subparsers) -> None:
-    """``cytomodel baseline train|predict`` (picked up by ``cytomodel.cli``)."""
-    p = subparsers.add_parser("baseline", help="train or apply the discriminative baseline CNN",
-                              description="A small ResNet-style CNN that names the cell type; the yardstick for "
-                                          "class fidelity and for the diffusion classifier.")
-    sub = p.add_subparsers(dest="baseline_command", required=True)
-
-    t = sub.add_parser("train", help="train the baseline on labelled images",
-                       description="Train the baseline CNN; prints validation (and test) balanced accuracy.")
-    t.add_argument("--data", required=True, help="class-per-folder tree, a folder with manifest.csv, or a CSV")
-    t.add_argument("--split", default=None, help="manifest split to train on (e.g. train)")
-    t.add_argument("--val-split", default=None, help="manifest split for validation metrics (e.g. val)")
-    t.add_argument("--test-split", default=None, help="manifest split for test metrics, recorded in the JSON")
-    t.add_argument("--resolution", type=int, default=32, help="image size in pixels (%(default)s)")
-    t.add_argument("--crop-fraction", type=float, default=1.0, help="centre-crop fraction before resizing")
-    t.add_argument("--epochs", type=int, default=20, help="(%(default)s)")
-    t.add_argument("--batch-size", type=int, default=128, help="(%(default)s)")
-    t.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (%(default)s)")
-    t.add_argument("--widths", default="32,64,128", help="channels per stage, comma list (%(default)s)")
-    t.add_argument("--blocks", default="1,1,1", help="residual blocks per stage, comma list (%(default)s)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="training autocast")
-    t.add_argument("--fp16", action="store_true", help="store the weights as fp16 (half the size)")
-    t.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
-    t.add_argument("--out", required=True, help="output folder (model.safetensors + baseline.json)")
-    t.set_defaults(func=_cmd_train)
-
-    q = sub.add_parser("predict", help="classify images or a labelled dataset",
-                       description="Predict cell types; with --data also prints accuracy and balanced accuracy.")
-    q.add_argument("--model", default=str(bundled_baseline_path()), help="baseline folder (default: bundled)")
-    q.add_argument("--data", help="labelled dataset (folder tree, folder with manifest.csv, or CSV)")
-    q.add_argument("--split", default=None, help="manifest split (e.g. test)")
-    q.add_argument("--images", nargs="+", help="image files to classify")
-    q.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
-    q.add_argument("--out", help="write per-image probabilities to this CSV")
-    q.set_defaults(func=_cmd_predict)

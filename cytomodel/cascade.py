@@ -60,7 +60,7 @@ def check_stages_agree(base: CytoModel, superres: SuperResModel, where: str = "c
     if problems:
         raise CascadeError(f"{where}: the stages do not agree: " + "; ".join(problems) +
                            ". Train the super-resolution stage on the same data, classes and crop as the base "
-                           "(cytomodel train --preset cpu-sr128 ...) and assemble them with `cytomodel cascade`.")
+                           "(e.g. the cpu-sr128 preset) and assemble them into a cascade.")
 
 
 @dataclass
@@ -168,7 +168,7 @@ class Cascade:
         superres = CytoModel.from_pretrained(folders["superres"], device=device)
         if not isinstance(superres, SuperResModel):
             raise CascadeError(f"{folders['superres']}: not a super-resolution stage (stage "
-                               f"{superres.STAGE!r}); train one with --preset cpu-sr128")
+                               f"{superres.STAGE!r}); train one with the cpu-sr128 preset")
         check_stages_agree(base, superres, where=str(path))
         classes = meta.get("class_names")
         if classes is not None and list(classes) != list(base.class_names):
@@ -205,8 +205,8 @@ def load_generator(path: str | Path, device: str | torch.device | None = None) -
         return Cascade.from_pretrained(path, device=device)
     if stage == "superres":
         raise CascadeError(f"{path} is a super-resolution stage alone; it needs a base stage to generate. "
-                           "Assemble a cascade: `cytomodel cascade --base data/models/cpu-32 --superres "
-                           f"{path} --out CASCADE` and pass that folder")
+                           "Assemble a cascade of a base stage (e.g. data/models/cpu-32) and this one "
+                           "(`cytomodel cascade` or assemble_cascade) and pass that folder")
     return CytoModel.from_pretrained(path, device=device)
 
 

@@ -1,4 +1,9 @@
-"""``cytomodel`` command line: a thin layer over the package's functions."""
+"""``cytomodel`` command line: a thin layer over the package's functions.
+
+The entry point, with ``train``, ``generate``, ``export`` and ``cascade``; the other commands register from
+``cli_baseline`` (baseline train|predict), ``cli_classifier`` (classify, calibrate, explain) and ``cli_evaluation``
+(evaluate, train-variant); shared argument helpers are in ``cli_common``. Every command that loads a model for work
+takes ``--device`` (default auto: CUDA if present, else the CPU; :func:`cytomodel.runtime.resolve_device`)."""
 from __future__ import annotations
 
 import argparse
@@ -6,11 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-
-def _add_data_args(p: argparse.ArgumentParser, split_default: str | None = None) -> None:
-    p.add_argument("--data", required=True, help="class-per-folder tree, a folder with manifest.csv, or a manifest CSV")
-    p.add_argument("--split", default=split_default, help="manifest split to use (e.g. train); default: %(default)s")
-    p.add_argument("--strict", action="store_true", help="fail on the first unreadable image instead of skipping it")
+from .cli_common import add_data_args, add_device_arg, add_set_arg
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -33,12 +34,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from .cascade import load_generator
     from .generation import generate_images, image_grid, save_generated, sdedit_images
-    from .runtime import configure_runtime
+    from .runtime import configure_runtime, resolve_device
 
     configure_runtime()
     if not 0.0 <= args.strength <= 1.0:
         raise ValueError(f"--strength must be in [0, 1] (0 = the real image, 1 = fully generated), got {args.strength}")
-    model = load_generator(args.model)
+    model = load_generator(args.model, device=resolve_device(args.device))
     classes = model.class_names if args.class_name == "all" else [c.strip() for c in args.class_name.split(",")]
     if args.from_image:
         images = [Path(p) for p in args.from_image]
@@ -90,10 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a diffusion model on labelled cell images",
                        description="Train a class-conditional diffusion model. Resumable: re-run with --resume.")
-    _add_data_args(p)
+    add_data_args(p)
     p.add_argument("--preset", default="cpu-32", choices=sorted(PRESETS), help="model/training preset (%(default)s)")
     p.add_argument("--config", help="TOML file overriding preset fields (top level or a [train] table)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config field")
+    add_set_arg(p)
     p.add_argument("--out", required=True, help="output folder (checkpoints/, samples/, model/, train_log.csv)")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--init-from", help="start from the weights of a saved model folder (fresh optimiser)")
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upscale", type=int, default=1, help="nearest-neighbour upscale factor for saved PNGs")
     p.add_argument("--grid", action="store_true", help="also write grid.png")
     p.add_argument("--out", required=True, help="output folder")
+    add_device_arg(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("export", help="copy a trained model folder, e.g. as fp16 weights for distribution",
@@ -136,24 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="name recorded in cytomodel.json")
     p.set_defaults(func=cmd_cascade)
 
-    _register_optional_commands(sub)
+    from . import cli_baseline, cli_classifier, cli_evaluation
+
+    cli_baseline.register(sub)
+    cli_classifier.register(sub)
+    cli_evaluation.register(sub)
     return parser
-
-
-def _register_optional_commands(sub) -> None:
-    """Commands contributed by other modules (classifier, baseline, evaluation) register themselves here."""
-    import importlib
-
-    for module in ("cytomodel.baseline", "cytomodel.classifier", "cytomodel.evaluation"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
-            raise
-        register = getattr(mod, "register_cli", None)
-        if register is not None:
-            register(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

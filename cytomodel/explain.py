@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .classifier import ClassifierConfig, estimate_errors
+from .classifier_config import ClassifierConfig
+from .error_estimation import estimate_errors
 from .model import CytoModel
 
 

@@ -1,4 +1,4 @@
-"""Process-level speed settings for CPU training and inference.
+"""Process-level settings: speed for CPU training and inference, and the one device policy (:func:`resolve_device`).
 
 glibc returns large activation buffers to the OS after every step (a page-fault storm measured at 1.5-2x
 slowdown here), so we ask it to keep them. Call :func:`configure_runtime` once, before heavy torch work.
@@ -45,6 +45,28 @@ def default_device() -> "torch.device":
     if torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def resolve_device(device: "str | torch.device | None" = None) -> "torch.device":
+    """The one device policy: ``None`` or ``"auto"`` is CUDA when present, else the CPU; anything else is that
+    device, with a clear error (ValueError) when it is not a torch device or is not available here."""
+    import torch
+
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        return default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device: use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for but CUDA is not available on this machine "
+                             "(use cpu or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} was asked for but MPS is not available on this machine")
+    return dev
 
 
 def autocast(device: "torch.device", precision: str):

@@ -168,7 +168,7 @@ def _build_args(b) -> None:
     b.add_argument("--steps", type=int, help="DDIM steps")
     b.add_argument("--superres-steps", type=int, help="a cascade's super-resolution steps (default: its own)")
     b.add_argument("--seed", type=int, help="stimulus seed")
-    b.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if present, else the CPU)")
+    b.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto: CUDA if present, else the CPU)")
     b.add_argument("--db-url", help="the database the study will use (checked for answers before --overwrite)")
     b.add_argument("--no-classify", action="store_true", help="skip the diffusion classifier (model columns NaN)")
     b.add_argument("--overwrite", action="store_true",
@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo_study")
     d.add_argument("--port", type=int, default=8501)
     d.add_argument("--host", default="localhost")
-    d.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA if present, else the CPU)")
+    d.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto: CUDA if present, else the CPU)")
     d.add_argument("--rebuild", action="store_true")
     d.add_argument("--no-classify", action="store_true", help="skip the diffusion classifier (faster build)")
     d.add_argument("--no-serve", action="store_true", help="build and print the links, do not start the server")

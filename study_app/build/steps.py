@@ -35,16 +35,14 @@ AUDIT_PARTICIPANTS = 24   # simulated participants whose sequences the order fea
 
 
 def resolve_device(device: str | None):
-    """The device a build runs the model on: ``device`` if given, else CUDA when present, else the CPU."""
-    import torch
-    from cytomodel.runtime import default_device
+    """The device a build runs the model on: cytomodel's one policy (``device`` if given and available, else CUDA
+    when present, else the CPU), its errors reported as build errors."""
+    from cytomodel.runtime import resolve_device as cytomodel_device
 
-    if device is None:
-        return default_device()
     try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise StudyBuildError(f"device {device!r} is not a torch device: use cpu, cuda or cuda:N") from None
+        return cytomodel_device(device)
+    except ValueError as exc:
+        raise StudyBuildError(str(exc)) from None
 
 
 def load_study_model(model_dir: str | Path, device: str | None = None):

@@ -1,0 +1,208 @@
+"""Classifying many images: arrays, files and whole folders/manifests (:func:`classify_folder`: resumable, sharded
+under ``accelerate launch``), and the results tables it reads and writes."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .classifier_config import ClassifierConfig
+from .error_estimation import estimate_errors
+from .model import CytoModel
+from .scoring import model_temperature, results_frame
+
+log = logging.getLogger(__name__)
+
+
+def classify_arrays(model: CytoModel, images_uint8: np.ndarray, config: ClassifierConfig | None = None,
+                    seed: int | None = None, progress: bool = False, classes: Sequence[int | str] | None = None
+                    ) -> pd.DataFrame:
+    """Classify (N, H, W, 3) uint8 images at the model's resolution; one row per image, input order.
+
+    Columns: pred_class, runner_up, confidence, entropy, margin, anomaly_score, zeta, unet_calls, trials,
+    temperature, prob_<class>…, err_<class>… . ``seed`` (default: the config's) fixes the trials of every image.
+    """
+    cfg = dataclasses.replace(config or ClassifierConfig())
+    if seed is not None:
+        cfg.seed = int(seed)
+    cfg.validate()
+    cls_idx = None if classes is None else [model.class_index(c) for c in classes]
+    est = estimate_errors(model, images_uint8, cfg, classes=cls_idx, progress=progress)
+    return results_frame(model, est, cfg, classes=cls_idx)
+
+
+def load_images_for(model: CytoModel, images: Iterable, on_error: str = "raise"
+                    ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
+    """Preprocess paths / bytes / PIL images like training data. Returns (arrays, names, skipped)."""
+    from .data import DataError
+
+    arrays, names, skipped = [], [], []
+    for k, img in enumerate(images):
+        name = str(img) if isinstance(img, (str, Path)) else f"<image {k}>"
+        try:
+            arrays.append(model.preprocess(img))
+            names.append(name)
+        except (DataError, OSError) as exc:
+            if on_error == "raise":
+                raise DataError(str(exc)) from None
+            log.warning("skipping %s: %s", name, exc)
+            skipped.append((name, str(exc)))
+    shape = (0, model.resolution, model.resolution, 3)
+    return (np.stack(arrays) if arrays else np.zeros(shape, np.uint8)), names, skipped
+
+
+def classify_images(model: CytoModel, images: Iterable, config: ClassifierConfig | None = None,
+                    seed: int | None = None, progress: bool = False, on_error: str = "raise") -> pd.DataFrame:
+    """Classify image files / PIL images (preprocessed like training data: centre crop, Lanczos resize).
+
+    Adds an ``image`` column (the path, or ``<image k>``). ``on_error="skip"`` drops undecodable or too-small
+    images with a warning instead of raising the data layer's DataError.
+    """
+    arrays, names, _ = load_images_for(model, images, on_error)
+    if len(arrays) == 0:
+        return pd.DataFrame(columns=["image"])
+    df = classify_arrays(model, arrays, config, seed=seed, progress=progress)
+    df.insert(0, "image", names)
+    return df
+
+
+def list_inputs(source: str | Path, split: str | None = None) -> list[tuple[Path, str | None]]:
+    """(path, label or None) for a manifest, a class-per-folder tree, a flat folder of images, or one image."""
+    from .data import IMAGE_SUFFIXES, MANIFEST_NAMES, DataError, scan_dataset
+
+    source = Path(source)
+    if not source.exists():
+        raise DataError(f"{source} does not exist: pass a folder of images, class sub-folders or a manifest CSV")
+    if source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
+        return [(source, None)]
+    if source.is_dir() and split is None and not any((source / m).is_file() for m in MANIFEST_NAMES):
+        flat = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if flat:
+            return [(p, None) for p in flat]
+    return [(r.path, r.label) for r in scan_dataset(source, split=split)]
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        return pd.DataFrame()
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+
+def write_table(df: pd.DataFrame, path: Path) -> None:
+    from cytocore.provenance import atomic_output
+
+    with atomic_output(path) as tmp:
+        if path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+
+
+def classify_folder(model: CytoModel, source: str | Path, out: str | Path, config: ClassifierConfig | None = None,
+                    split: str | None = None, progress: bool = True, chunk: int = 64, limit: int | None = None,
+                    state=None, items: Sequence[tuple[Path, str | None]] | None = None,
+                    classes: Sequence[int | str] | None = None) -> pd.DataFrame:
+    """Classify every image of ``source`` into ``out`` (.csv or .parquet), resumably and data-parallel.
+
+    ``items`` ((path, label) pairs) replaces listing ``source``; ``classes`` restricts the candidate classes.
+    Images already in ``out`` (or in a process's part file from an interrupted run) are skipped. Under
+    ``accelerate launch`` each process takes every n-th remaining image and writes ``out.part<rank>``; the main
+    process merges them into ``out`` in input order at the end.
+    """
+    from .data import DataError
+
+    cfg = (config or ClassifierConfig()).validate()
+    out = Path(out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"out must end in .csv or .parquet, got {out.name}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if state is None:
+        state = partial_state()
+    rank, world = state.process_index, state.num_processes
+    items = list(items) if items is not None else list_inputs(source, split)
+    cls_idx = None if classes is None else [model.class_index(c) for c in classes]
+    # results are only reused by a run that would compute the same numbers: same model, classes and settings
+    run_key = {"model_train_steps": model.metadata.get("train_steps"), "model_data_hash": model.metadata.get("data_hash"),
+               "model_created": model.metadata.get("created_utc"), "classes": cls_idx,
+               **{k: v for k, v in cfg.to_dict().items() if k not in ("temperature", "batch_size", "image_batch")}}
+    key_path = out.with_name(out.name + ".run.json")
+    has_results = out.is_file() or any(out.parent.glob(out.name + ".part*"))
+    if has_results and key_path.is_file():
+        old = json.loads(key_path.read_text())
+        diff = {k: (old.get(k), v) for k, v in json.loads(json.dumps(run_key)).items() if old.get(k) != v}
+        if diff:
+            raise ValueError(f"{out} holds results of another model or classifier setting {diff} (before, now); "
+                             "write to another file or delete it")
+    state.wait_for_everyone()
+    if state.is_main_process and not (has_results and key_path.is_file()):
+        key_path.write_text(json.dumps(run_key, indent=1) + "\n")
+    if limit is not None:
+        items = items[:limit]
+    order = {str(p): i for i, (p, _) in enumerate(items)}
+    parts = sorted(out.parent.glob(out.name + ".part*"))
+    done_tables = [read_table(out)] + [read_table(p) for p in parts]
+    done = set()
+    for t in done_tables:
+        if "image" in t:
+            done |= set(t["image"].astype(str))
+    todo = [(p, lab) for p, lab in items if str(p) not in done][rank::world]
+    part_path = out.with_name(f"{out.name}.part{rank}")
+    mine = read_table(part_path)
+    temp = model_temperature(model, cfg, warn=state.is_main_process)
+    cfg_run = dataclasses.replace(cfg, temperature=temp)
+    bar = None
+    if progress and state.is_local_main_process:
+        from tqdm.auto import tqdm
+        if done:
+            print(f"resuming: {len(done)} of {len(items)} images already classified", file=sys.stderr)
+        bar = tqdm(total=len(todo), desc="classify" + (f" (process 0 of {world})" if world > 1 else ""),
+                   unit="img", dynamic_ncols=True)
+    skipped: list[tuple[str, str]] = []
+    for b in range(0, len(todo), chunk):
+        batch = todo[b:b + chunk]
+        arrays, names, skip = load_images_for(model, [p for p, _ in batch], on_error="skip")
+        skipped += skip
+        if len(arrays):
+            est = estimate_errors(model, arrays, cfg_run, classes=cls_idx)
+            df = results_frame(model, est, cfg_run, classes=cls_idx, warn=False)
+            df.insert(0, "image", names)
+            labels = {str(p): lab for p, lab in batch}
+            if any(lab is not None for lab in labels.values()):
+                df.insert(1, "label", [labels[n] for n in names])
+            mine = pd.concat([mine, df], ignore_index=True) if len(mine) else df
+            write_table(mine, part_path)
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+    for name, why in skipped:
+        print(f"skipped {name}: {why}", file=sys.stderr)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        tables = [t for t in [read_table(out)] + [read_table(p) for p in sorted(out.parent.glob(out.name + ".part*"))]
+                  if len(t)]
+        if not tables:
+            raise DataError(f"no image of {source} could be classified")
+        merged = pd.concat(tables, ignore_index=True).drop_duplicates("image", keep="first")
+        merged["_order"] = merged["image"].astype(str).map(order).fillna(len(order))
+        merged = merged.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+        write_table(merged, out)
+        for p in out.parent.glob(out.name + ".part*"):
+            p.unlink()
+    state.wait_for_everyone()
+    return read_table(out)
+
+
+def partial_state():
+    """accelerate's process state; on a CPU-only machine it must be told so to join a multi-process launch."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+

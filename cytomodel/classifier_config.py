@@ -1,0 +1,84 @@
+"""How the diffusion classifier estimates errors: :class:`ClassifierConfig` and its allowed values (torch-free)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+STRATEGIES = ("paired-ttest", "topk", "exhaustive")
+SELECTIONS = ("vdc", "stratified", "random")
+WEIGHTINGS = ("uniform", "min-snr")
+# fields that change the scale of the errors, and so the meaning of a fitted temperature
+PLAN_LENGTH = 256
+SCALE_FIELDS = ("t_min", "t_max", "weighting", "min_snr_gamma", "tta")
+
+
+@dataclass
+class ClassifierConfig:
+    """How errors are estimated. Defaults: chosen on PBC *validation* data with benchmarks/classifier_design.py
+    (docs/classifier.md): t in [100, 900] with uniform weights, top-k pruning to 4 classes after 2 trials and to 2
+    after 6, at most 24 trials (68 UNet calls for 8 classes)."""
+    strategy: str = "topk"                    # "paired-ttest" | "topk" | "exhaustive"
+    trials: int = 24                          # maximum trials per image (exactly this many for "exhaustive")
+    t_min: int = 100                          # timestep range (inclusive) of the trials
+    t_max: int = 900
+    timestep_selection: str = "vdc"           # "vdc" | "stratified" | "random"
+    weighting: str = "uniform"                # "uniform" | "min-snr" (the training loss weights)
+    min_snr_gamma: float = 5.0
+    tta: bool = True                          # a random dihedral view of the image per trial (same for all classes)
+    p_value: float = 2e-3                     # paired t-test threshold (CytoDiffusion)
+    min_trials: int = 4                       # trials before the first test
+    test_every: int = 1                       # trials between tests
+    topk_schedule: tuple[tuple[int, int], ...] = ((2, 4), (6, 2))  # (after n trials, keep k classes)
+    precision: str = "bf16"                   # "bf16" | "fp32"
+    batch_size: int = 512                     # max image-class pairs per UNet call
+    image_batch: int = 64                     # images processed together
+    seed: int = 0
+    anomaly_k: int = 10                       # ζ uses the best class and the next k-1
+    temperature: float | None = None          # None: the model's fitted temperature (or 1 if it has none)
+
+    def validate(self) -> "ClassifierConfig":
+        def bad(name: str, why: str) -> None:
+            raise ValueError(f"classifier config '{name}': {why} (got {getattr(self, name)!r})")
+
+        if self.strategy not in STRATEGIES:
+            bad("strategy", f"use one of {', '.join(STRATEGIES)}")
+        if self.timestep_selection not in SELECTIONS:
+            bad("timestep_selection", f"use one of {', '.join(SELECTIONS)}")
+        if self.weighting not in WEIGHTINGS:
+            bad("weighting", f"use one of {', '.join(WEIGHTINGS)}")
+        if self.trials < 1:
+            bad("trials", "must be >= 1")
+        if not 0 <= self.t_min <= self.t_max:
+            bad("t_max", "need 0 <= t_min <= t_max")
+        if not 0 < self.p_value < 1:
+            bad("p_value", "must be in (0, 1)")
+        if self.min_trials < 2:
+            bad("min_trials", "a paired t-test needs at least 2 trials")
+        if self.test_every < 1 or self.batch_size < 1 or self.image_batch < 1:
+            bad("test_every", "test_every, batch_size and image_batch must be >= 1")
+        if self.precision not in ("bf16", "fp32", "fp16"):
+            bad("precision", "use 'bf16' or 'fp32'")
+        sched = tuple((int(n), int(k)) for n, k in self.topk_schedule)
+        if any(n < 1 or k < 1 for n, k in sched) or list(sched) != sorted(sched, key=lambda s: s[0]):
+            bad("topk_schedule", "pairs (after_trials >= 1, keep_k >= 1) in increasing trial order")
+        self.topk_schedule = sched
+        if self.temperature is not None and self.temperature <= 0:
+            bad("temperature", "must be positive")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["topk_schedule"] = [list(p) for p in self.topk_schedule]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ClassifierConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        if "topk_schedule" in d:
+            d["topk_schedule"] = tuple(tuple(p) for p in d["topk_schedule"])
+        return cls(**d).validate()
+
+    def scale_key(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in SCALE_FIELDS}

@@ -1,0 +1,185 @@
+"""What one training step optimises: the base stage's and the super-resolution stage's objectives (batches drawn
+from the in-memory uint8 images, augmented, noised; ε-MSE with Min-SNR-γ weights) and the augmentation itself."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import TrainConfig
+from .data import ImageArrays
+from .model import CytoModel, build_unet
+
+
+def augment(batch: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """(B, 3, H, W) uint8 -> float in [0, 1] with dihedral flips/rotations and mild brightness/colour jitter."""
+    return augment_views([batch], cfg, gen)[0]
+
+
+def augment_views(batches: list[torch.Tensor], cfg: TrainConfig, gen: torch.Generator) -> list[torch.Tensor]:
+    """The same random flips/rotations/jitter applied to several views of one batch (e.g. 128 px and its 32 px)."""
+    xs = [b.float() / 255.0 for b in batches]
+    b = xs[0].shape[0]
+    if cfg.flips:
+        flip = torch.rand(b, generator=gen) < 0.5
+        for x in xs:
+            x[flip] = x[flip].flip(-1)
+    if cfg.rotations:
+        k = torch.randint(0, 4, (b,), generator=gen)
+        for r in (1, 2, 3):
+            sel = k == r
+            if sel.any():
+                for x in xs:
+                    x[sel] = torch.rot90(x[sel], r, (2, 3))
+    if cfg.color_jitter > 0:
+        j = cfg.color_jitter
+        bright = 1 + j * (2 * torch.rand(b, 1, 1, 1, generator=gen) - 1)
+        gain = 1 + 0.5 * j * (2 * torch.rand(b, 3, 1, 1, generator=gen) - 1)
+        xs = [(x * bright * gain).clamp(0, 1) for x in xs]
+    return xs
+
+
+def min_snr_weights(alphas_cumprod: torch.Tensor, t: torch.Tensor, gamma: float | None) -> torch.Tensor:
+    """Min-SNR-γ loss weights for ε-prediction (Hang et al. 2023): min(SNR, γ) / SNR."""
+    if gamma is None:
+        return torch.ones_like(t, dtype=torch.float32)
+    a = alphas_cumprod[t].float()
+    snr = a / (1 - a)
+    return torch.clamp(snr, max=gamma) / snr
+
+
+class BaseObjective:
+    """One step's loss for the base stage: ε-MSE of the class-conditional UNet on augmented, noised images."""
+
+    def __init__(self, cfg: TrainConfig, data: ImageArrays, scheduler, mean, std, device) -> None:
+        self.cfg, self.data, self.scheduler, self.device = cfg, data, scheduler, device
+        self.mean, self.std = mean, std
+        self.images = torch.from_numpy(np.ascontiguousarray(data.images.transpose(0, 3, 1, 2))).to(device)
+        self.labels = torch.from_numpy(data.labels).to(device)
+        self.mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+        self.std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+        self.alphas = scheduler.alphas_cumprod.to(device)
+        self.null = len(data.class_names)
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint must record to rebuild this objective exactly."""
+        return {}
+
+    def build_unet(self):
+        return build_unet(self.cfg, len(self.data.class_names))
+
+    def model(self, unet) -> CytoModel:
+        return CytoModel(unet, self.scheduler, list(self.data.class_names), self.cfg.resolution, self.mean,
+                         self.std, self.cfg.crop_fraction)
+
+    def _to_model_space(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.to(self.device) - self.mean_t) / self.std_t * 0.5
+
+    def _drop_classes(self, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        drop = torch.rand(len(y), generator=gen).to(self.device) < self.cfg.class_dropout
+        y[drop] = self.null
+        return y
+
+    def _weighted_eps_loss(self, pred, noise, t) -> torch.Tensor:
+        mse = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
+        return (mse * min_snr_weights(self.alphas, t, self.cfg.min_snr_gamma)).mean()
+
+    def loss(self, unet, gen: torch.Generator, autocast) -> torch.Tensor:
+        cfg = self.cfg
+        idx = torch.randint(0, len(self.images), (cfg.batch_size,), generator=gen)
+        x0 = self._to_model_space(augment(self.images[idx].cpu(), cfg, gen))
+        y = self._drop_classes(self.labels[idx].clone(), gen)
+        noise = torch.randn(x0.shape, generator=gen).to(self.device)
+        t = torch.randint(0, cfg.num_train_timesteps, (cfg.batch_size,), generator=gen).to(self.device)
+        xt = self.scheduler.add_noise(x0, noise, t)
+        with autocast():
+            pred = unet(xt, t, class_labels=y).sample
+        return self._weighted_eps_loss(pred, noise, t)
+
+    def sample_grid(self, model: CytoModel, path: Path, precision: str) -> None:
+        from .generation import image_grid, sample
+        k = 8
+        cls = [c for c in range(len(self.data.class_names)) for _ in range(k)]
+        imgs = sample(model, cls, list(range(len(cls))), guidance=2.0, steps=25, precision=precision)
+        image_grid(imgs, rows=len(self.data.class_names), upscale=2).save(path)
+
+
+class SuperResObjective(BaseObjective):
+    """One step's loss for the super-resolution stage: ε-MSE on random crops of the noised residual, given the
+    upsampled low-res image after conditioning augmentation (see :mod:`cytomodel.superres`)."""
+
+    def __init__(self, cfg: TrainConfig, data: ImageArrays, scheduler, mean, std, device,
+                 residual_scale: float | None = None) -> None:
+        from .superres import downsample, residual_scale_of
+
+        super().__init__(cfg, data, scheduler, mean, std, device)
+        low = downsample(data.images, cfg.low_resolution)
+        self.low = torch.from_numpy(np.ascontiguousarray(low.transpose(0, 3, 1, 2))).to(device)
+        if residual_scale is None:
+            probe = slice(0, min(1024, len(self.images)))
+            residual_scale = residual_scale_of(self._to_model_space(self.images[probe].float() / 255),
+                                               self._to_model_space(self.low[probe].float() / 255))
+        self.residual_scale = float(residual_scale)
+
+    def state(self) -> dict[str, Any]:
+        return {"residual_scale": self.residual_scale}
+
+    def build_unet(self):
+        from .superres import build_superres_unet
+        return build_superres_unet(self.cfg, len(self.data.class_names))
+
+    def model(self, unet):
+        from .superres import SuperResModel
+        c = self.cfg
+        return SuperResModel(unet, self.scheduler, list(self.data.class_names), c.resolution, self.mean, self.std,
+                             c.crop_fraction, low_resolution=c.low_resolution, residual_scale=self.residual_scale,
+                             cond_noise_max=c.cond_noise_max, cond_noise_sample=c.cond_noise_sample)
+
+    def loss(self, unet, gen: torch.Generator, autocast) -> torch.Tensor:
+        cfg, b = self.cfg, self.cfg.batch_size
+        stage = self.model(unet)
+        idx = torch.randint(0, len(self.images), (b,), generator=gen)
+        high, low = (self._to_model_space(v) for v in augment_views([self.images[idx].cpu(), self.low[idx].cpu()],
+                                                                    cfg, gen))
+        level = (torch.rand(b, generator=gen) * cfg.cond_noise_max).to(self.device)
+        cond = stage.condition(low, level, torch.randn(low.shape, generator=gen).to(self.device))
+        x0 = stage.to_residual(high, low)
+        x0, cond = _random_crops([x0, cond], cfg.crop_size or cfg.resolution, gen)
+        y = self._drop_classes(self.labels[idx].clone(), gen)
+        noise = torch.randn(x0.shape, generator=gen).to(self.device)
+        t = torch.randint(0, cfg.num_train_timesteps, (b,), generator=gen).to(self.device)
+        xt = self.scheduler.add_noise(x0, noise, t)
+        with autocast():
+            pred = unet(torch.cat([xt, cond], dim=1), t, class_labels=y).sample
+        return self._weighted_eps_loss(pred, noise, t)
+
+    def sample_grid(self, model, path: Path, precision: str) -> None:
+        """Rows of (bicubic upsampling | super-resolved | real) for 4 fixed training cells per class."""
+        from .generation import image_grid
+        from .superres import super_resolve
+        k = 4
+        pick = np.concatenate([np.flatnonzero(self.data.labels == c)[:k] for c in range(len(self.data.class_names))])
+        low = self.low[pick].permute(0, 2, 3, 1).cpu().numpy()
+        out = super_resolve(model, low, self.data.labels[pick].tolist(), pick.tolist(), steps=25,
+                            precision=precision)
+        bicubic = model.decode(model.from_residual(torch.zeros(len(pick), 3, model.resolution, model.resolution),
+                                                   model.encode(low)))
+        tiles = np.concatenate([np.stack([a, b, c]) for a, b, c in zip(bicubic, out, self.data.images[pick])])
+        image_grid(tiles, rows=len(self.data.class_names)).save(path)
+
+
+def _random_crops(views: list[torch.Tensor], size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """The same random ``size`` x ``size`` window of each sample in every view (views share H and W)."""
+    b, _, h, w = views[0].shape
+    if size >= h and size >= w:
+        return views
+    top = torch.randint(0, h - size + 1, (b,), generator=gen).tolist()
+    left = torch.randint(0, w - size + 1, (b,), generator=gen).tolist()
+    return [torch.stack([v[i, :, y:y + size, x:x + size] for i, (y, x) in enumerate(zip(top, left))])
+            for v in views]
+
+
+OBJECTIVES = {"base": BaseObjective, "superres": SuperResObjective}

@@ -1,0 +1,137 @@
+"""From errors to scores: softmax(−E/T) probabilities, CytoDiffusion's ζ and the anomaly score, the temperature
+fit and its record in the model folder, and the per-image results table."""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .classifier_config import ClassifierConfig
+from .error_estimation import ErrorEstimate
+from .model import CytoModel
+
+
+def softmax_neg(errors: np.ndarray, temperature: float) -> np.ndarray:
+    z = -np.asarray(errors, dtype=np.float64) / temperature
+    z -= z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def zeta_scores(errors: np.ndarray, k_max: int = 10) -> np.ndarray:
+    """CytoDiffusion's ζ per row of (N, C) errors (see the module docstring); higher = more clearly one class."""
+    e = np.sort(np.asarray(errors, dtype=np.float64), axis=1)
+    g = e - e[:, :1]
+    if g.shape[1] < 3:  # with two classes the normalised gap is constant: use the raw gap
+        return g[:, 1] if g.shape[1] == 2 else np.zeros(len(g))
+    mean = g.mean(axis=1, keepdims=True)
+    g = np.divide(g, mean, out=np.zeros_like(g), where=mean > 0)
+    c = g.shape[1]
+    k = min(c - 1, k_max)
+    nxt = g[:, 1:k]                                   # g_(1) … g_(k-1)
+    gap = nxt.sum(axis=1) / k
+    spread = np.abs(nxt[:, :, None] - nxt[:, None, :]).sum(axis=(1, 2)) / (k * (k - 1))
+    return gap - spread
+
+
+def anomaly_scores(errors: np.ndarray, k_max: int = 10) -> np.ndarray:
+    """−ζ: high when no class explains the image clearly better than the others."""
+    return -zeta_scores(errors, k_max)
+
+
+def fit_temperature(errors: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
+    """The T minimising the NLL of softmax(−errors/T) on labelled (validation) data: (T, NLL at T=1, NLL at T)."""
+    from scipy.optimize import minimize_scalar
+
+    errors = np.asarray(errors, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(errors) != len(labels) or len(errors) == 0:
+        raise ValueError("fit_temperature needs one label per row of errors (and at least one row)")
+    if not np.isfinite(errors).all():
+        raise ValueError("errors contain NaN/inf")
+
+    def nll(log_t: float) -> float:
+        return nll_of(errors, labels, math.exp(log_t))
+
+    scale = float(np.median(np.abs(errors - errors.mean(axis=1, keepdims=True)))) or 1.0
+    lo, hi = math.log(scale * 1e-4), math.log(scale * 1e4)
+    grid = np.linspace(lo, hi, 81)
+    vals = [nll(x) for x in grid]
+    b = int(np.argmin(vals))
+    res = minimize_scalar(nll, bounds=(grid[max(b - 1, 0)], grid[min(b + 1, len(grid) - 1)]), method="bounded",
+                          options={"xatol": 1e-6})
+    t = float(math.exp(res.x)) if res.fun <= vals[b] else float(math.exp(grid[b]))
+    return t, nll(0.0), nll(math.log(t))
+
+
+def nll_of(errors: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    z = -np.asarray(errors, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-logp[np.arange(len(labels)), labels].mean())
+
+
+def model_temperature(model: CytoModel, cfg: ClassifierConfig, warn: bool = True) -> float:
+    if cfg.temperature is not None:
+        return float(cfg.temperature)
+    t = model.temperature
+    if t is None:
+        if warn:
+            warnings.warn("this model has no fitted temperature; using T=1 (probabilities are uncalibrated). "
+                          "Fit one with `cytomodel calibrate --model DIR --data ... --split val`.", stacklevel=3)
+        return 1.0
+    fitted = model.metadata.get("temperature_fit", {}).get("config")
+    if warn and fitted:
+        mismatch = {k: (fitted.get(k), v) for k, v in cfg.scale_key().items() if fitted.get(k) != v}
+        if mismatch:
+            warnings.warn(f"the model's temperature was fitted with other error settings {mismatch} "
+                          "(fitted, now); its probabilities may be miscalibrated", stacklevel=3)
+    return float(t)
+
+
+def results_frame(model: CytoModel, est: ErrorEstimate, cfg: ClassifierConfig,
+                  classes: Sequence[int] | None = None, warn: bool = True) -> pd.DataFrame:
+    names = [model.class_names[c] for c in (classes if classes is not None else range(len(model.class_names)))]
+    temp = model_temperature(model, cfg, warn=warn)
+    probs = softmax_neg(est.errors, temp)
+    order = np.argsort(-probs, axis=1, kind="stable")
+    top = probs[np.arange(len(probs)), order[:, 0]]
+    second = probs[np.arange(len(probs)), order[:, 1]] if probs.shape[1] > 1 else np.zeros(len(probs))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.where(probs > 0, probs * np.log(probs), 0.0).sum(axis=1)
+    zeta = zeta_scores(est.errors, cfg.anomaly_k)
+    df = pd.DataFrame({
+        "pred_class": [names[i] for i in order[:, 0]],
+        "runner_up": [names[i] for i in order[:, 1]] if probs.shape[1] > 1 else [None] * len(probs),
+        "confidence": top, "entropy": ent, "margin": top - second,
+        "anomaly_score": -zeta, "zeta": zeta,
+        "unet_calls": est.unet_calls, "trials": est.trials_run, "temperature": temp,
+    })
+    for j, name in enumerate(names):
+        df[f"prob_{name}"] = probs[:, j]
+    for j, name in enumerate(names):
+        df[f"err_{name}"] = est.errors[:, j]
+    return df
+
+
+def calibrate_model(model_dir: str | Path, errors: np.ndarray, labels: np.ndarray, cfg: ClassifierConfig,
+                    source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fit T on (errors, labels) and write it into the model's cytomodel.json, keeping everything else."""
+    from .model import METADATA_FILE
+    from cytocore.provenance import provenance_record, write_json
+
+    t, nll1, nllt = fit_temperature(errors, labels)
+    path = Path(model_dir) / METADATA_FILE
+    meta = json.loads(path.read_text())
+    fit = {"temperature": t, "nll_at_T1": nll1, "nll_at_T": nllt, "n_images": int(len(labels)),
+           "config": cfg.to_dict(), **(source or {}), **provenance_record()}
+    meta["temperature"] = t
+    meta["temperature_fit"] = fit
+    write_json(path, meta)
+    return fit
+
