@@ -138,11 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="name recorded in cytomodel.json")
     p.set_defaults(func=cmd_cascade)
 
-    from . import cli_baseline, cli_classifier, cli_evaluation
+    from . import cli_baseline, cli_classifier, cli_evaluation, cli_triage
 
     cli_baseline.register(sub)
     cli_classifier.register(sub)
     cli_evaluation.register(sub)
+    cli_triage.register(sub)
     return parser
 
 

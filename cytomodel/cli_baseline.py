@@ -26,6 +26,7 @@ def cmd_train(args: argparse.Namespace) -> int:
           + (f"; {len(val.images)} validation images" if val is not None else ""))
     clf = train_baseline(data, val, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                          lr=args.lr, precision=args.precision, widths=_ints(args.widths), blocks=_ints(args.blocks),
+                         stem_stride=args.stem_stride,
                          log=sys.stdout, device=args.device)
     extra = {"data_source": str(args.data), "split": args.split, "val_split": args.val_split,
              "crop_fraction": args.crop_fraction}
@@ -119,6 +120,8 @@ def register(subparsers) -> None:
     t.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (%(default)s)")
     t.add_argument("--widths", default="32,64,128", help="channels per stage, comma list (%(default)s)")
     t.add_argument("--blocks", default="1,1,1", help="residual blocks per stage, comma list (%(default)s)")
+    t.add_argument("--stem-stride", type=int, default=1,
+                   help="stride of the first conv (4 = a 128-px network at a 32-px one's cost; %(default)s)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="training autocast")
     t.add_argument("--fp16", action="store_true", help="store the weights as fp16 (half the size)")

@@ -88,6 +88,20 @@ def test_resolution_agnostic_network():
         assert net.features(torch.zeros(2, 3, size, size)).shape == (2, 128)
 
 
+def test_stem_stride_sees_a_large_image_at_a_small_ones_cost(tiny_arrays, tmp_path):
+    strided = ResNetSmall(5, stem_stride=4).eval()
+    assert strided.stem(torch.zeros(1, 3, 128, 128)).shape[-1] == 32     # 128 px in, 32 px after the stem
+    assert ResNetSmall(5).stem(torch.zeros(1, 3, 32, 32)).shape[-1] == 32
+    with pytest.raises(ValueError, match="stem_stride"):
+        ResNetSmall(5, stem_stride=0)
+    data = tiny_arrays
+    clf = train_baseline(data, epochs=1, batch_size=8, progress=False, stem_stride=2)
+    clf.save_pretrained(tmp_path / "s2")
+    back = BaselineClassifier.from_pretrained(tmp_path / "s2")
+    assert back.architecture["stem_stride"] == 2
+    np.testing.assert_allclose(back.logits(data.images[:4]), clf.logits(data.images[:4]), atol=1e-4)
+
+
 def test_rejects_bad_inputs(trained):
     with pytest.raises(ValueError, match="trained at 16px"):
         trained.predict_proba(np.zeros((2, 32, 32, 3), np.uint8))

@@ -101,3 +101,24 @@ def test_run_triage_writes_decisions_summary_and_the_risk_coverage_figure(tmp_pa
         at = rec["classifiers"][name]["at_targets"]
         assert at["0.05"]["coverage"] <= at["0.1"]["coverage"]       # a looser target accepts more
     assert (tmp_path / "risk_coverage.pdf").stat().st_size > 1000 and (tmp_path / "risk_coverage.png").is_file()
+
+
+def test_triage_cli_on_both_classifiers_tables(tmp_path, capsys):
+    from cytomodel.cli import main
+    rng = np.random.default_rng(5)
+    paths = {}
+    for name, frame in (("d_val", _cells(600, rng)), ("d_test", _cells(400, rng, novel_share=0.1)),
+                        ("b_val", _cells(600, rng).drop(columns="anomaly_score")),
+                        ("b_test", _cells(400, rng).drop(columns="anomaly_score"))):
+        paths[name] = tmp_path / f"{name}.csv"
+        frame.to_csv(paths[name], index=False)
+    out = tmp_path / "triage"
+    assert main(["triage", "--calibration", str(paths["d_val"]), "--cells", str(paths["d_test"]), "--compare",
+                 f"baseline={paths['b_val']},{paths['b_test']}", "--target-error", "0.05", "--held-out", "novel",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "diffusion: accept" in text and "baseline: accept" in text and "novel: flagged" in text
+    assert (out / "decisions_baseline.csv").is_file() and (out / "risk_coverage.png").is_file()
+    assert main(["triage", "--calibration", str(tmp_path / "missing.csv"), "--cells", str(paths["d_test"]),
+                 "--out", str(out)]) == 2
+    assert "cytomodel classify" in capsys.readouterr().err
