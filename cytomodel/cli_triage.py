@@ -15,6 +15,10 @@ def _read(path: str) -> "pd.DataFrame":  # noqa: F821
     return pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
 
 
+def _num(v) -> str:
+    return "never (no threshold met the target)" if v is None else f"{v:.4g}"
+
+
 def _pair(text: str) -> tuple[str, str, str]:
     """NAME=CALIBRATION,CELLS"""
     try:
@@ -39,8 +43,8 @@ def cmd_triage(args: argparse.Namespace) -> int:
     for name, r in rec["classifiers"].items():
         s, rule = r["summary"], r["rule"]
         line = (f"{name}: accept {s['coverage']:.1%}, review {s['review_rate']:.1%}, flag {s['flag_rate']:.1%} "
-                f"of {s['n']} cells (thresholds: confidence ≥ {rule['accept_threshold']}, anomaly > "
-                f"{rule['flag_threshold']})")
+                f"of {s['n']} cells (thresholds: confidence ≥ {_num(rule['accept_threshold'])}, anomaly > "
+                f"{_num(rule['flag_threshold'])})")
         if s.get("error_among_accepted") is not None:
             lo, hi = s["error_ci95"]
             line += f"; error among accepted {s['error_among_accepted']:.2%} (95% CI {lo:.2%}–{hi:.2%})"

@@ -76,7 +76,7 @@ def _short_analysis_config():
 def simulate_and_analyse(study: Path, raters: SimulatedRaters, say: Callable[[str], None] = print) -> Path:
     """N simulated raters take ``study`` through the real session code on a fresh SQLite database, the answers are
     exported (with provenance) and analysed; returns the report's path."""
-    from analysis import load_responses, run_analysis, write_report
+    from analysis import run_analysis, write_report
 
     from .bots import make_profile, simulate_raters
     from .export import export_study
@@ -97,7 +97,9 @@ def simulate_and_analyse(study: Path, raters: SimulatedRaters, say: Callable[[st
     say(f"exported {len(df)} responses -> {paths[1]}")
     say("analysis (short sampling for a demo: 2 chains x 400 draws) ...")
     t0 = time.perf_counter()
-    result = run_analysis(load_responses(paths[1]), _short_analysis_config())
+    from analysis.inputs import load_export
+    data, lineage = load_export(paths[1], study)
+    result = run_analysis(data, _short_analysis_config(), lineage=lineage)
     report = write_report(result, work / "report", input_path=str(paths[1]), input_sha256=sha256_file(paths[1]))
     say(f"analysis done in {time.perf_counter() - t0:.0f} s")
     return Path(report)
