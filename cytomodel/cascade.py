@@ -210,6 +210,14 @@ def load_generator(path: str | Path, device: str | torch.device | None = None) -
     return CytoModel.from_pretrained(path, device=device)
 
 
+def load_stage(path: str | Path, device: str | torch.device | None = None) -> CytoModel | Cascade:
+    """Any model folder as it is — a cascade, a base stage or a lone super-resolution stage — e.g. to re-save it
+    (``cytomodel export``); use :func:`load_generator` to sample."""
+    if read_metadata(path).get("stage") == "superres":
+        return SuperResModel.from_pretrained(path, device=device)
+    return load_generator(path, device=device)
+
+
 def base_folder(path: str | Path) -> Path:
     """The folder of the stage a classifier uses: a base-stage folder itself, or a cascade's base/ folder."""
     path = Path(path)

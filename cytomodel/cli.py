@@ -60,9 +60,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     import torch
 
-    from .cascade import load_generator
+    from .cascade import load_stage
 
-    model = load_generator(args.model)
+    model = load_stage(args.model)
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
     model.save_pretrained(args.out, dtype=dtype)
     size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())

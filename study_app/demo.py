@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = Path(__file__).resolve().parent / "demo.toml"
 DEMO_DATA = REPO / "data" / "pbc_mini"
 # the one place that says which model the demo (and `cytostudy build` without --model) uses
-DEMO_MODEL = REPO / "data" / "models" / "cpu-32"
+DEMO_MODEL = REPO / "data" / "models" / "cascade-128"
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,11 @@ def test_cli_assembles_generates_and_exports(tiny_model_dir, tiny_superres_dir, 
     assert "--strength" in capsys.readouterr().err
     assert main(["export", "--model", str(out), "--out", str(tmp_path / "fp16")]) == 0
     assert isinstance(load_generator(tmp_path / "fp16"), Cascade)
+    # a lone super-resolution stage exports too (before it is assembled), and the export assembles
+    assert main(["export", "--model", str(tiny_superres_dir), "--out", str(tmp_path / "sr16")]) == 0
+    assert json.loads((tmp_path / "sr16" / "cytomodel.json").read_text())["weights_dtype"] == "float16"
+    assert main(["cascade", "--base", str(tiny_model_dir), "--superres", str(tmp_path / "sr16"), "--out",
+                 str(tmp_path / "casc16")]) == 0
 
 
 @pytest.mark.parametrize("preset", ["gpu-sr256", "gpu-sr128"])
