@@ -153,6 +153,15 @@ def bicubic_upscale(images: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(a).resize((size, size), Image.Resampling.BICUBIC)) for a in images])
 
 
+def lanczos_resize(images: np.ndarray, size: int) -> np.ndarray:
+    """(N, h, w, 3) uint8 -> (N, size, size, 3) by PIL's Lanczos filter (the models' own preprocessing); a no-op at
+    the same size."""
+    if images.shape[1] == size:
+        return images
+    from PIL import Image
+    return np.stack([np.asarray(Image.fromarray(a).resize((size, size), Image.Resampling.LANCZOS)) for a in images])
+
+
 def write_json(path: str | None, data: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from quality_common import (common_args, describe_model, generate_balanced, load_model_any, load_real, model_info,
-                            setup_runtime, wilson_interval, write_json)
+from quality_common import (common_args, describe_model, generate_balanced, lanczos_resize, load_model_any, load_real,
+                            model_info, setup_runtime, wilson_interval, write_json)
 
 TARGET = 0.90
 
@@ -32,6 +32,9 @@ def main(argv=None) -> int:
     p = common_args(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
     p.add_argument("--n", type=int, default=32, help="images per class per guidance (%(default)s)")
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0, 4.0], help="(%(default)s)")
+    p.add_argument("--resize-for-judge", action="store_true",
+                   help="judge cells resized (Lanczos) to the baseline's size when it was trained at another one: a "
+                        "coarse check that a cascade keeps the class, not a fidelity figure at the cascade's size")
     args = p.parse_args(argv)
     setup_runtime()
     from cytomodel.baseline import load_baseline
@@ -39,20 +42,23 @@ def main(argv=None) -> int:
     t0 = time.time()
     model = load_model_any(args.model)
     clf = load_baseline(args.baseline)
-    if clf.class_names != model.class_names or clf.resolution != model.resolution:
+    if clf.class_names != model.class_names or (clf.resolution != model.resolution and not args.resize_for_judge):
         raise SystemExit(f"baseline ({clf.resolution}px, {clf.class_names}) does not match the model "
-                         f"({model.resolution}px, {model.class_names})")
+                         f"({model.resolution}px, {model.class_names}); train a baseline at the model's size "
+                         "(`cytomodel baseline train --resolution N --stem-stride 4`) or pass --resize-for-judge")
+    judge = lambda x: clf.predict(lanczos_resize(x, clf.resolution))  # noqa: E731
     info = model_info(model)
     print(f"{describe_model(args.model, info)}; baseline {args.baseline}")
     results = {"model": str(args.model), "model_info": info, "baseline": str(args.baseline), "n_per_class": args.n,
                "steps": args.steps, "superres_steps": args.superres_steps, "precision": args.precision, "seed": args.seed,
-               "target": TARGET, "guidance": {}}
+               "target": TARGET, "guidance": {},
+               "judge_input_px": clf.resolution, "resized_for_judge": clf.resolution != model.resolution}
 
     # reference: the baseline on n real test images per class (balanced, first n of each class in manifest order)
     try:
         test = load_real(args.data, "test", model.resolution, model.class_names, model.crop_fraction)
         idx = np.concatenate([np.flatnonzero(test.labels == c)[:args.n] for c in range(len(model.class_names))])
-        ref = fidelity_table(clf.predict(test.images[idx]), test.labels[idx], model.class_names)
+        ref = fidelity_table(judge(test.images[idx]), test.labels[idx], model.class_names)
         results["real_test_reference"] = ref
     except Exception as exc:  # real data are optional for this figure
         ref = None
@@ -61,7 +67,7 @@ def main(argv=None) -> int:
     for g in args.guidance:
         images, labels = generate_balanced(model, args.model, args.n, g, args.steps, args.precision, args.seed,
                                            not args.no_cache, superres_steps=args.superres_steps)
-        results["guidance"][f"{g:g}"] = fidelity_table(clf.predict(images), labels, model.class_names)
+        results["guidance"][f"{g:g}"] = fidelity_table(judge(images), labels, model.class_names)
 
     names = model.class_names
     cols = [f"g={g}" for g in results["guidance"]] + (["real test"] if ref else [])

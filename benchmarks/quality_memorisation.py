@@ -20,8 +20,8 @@ import time
 import numpy as np
 import torch
 
-from quality_common import (common_args, describe_model, dihedral_views, generate_balanced, load_model_any, load_real,
-                            model_info, setup_runtime, wilson_interval, write_json)
+from quality_common import (common_args, describe_model, dihedral_views, generate_balanced, lanczos_resize,
+                            load_model_any, load_real, model_info, setup_runtime, wilson_interval, write_json)
 
 TARGET = 0.01
 PERCENTILE = 1.0
@@ -89,13 +89,15 @@ def main(argv=None) -> int:
                                         args.seed, not args.no_cache, superres_steps=args.superres_steps)
 
     train_pix = train.images.reshape(len(train.images), -1).astype(np.float32)
-    train_feat = clf.features(train.images, precision="bf16")
+    # the judge sees every image at its own size (a 128-px cascade's cells are resized to the 32-px baseline's input)
+    judge = lambda x: clf.features(lanczos_resize(x, clf.resolution), precision="bf16")  # noqa: E731
+    train_feat = judge(train.images)
 
     def pix(view, bank):
         return nearest(view.reshape(len(view), -1).astype(np.float32), bank, "rms")
 
     def feat(view, bank):
-        return nearest(clf.features(view, precision="bf16"), bank, "cos")
+        return nearest(judge(view), bank, "cos")
 
     results = {"model": str(args.model), "model_info": info, "baseline": str(args.baseline),
                "n_generated": int(len(gen)), "guidance": args.guidance, "steps": args.steps,

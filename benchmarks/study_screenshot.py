@@ -88,6 +88,8 @@ def main() -> int:
                         page.wait_for_timeout(300)
                         page.keyboard.press("Enter")
                         continue
+                    # the new screen's gate opens once its image is decoded: wait for it, then read the times
+                    page.wait_for_function("() => window.__cytoGate && window.__cytoGate.visibleAt != null")
                     g = gate(page)
                     t_key = page.evaluate("() => window.__k")
                     lat.append(g["visibleAt"] - t_key)
