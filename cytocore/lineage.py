@@ -79,18 +79,19 @@ def lineage_from_study_folder(folder: str | Path) -> dict[str, Any]:
     meta = json.loads(meta_path.read_text())
     prov = meta.get("provenance", {}) or {}
     model = prov.get("model") if isinstance(prov.get("model"), Mapping) else {}
-    out = {
-        **lineage_from_export_record({"model": model}),
+    flat = {   # study.json's own keys (older builds name the model's fields flat)
         "study_id": meta.get("study_id"),
         "study_config_hash": meta.get("config_hash"),
         "study_content_hash": meta.get("content_hash"),
         "stimuli_source_hash": prov.get("data_hash"),
-        "model_name": prov.get("model_name") or model.get("name"),
-        "model_weights_sha256": prov.get("model_weights_sha256") or model.get("weights_sha256"),
+        "model_name": prov.get("model_name"),
+        "model_weights_sha256": prov.get("model_weights_sha256"),
         "model_code_version": prov.get("model_code_version"),
         "model_training_data_hash": prov.get("model_data_hash"),
         "model_train_steps": prov.get("model_train_steps"),
     }
+    # the nested model record (newer builds) fills every model field the flat keys leave empty
+    out = {**lineage_from_export_record({"model": model}), **{k: v for k, v in flat.items() if v is not None}}
     manifest = folder / "manifest.csv"
     if manifest.is_file():
         out["manifest_sha256"] = sha256_file(manifest)

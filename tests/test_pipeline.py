@@ -53,6 +53,9 @@ def test_five_steps_from_images_to_a_report(tiny_dataset, tmp_path):
     assert study_main(["build", "--data", str(tiny_dataset), "--model", str(model_dir), "--config", str(cfg),
                        "--out", str(study)]) == 0
     study_meta = json.loads((study / "study.json").read_text())
+    from cytocore.lineage import lineage_from_study_folder
+    own = lineage_from_study_folder(study)    # the study folder alone names its model's steps and training data
+    assert own["model_train_steps"] == 6 and own["model_training_data_hash"] == model_meta["data_hash"]
     # 3. two simulated raters take it through the real session code and database
     assert study_main(["simulate", str(study), "--n", "2", "--seed", "3"]) == 0
     # 4. export
