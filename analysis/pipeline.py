@@ -151,10 +151,20 @@ def _worker(args) -> dict[str, StepResult]:
 
 
 def _run_in_processes(ctx: Context, groups: list[list[Step]], jobs: int, t0: float) -> dict[str, StepResult]:
+    """Sampling groups in ``jobs`` worker processes while the model-free steps run here.
+
+    Why a ``ProcessPoolExecutor`` on fork: every worker is forked at the first submit, from this (main) thread, so
+    no worker is forked from a helper thread that may hold a lock (``multiprocessing.Pool(maxtasksperchild=…)``
+    forks replacements from its handler thread); and a worker that dies raises ``BrokenProcessPool`` instead of
+    leaving its result waited for forever.  The groups of a broken pool run here, one after the other, so the
+    report still has them."""
     import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     parent = [g for g in groups if all(s.group == "parent" for s in g)]
     sampling = [g for g in groups if g not in parent]
+    jobs = max(1, min(jobs, len(sampling)))
     log(f"[{time.perf_counter() - t0:6.1f} s] {len(sampling)} groups of fits "
         f"({', '.join('+'.join(s.name for s in g) for g in sampling)}) in {jobs} processes, chains one after the "
         "other in each")
@@ -163,14 +173,17 @@ def _run_in_processes(ctx: Context, groups: list[list[Step]], jobs: int, t0: flo
     # fork: the workers inherit the imported PyMC/PyTensor instead of importing them again
     mpc = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
     results: dict[str, StepResult] = {}
-    with mpc.Pool(jobs, maxtasksperchild=1) as pool:
-        pending = [(g, pool.apply_async(_worker, ((wctx, g),))) for g in sampling]
+    with ProcessPoolExecutor(jobs, mp_context=mpc) as pool:
+        pending = [(g, pool.submit(_worker, (wctx, g))) for g in sampling]
         for g in parent:   # the model-free steps run here while the workers sample
             results.update(_run_group(ctx, g))
         for g, job in pending:
             try:
-                results.update(job.get())
-            except Exception as e:  # noqa: BLE001 — a worker that died fails its steps, not the report
+                results.update(job.result())
+            except BrokenProcessPool as e:
+                log(f"  a worker process died ({e or 'no message'}); running {'+'.join(s.name for s in g)} here")
+                results.update(_run_group(wctx, g))
+            except Exception as e:  # noqa: BLE001 — a step that cannot be returned fails, not the report
                 for s in g:
                     results[s.name] = Failed(s.name, message=f"{type(e).__name__}: {e} (in a worker process)")
     return results

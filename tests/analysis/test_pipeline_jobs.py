@@ -1,5 +1,7 @@
 """Fits run side by side in processes give exactly the fits of the one-process run (same seeds, same draws)."""
 import dataclasses
+import faulthandler
+import os
 
 import numpy as np
 import pytest
@@ -42,3 +44,26 @@ def test_fits_in_processes_equal_one_process_run():
     assert two.headline.accuracy_mean == one.headline.accuracy_mean
     assert set(two.tables) == set(one.tables)
     assert list(two.tables["diagnostics"]["model"]) == list(one.fits)
+
+
+def _worker_that_dies(args):
+    os._exit(3)  # what a segfault or the OOM killer does to a worker: no exception, no result
+
+
+@pytest.mark.slow
+def test_a_dead_worker_neither_hangs_the_report_nor_loses_its_fits(monkeypatch):
+    df = simulate_study(3, 48, ("a", "b", "c"), seed=5)
+    rep = validate_responses(df)
+    cfg = AnalysisConfig(sampler=SamplerConfig(draws=60, tune=60, chains=2, cores=1, seed=2), analyses=("sdt",),
+                         jobs=2)
+    one = run_analysis(rep, dataclasses.replace(cfg, jobs=1))
+    monkeypatch.setattr("analysis.pipeline._worker", _worker_that_dies)  # the forked worker inherits the patch
+    # a report that waits for the dead worker forever would hang the whole test run: end it with a traceback instead
+    faulthandler.dump_traceback_later(300, exit=True)
+    try:
+        res = run_analysis(rep, cfg)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert not res.failed and list(res.fits) == list(one.fits) == ["sdt_authenticity"]
+    np.testing.assert_array_equal(res.fits["sdt_authenticity"].idata.posterior["mu_d"].values,
+                                  one.fits["sdt_authenticity"].idata.posterior["mu_d"].values)
