@@ -49,6 +49,13 @@ def cmd_triage(args: argparse.Namespace) -> int:
             lo, hi = s["error_ci95"]
             line += f"; error among accepted {s['error_among_accepted']:.2%} (95% CI {lo:.2%}–{hi:.2%})"
         print(line)
+        if r.get("calibration_cells_of_held_out_classes_left_out"):
+            print(f"  {r['calibration_cells_of_held_out_classes_left_out']} calibration cells of held-out classes "
+                  "left out of the fit")
+        k = s.get("trained_classes")
+        if k and k.get("error_among_accepted") is not None:
+            print(f"  cells of the trained classes: accept {k['coverage']:.1%}, error among accepted "
+                  f"{k['error_among_accepted']:.2%} of {k['n']}")
         for c, d in s.get("by_label", {}).items():
             if not d["n"]:
                 print(f"  {c}: no cell of the table is labelled {c}")
@@ -78,6 +85,7 @@ def register(sub) -> None:
     p.add_argument("--report-targets", type=float, nargs="+", default=[0.01, 0.02],
                    help="also report the coverage each classifier reaches at these target errors")
     p.add_argument("--held-out", nargs="+", default=[], metavar="LABEL",
-                   help="labels of classes the model never saw: report where their cells went")
+                   help="labels of classes the model never saw: report where their cells went (their cells in the "
+                        "calibration table are left out of the fit)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(func=cmd_triage)

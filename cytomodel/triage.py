@@ -205,7 +205,21 @@ def summarise_triage(decisions: pd.DataFrame, *, classes: Sequence[str] | None =
                 out.setdefault("by_label", {})[c] = {
                     "n": len(sub), **{d: float((sub["decision"] == d).mean()) if len(sub) else None
                                       for d in DECISIONS}}
+            known = decisions[~decisions["label"].isin(list(classes))]
+            if len(known) < n:  # what the guarantees are about: cells of the trained classes
+                out["trained_classes"] = summarise_triage(known)
     return out
+
+
+def without_labels(table: pd.DataFrame, labels: Sequence[str]) -> tuple[pd.DataFrame, int]:
+    """``table`` without the cells labelled one of ``labels``, and how many were dropped.
+
+    Why: a calibration split holds cells of a class the model never saw (a held-out class); they are what flagging is
+    for, not what its false-flag rate or the error bound is calibrated on."""
+    if not labels or "label" not in table.columns:
+        return table, 0
+    keep = ~table["label"].astype(str).isin([str(x) for x in labels]).to_numpy()
+    return table[keep], int((~keep).sum())
 
 
 def selective_risk_curve(table: pd.DataFrame, *, name: str = "table") -> pd.DataFrame:
@@ -257,6 +271,7 @@ def run_triage(out: str | Path, tables: Mapping[str, tuple[pd.DataFrame, pd.Data
     results: dict[str, Any] = {}
     curves, points = {}, {}
     for name, (cal, cells) in tables.items():
+        cal, dropped = without_labels(cal, held_out)
         rule = fit_triage(cal, target_error=target_error, target_flag_rate=target_flag_rate, delta=delta,
                           name=f"{name} calibration table")
         dec = apply_triage(cells, rule, name=f"{name} cells table")
@@ -268,7 +283,7 @@ def run_triage(out: str | Path, tables: Mapping[str, tuple[pd.DataFrame, pd.Data
             r = fit_triage(cal, target_error=t, target_flag_rate=target_flag_rate, delta=delta)
             at_targets[f"{t:g}"] = summarise_triage(apply_triage(cells, r), classes=held_out)
         results[name] = {"rule": rule.to_dict(), "guarantee": rule.guarantee, "summary": summary,
-                         "at_targets": at_targets}
+                         "at_targets": at_targets, "calibration_cells_of_held_out_classes_left_out": dropped}
         if "correct" in dec:
             curves[name] = selective_risk_curve(cells, name=f"{name} cells table")
             points[name] = {"coverage": summary["coverage"], "error": summary["error_among_accepted"] or 0.0}

@@ -122,3 +122,21 @@ def test_triage_cli_on_both_classifiers_tables(tmp_path, capsys):
     assert main(["triage", "--calibration", str(tmp_path / "missing.csv"), "--cells", str(paths["d_test"]),
                  "--out", str(out)]) == 2
     assert "cytomodel classify" in capsys.readouterr().err
+
+
+def test_held_out_cells_in_the_calibration_table_are_left_out_of_the_fit(tmp_path):
+    """A held-out class's calibration cells would loosen the flag threshold (they are the anomalies) and count as
+    errors of the accept rule; the fit leaves them out and says how many; the summary splits trained classes off."""
+    from cytomodel.triage import run_triage
+    rng = np.random.default_rng(6)
+    cal, cells = _cells(800, rng), _cells(600, rng, novel_share=0.15)
+    with_novel = pd.concat([cal, cells[cells["label"] == "novel"]], ignore_index=True)
+    rec = run_triage(tmp_path / "a", {"diffusion": (with_novel, cells)}, target_error=0.05, held_out=["novel"])
+    clean = run_triage(tmp_path / "b", {"diffusion": (cal, cells)}, target_error=0.05, held_out=["novel"])
+    r, c = rec["classifiers"]["diffusion"], clean["classifiers"]["diffusion"]
+    assert r["calibration_cells_of_held_out_classes_left_out"] == int((cells["label"] == "novel").sum()) > 0
+    assert c["calibration_cells_of_held_out_classes_left_out"] == 0
+    assert r["rule"] == c["rule"]
+    trained = r["summary"]["trained_classes"]
+    assert trained["n"] == int((cells["label"] != "novel").sum())
+    assert trained["errors_among_accepted"] <= r["summary"]["errors_among_accepted"]
