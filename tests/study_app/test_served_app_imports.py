@@ -46,3 +46,14 @@ def test_the_participant_page_imports_no_model_or_analysis_stack(built_study, tm
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["exceptions"] == [] and got["buttons"] == 8 and got["class_buttons"] == 4   # it really ran a trial
     assert got["heavy"] == [], got
+
+
+def test_the_study_extra_alone_serves_a_trial(extra_environment, built_study, tmp_path):
+    """``cytostudy[study]`` by itself (no torch, scipy, PyMC or scikit-learn installed at all) runs the same trial."""
+    env = extra_environment("study")
+    assert env.importable("torch", "diffusers", "scipy", "pymc", "sklearn") == []
+    pkg = env.run("python", "-c", "import study_app, pathlib; print(pathlib.Path(study_app.__file__).parent)")
+    app = Path(pkg.stdout.strip()) / "serve" / "web" / "app.py"
+    out = env.run("python", "-c", CHILD, built_study, f"sqlite:///{tmp_path / 's.db'}", app, cwd=tmp_path)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["exceptions"] == [] and got["buttons"] == 8 and got["heavy"] == []
