@@ -1,5 +1,6 @@
 """Class fidelity: the share of generated images that the discriminative baseline assigns to the class they were
-generated for, per class and overall, at several guidance scales (target >= 0.90).
+generated for, per class and overall, at several guidance scales (target >= 0.90 at 32 px, >= 0.95 for a 128-px
+cascade judged by a 128-px baseline: pass --target).
 
     python benchmarks/quality_fidelity.py --model data/models/cpu-32 --n 32 --guidance 1 2 4 --steps 25
 
@@ -16,7 +17,7 @@ import numpy as np
 from quality_common import (common_args, describe_model, generate_balanced, lanczos_resize, load_model_any, load_real,
                             model_info, setup_runtime, wilson_interval, write_json)
 
-TARGET = 0.90
+TARGET = 0.90  # the 32-px base model's target; a cascade's is 0.95 (--target 0.95)
 
 
 def fidelity_table(pred: np.ndarray, labels: np.ndarray, class_names) -> dict:
@@ -32,6 +33,7 @@ def main(argv=None) -> int:
     p = common_args(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
     p.add_argument("--n", type=int, default=32, help="images per class per guidance (%(default)s)")
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0, 2.0, 4.0], help="(%(default)s)")
+    p.add_argument("--target", type=float, default=TARGET, help="fidelity to meet (%(default)s)")
     p.add_argument("--resize-for-judge", action="store_true",
                    help="judge cells resized (Lanczos) to the baseline's size when it was trained at another one: a "
                         "coarse check that a cascade keeps the class, not a fidelity figure at the cascade's size")
@@ -51,7 +53,7 @@ def main(argv=None) -> int:
     print(f"{describe_model(args.model, info)}; baseline {args.baseline}")
     results = {"model": str(args.model), "model_info": info, "baseline": str(args.baseline), "n_per_class": args.n,
                "steps": args.steps, "superres_steps": args.superres_steps, "precision": args.precision, "seed": args.seed,
-               "target": TARGET, "guidance": {},
+               "target": args.target, "guidance": {},
                "judge_input_px": clf.resolution, "resized_for_judge": clf.resolution != model.resolution}
 
     # reference: the baseline on n real test images per class (balanced, first n of each class in manifest order)
@@ -80,8 +82,8 @@ def main(argv=None) -> int:
     print(f"{'overall':<14}" + "".join(f"{t['overall']:>11.3f}" for t in tables))
     print(f"{'95% CI':<14}" + "".join(f"{'%.2f-%.2f' % tuple(t['ci95']):>11}" for t in tables))
     for g, t in results["guidance"].items():
-        verdict = "meets" if t["overall"] >= TARGET else "BELOW"
-        print(f"guidance {g}: fidelity {t['overall']:.3f} {verdict} the {TARGET:.2f} target")
+        verdict = "meets" if t["overall"] >= args.target else "BELOW"
+        print(f"guidance {g}: fidelity {t['overall']:.3f} {verdict} the {args.target:.2f} target")
     print(f"({time.time() - t0:.0f}s)")
     write_json(args.json, results)
     return 0
