@@ -66,9 +66,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .batch_classify import classify_folder, read_table
+    from .batch_classify import classify_folder, read_table, write_table
     from .cascade import base_folder
-    from .scoring import calibrate_model
+    from .scoring import calibrate_model, rescored
 
     model = _load(args)
     cfg = config_from_args(args)
@@ -81,13 +81,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                              limit=args.limit)
     if "label" not in df:
         raise ValueError("calibration needs labelled images (class folders or a manifest with labels)")
-    df = df[df["label"].isin(model.class_names)]
-    errors = df[[f"err_{c}" for c in model.class_names]].to_numpy()
-    labels = df["label"].map({c: i for i, c in enumerate(model.class_names)}).to_numpy()
+    if args.rescored_out:
+        check_out_suffix(Path(args.rescored_out), (".csv", ".parquet"), flag="--rescored-out")
+    known = df[df["label"].isin(model.class_names)]
+    errors = known[[f"err_{c}" for c in model.class_names]].to_numpy()
+    labels = known["label"].map({c: i for i, c in enumerate(model.class_names)}).to_numpy()
     fit = calibrate_model(base_folder(args.model), errors, labels, cfg,
                           source={"data": str(args.data), "split": args.split})
     print(f"temperature T={fit['temperature']:.6g} fitted on {fit['n_images']} images: "
           f"NLL {fit['nll_at_T1']:.4f} (T=1) -> {fit['nll_at_T']:.4f}; written to {base_folder(args.model)}/cytomodel.json")
+    if args.rescored_out:
+        write_table(rescored(df, fit["temperature"], cfg.anomaly_k), Path(args.rescored_out))
+        print(f"the {len(df)} results rescored at T={fit['temperature']:.6g} -> {args.rescored_out}")
     return 0
 
 
@@ -124,6 +129,8 @@ def register(sub) -> None:
     add_data_args(p)
     p.add_argument("--results", help="where to keep the per-image validation results (resumable)")
     p.add_argument("--from-results", help="fit from an existing classify output (with a label column)")
+    p.add_argument("--rescored-out", help="also write those results with their scores at the fitted T (.csv or "
+                   ".parquet; no new UNet calls)")
     p.add_argument("--limit", type=int)
     add_device_arg(p)
     add_classifier_args(p)

@@ -97,26 +97,50 @@ def model_temperature(model: CytoModel, cfg: ClassifierConfig, warn: bool = True
 def results_frame(model: CytoModel, est: ErrorEstimate, cfg: ClassifierConfig,
                   classes: Sequence[int] | None = None, warn: bool = True) -> pd.DataFrame:
     names = [model.class_names[c] for c in (classes if classes is not None else range(len(model.class_names)))]
-    temp = model_temperature(model, cfg, warn=warn)
-    probs = softmax_neg(est.errors, temp)
+    df = scores_frame(est.errors, names, model_temperature(model, cfg, warn=warn), cfg.anomaly_k)
+    df.insert(df.columns.get_loc("temperature"), "unet_calls", est.unet_calls)
+    df.insert(df.columns.get_loc("temperature"), "trials", est.trials_run)
+    for j, name in enumerate(names):
+        df[f"err_{name}"] = est.errors[:, j]
+    return df
+
+
+def scores_frame(errors: np.ndarray, names: Sequence[str], temperature: float, anomaly_k: int = 10) -> pd.DataFrame:
+    """The score columns of a results table from (N, C) errors: prediction, runner-up, confidence, entropy, margin,
+    anomaly score and ζ, the temperature and one ``prob_<class>`` column per class."""
+    probs = softmax_neg(errors, temperature)
     order = np.argsort(-probs, axis=1, kind="stable")
     top = probs[np.arange(len(probs)), order[:, 0]]
     second = probs[np.arange(len(probs)), order[:, 1]] if probs.shape[1] > 1 else np.zeros(len(probs))
     with np.errstate(divide="ignore", invalid="ignore"):
         ent = -np.where(probs > 0, probs * np.log(probs), 0.0).sum(axis=1)
-    zeta = zeta_scores(est.errors, cfg.anomaly_k)
+    zeta = zeta_scores(errors, anomaly_k)
     df = pd.DataFrame({
         "pred_class": [names[i] for i in order[:, 0]],
         "runner_up": [names[i] for i in order[:, 1]] if probs.shape[1] > 1 else [None] * len(probs),
         "confidence": top, "entropy": ent, "margin": top - second,
-        "anomaly_score": -zeta, "zeta": zeta,
-        "unet_calls": est.unet_calls, "trials": est.trials_run, "temperature": temp,
+        "anomaly_score": -zeta, "zeta": zeta, "temperature": temperature,
     })
     for j, name in enumerate(names):
         df[f"prob_{name}"] = probs[:, j]
-    for j, name in enumerate(names):
-        df[f"err_{name}"] = est.errors[:, j]
     return df
+
+
+def rescored(table: pd.DataFrame, temperature: float, anomaly_k: int = 10) -> pd.DataFrame:
+    """A results table (``cytomodel classify`` output) with its scores recomputed at ``temperature`` from its
+    ``err_<class>`` columns; every other column kept.
+
+    Why: a temperature fitted after classifying (``cytomodel calibrate --from-results``) needs no new UNet calls."""
+    names = [c[len("err_"):] for c in table.columns if c.startswith("err_")]
+    if not names:
+        raise ValueError("the table has no err_<class> columns; give the output of `cytomodel classify`")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    scores = scores_frame(table[[f"err_{n}" for n in names]].to_numpy(np.float64), names, temperature, anomaly_k)
+    out = table.copy()
+    for c in scores.columns:
+        out[c] = scores[c].to_numpy()
+    return out
 
 
 def calibrate_model(model_dir: str | Path, errors: np.ndarray, labels: np.ndarray, cfg: ClassifierConfig,

@@ -234,14 +234,36 @@ def test_classify_cli_resumes_and_calibrate_writes_temperature(tiny_model_dir, t
 
     meta_before = json.loads((model_dir / "cytomodel.json").read_text())
     assert main(["calibrate", "--model", str(model_dir), "--data", str(tiny_dataset), "--from-results",
-                 str(out), "--trials", "4"]) == 0
+                 str(out), "--trials", "4", "--rescored-out", str(tmp_path / "res_T.csv")]) == 0
     meta = json.loads((model_dir / "cytomodel.json").read_text())
     assert meta["temperature"] > 0 and meta["temperature_fit"]["n_images"] == 9
     assert {k: v for k, v in meta.items() if not k.startswith("temperature")} == meta_before
     assert load_model(model_dir).temperature == meta["temperature"]
+    # the rescored table is what classifying again at the fitted temperature gives, without the UNet calls
+    assert main(args[:args.index("--out") + 1] + [str(tmp_path / "again.csv")] + args[args.index("--out") + 2:]) == 0
+    again, res_t = pd.read_csv(tmp_path / "again.csv"), pd.read_csv(tmp_path / "res_T.csv")
+    pd.testing.assert_frame_equal(res_t[again.columns], again, check_exact=False, rtol=1e-9)
 
     pq = tmp_path / "res.parquet"
     assert main(["classify", "--model", str(model_dir), "--data", str(tiny_dataset / "beta"), "--out", str(pq),
                  "--trials", "3", "--min-trials", "2", "--limit", "2"]) == 0
     table = pd.read_parquet(pq)
     assert len(table) == 2 and "label" not in table and (table.temperature == meta["temperature"]).all()
+
+
+def test_rescored_equals_scoring_at_that_temperature_and_keeps_other_columns():
+    from cytomodel.scoring import rescored, scores_frame
+    rng = np.random.default_rng(0)
+    errors = rng.gamma(2.0, 1e-3, size=(50, 4))
+    names = ["a", "b", "c", "d"]
+    table = scores_frame(errors, names, 1.0)
+    table.insert(0, "image", [f"x{i}.png" for i in range(50)])
+    for j, n in enumerate(names):
+        table[f"err_{n}"] = errors[:, j]
+    again = rescored(table, 2e-4)
+    want = scores_frame(errors, names, 2e-4)
+    pd.testing.assert_frame_equal(again[want.columns].reset_index(drop=True), want)
+    assert list(again.columns) == list(table.columns) and (again["image"] == table["image"]).all()
+    assert again["confidence"].mean() > table["confidence"].mean()   # T=1 is nearly uniform for errors ~1e-3
+    with pytest.raises(ValueError, match="err_"):
+        rescored(table.drop(columns=[f"err_{n}" for n in names]), 1.0)
