@@ -58,7 +58,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from .baseline import BaselineClassifier, map_labels
+    from .baseline import BaselineClassifier
     from .data import load_dataset, load_image, preprocess
     from .metrics import classification_metrics
     from .runtime import resolve_device
@@ -70,11 +70,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
         arrays = np.stack([preprocess(load_image(p), clf.resolution, crop, name=str(p)) for p in args.images])
         truth = None
     elif args.data:
-        data = load_dataset(args.data, clf.resolution, crop, split=args.split, class_names=clf.class_names,
-                            strict=args.strict, progress=True)
+        # the data's own labels: cells of a class the baseline never saw (a held-out class) keep theirs, as in
+        # `cytomodel classify`, and stay out of the metrics
+        data = load_dataset(args.data, clf.resolution, crop, split=args.split, strict=args.strict, progress=True)
         for path, why in data.skipped:
             print(f"skipped {path}: {why}", file=sys.stderr)
-        names, arrays, truth = [str(r.path) for r in data.records], data.images, map_labels(data, clf.class_names)
+        names, arrays = [str(r.path) for r in data.records], data.images
+        labels = np.asarray(data.class_names, dtype=object)[data.labels]
+        known = np.isin(labels, clf.class_names)
+        if not known.all():
+            print(f"{int((~known).sum())} images of classes the baseline was not trained on "
+                  f"({', '.join(sorted(set(labels[~known])))}): kept with their labels, left out of the metrics")
+        truth = labels
     else:
         raise ValueError("give --data (a labelled dataset) or --images (files)")
     proba = clf.predict_proba(arrays)
@@ -84,8 +91,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for j, c in enumerate(clf.class_names):
         table[f"p_{c}"] = proba[:, j].round(5)
     if truth is not None:
-        table.insert(1, "label", [clf.class_names[i] for i in truth])
-        m = classification_metrics(truth, pred, clf.class_names)
+        table.insert(1, "label", truth)
+        idx = np.array([clf.class_names.index(c) for c in truth[known]], dtype=int)
+        m = classification_metrics(idx, pred[known], clf.class_names)
         print(f"accuracy {m['accuracy']:.4f}, balanced accuracy {m['balanced_accuracy']:.4f} (n={m['n']})")
         for c, r in m["recall"].items():
             print(f"  {c:<14} recall {r:.4f}" if r is not None else f"  {c:<14} (no images)")

@@ -10,7 +10,8 @@
 # runs/classifier-experiments), PRESET (cpu-32), STEPS (training steps per model, 6000), HOLDOUT (ig),
 # LOW (space-separated labels per class, "10 20 50"; empty: none), PER_CLASS (evaluation images per class, 40),
 # MODEL (the main model, data/models/cpu-32), BASELINE (its baseline CNN, data/models/baseline-32, or none), SHIFT (domain-shift data, ../shared/data/bccd_wbc if present);
-# TRAIN_ARGS, BASELINE_ARGS, EVAL_ARGS: extra words for the trainings, the baselines and `evaluate`;
+# TRAIN_ARGS, BASELINE_ARGS, EVAL_ARGS, CLASSIFY_ARGS: extra words for the trainings, the baselines, `evaluate`
+# and the triage stage's `classify`/`calibrate`;
 # EVALUATE (1; 0 skips `evaluate`), TRIAGE (1; 0 skips triage of the test split by the held-out-class model and its
 # baseline: where the cells of the class they never saw go — flagged, review or accepted).
 set -euo pipefail
@@ -31,6 +32,7 @@ TRIAGE=${TRIAGE:-1}
 read -r -a train_extra <<< "${TRAIN_ARGS:-}"
 read -r -a baseline_extra <<< "${BASELINE_ARGS:-}"
 read -r -a eval_extra <<< "${EVAL_ARGS:-}"
+read -r -a classify_extra <<< "${CLASSIFY_ARGS:-}"
 mkdir -p "$RUNS"
 
 variant() {  # variant NAME ARGS...: baseline (once), then the diffusion model (fresh or resumed)
@@ -70,12 +72,13 @@ if [[ $TRIAGE != 0 ]]; then
     mkdir -p "$t"
     if [[ ! -f $t/diffusion_val.csv ]]; then
         echo "== $(date -u +%FT%TZ) classify val with the held-out model, fit its temperature"
-        "$CYTOMODEL" classify --model "$m" --data "$DATA" --split val --out "$t/diffusion_val_T1.csv" --temperature 1
+        "$CYTOMODEL" classify --model "$m" --data "$DATA" --split val --out "$t/diffusion_val_T1.csv" --temperature 1 \
+            "${classify_extra[@]}"
         "$CYTOMODEL" calibrate --model "$m" --data "$DATA" --split val --from-results "$t/diffusion_val_T1.csv" \
-            --rescored-out "$t/diffusion_val.csv"
+            --rescored-out "$t/diffusion_val.csv" "${classify_extra[@]}"
     fi
     echo "== $(date -u +%FT%TZ) classify test with the held-out model"
-    "$CYTOMODEL" classify --model "$m" --data "$DATA" --split test --out "$t/diffusion_test.csv"
+    "$CYTOMODEL" classify --model "$m" --data "$DATA" --split test --out "$t/diffusion_test.csv" "${classify_extra[@]}"
     for split in val test; do
         [[ -f $t/baseline_$split.csv ]] || "$CYTOMODEL" baseline predict --model "$b" --data "$DATA" --split "$split" \
             --out "$t/baseline_$split.csv"

@@ -67,7 +67,12 @@ def test_holdout_and_low_data_variants(tiny_dataset):
 
 @pytest.fixture(scope="module")
 def split_dataset(tmp_path_factory):
-    root = make_dataset(tmp_path_factory.mktemp("split_data"), n_per_class=9, seed=1)
+    return _split_dataset(tmp_path_factory.mktemp("split_data"), 9)
+
+
+def _split_dataset(folder: Path, n_per_class: int) -> Path:
+    """A manifest dataset of the tiny classes, every third image of a class in train, val and test."""
+    root = make_dataset(folder, n_per_class=n_per_class, seed=1)
     rows = []
     for c in ("alpha", "beta", "gamma"):
         for j, p in enumerate(sorted((root / c).glob("*.png"))):
@@ -136,7 +141,7 @@ def test_classifier_experiments_script_runs_and_resumes(tiny_model_dir, split_da
     env = dict(os.environ, CYTOMODEL=str(Path(sys.executable).parent / "cytomodel"), DATA=str(split_dataset),
                RUNS=str(runs), PRESET="tiny-16", STEPS="3", HOLDOUT="gamma", LOW="2", PER_CLASS="2",
                MODEL=str(tiny_model_dir), BASELINE="none", SHIFT=str(tmp_path / "none"), TRAIN_ARGS="--set sample_every=10000",
-               BASELINE_ARGS="--baseline-epochs 1", EVAL_ARGS="--trials 3 --min-trials 2")
+               BASELINE_ARGS="--baseline-epochs 1", EVAL_ARGS="--trials 3 --min-trials 2", TRIAGE="0")
     script = root / "scripts" / "run_classifier_experiments.sh"
     p = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
@@ -149,3 +154,32 @@ def test_classifier_experiments_script_runs_and_resumes(tiny_model_dir, split_da
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert "baseline holdout-gamma" not in again.stdout and "baseline low2" not in again.stdout
     assert again.stdout.count("(--resume, 3 steps)") == 2
+
+
+@pytest.mark.slow
+def test_classifier_experiments_script_triages_with_the_held_out_models(tmp_path):
+    """The script's TRIAGE stage: temperature of the held-out model on val, val rescored, test classified, both
+    classifiers triaged with the held-out class reported and its calibration cells left out of the fit."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    data = _split_dataset(tmp_path / "data", 18)        # 6 val cells per class: 12 of the trained classes
+    runs = tmp_path / "runs"
+    env = dict(os.environ, CYTOMODEL=str(Path(sys.executable).parent / "cytomodel"), DATA=str(data), RUNS=str(runs),
+               PRESET="tiny-16", STEPS="3", HOLDOUT="gamma", LOW="", EVALUATE="0", SHIFT=str(tmp_path / "none"),
+               TRAIN_ARGS="--set sample_every=10000", BASELINE_ARGS="--baseline-epochs 1",
+               CLASSIFY_ARGS="--trials 3 --min-trials 2")
+    p = subprocess.run(["bash", str(root / "scripts" / "run_classifier_experiments.sh")], env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    t = runs / "triage-holdout-gamma"
+    meta = json.loads((runs / "holdout-gamma" / "model" / "cytomodel.json").read_text())
+    assert meta["temperature_fit"]["n_images"] == 12                       # the trained classes' val cells
+    val = pd.read_csv(t / "diffusion_val.csv")
+    assert (val.temperature == meta["temperature"]).all() and len(val) == 18
+    rec = json.loads((t / "out" / "triage.json").read_text())
+    for name in ("diffusion", "baseline"):
+        c = rec["classifiers"][name]
+        assert c["calibration_cells_of_held_out_classes_left_out"] == 6
+        assert c["summary"]["by_label"]["gamma"]["n"] == 6 and c["summary"]["trained_classes"]["n"] == 12
