@@ -205,8 +205,8 @@ def summarise_triage(decisions: pd.DataFrame, *, classes: Sequence[str] | None =
                 out.setdefault("by_label", {})[c] = {
                     "n": len(sub), **{d: float((sub["decision"] == d).mean()) if len(sub) else None
                                       for d in DECISIONS}}
-            known = decisions[~decisions["label"].isin(list(classes))]
-            if len(known) < n:  # what the guarantees are about: cells of the trained classes
+            known, dropped = without_labels(decisions, classes)
+            if dropped:  # what the guarantees are about: cells of the trained classes
                 out["trained_classes"] = summarise_triage(known)
     return out
 
