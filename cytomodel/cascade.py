@@ -117,7 +117,7 @@ class Cascade:
         return downsample(np.asarray(images), self.low_resolution)
 
     def to(self, device) -> "Cascade":
-        self.base.unet.to(device)
+        self.base.to(device)
         self.superres.unet.to(device)
         return self
 

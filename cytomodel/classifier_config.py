@@ -8,9 +8,13 @@ from typing import Any
 STRATEGIES = ("paired-ttest", "topk", "exhaustive")
 SELECTIONS = ("vdc", "stratified", "random")
 WEIGHTINGS = ("uniform", "min-snr")
+ERROR_REGIONS = ("image", "disc")
+LAB_CONDITIONS = ("none", "unknown")
 # fields that change the scale of the errors, and so the meaning of a fitted temperature
 PLAN_LENGTH = 256
-SCALE_FIELDS = ("t_min", "t_max", "weighting", "min_snr_gamma", "tta")
+SCALE_FIELDS = ("t_min", "t_max", "weighting", "min_snr_gamma", "tta", "error_region", "disc_radius", "lab_condition")
+# what those fields were before they existed (a temperature fitted then was fitted with these)
+SCALE_DEFAULTS = {"error_region": "image", "disc_radius": 0.35, "lab_condition": "none"}
 
 
 @dataclass
@@ -35,6 +39,10 @@ class ClassifierConfig:
     image_batch: int = 64                     # images processed together
     seed: int = 0
     anomaly_k: int = 10                       # ζ uses the best class and the next k-1
+    error_region: str = "image"               # "image": mean squared error over the whole image; "disc": inside a
+    disc_radius: float = 0.35                 # centred disc of this radius (fraction of the width) — the cell
+    lab_condition: str = "none"               # "none": the training lab's look; "unknown": a model trained with lab
+                                              # variation is not told the image's lab (other hospitals' cells)
     temperature: float | None = None          # None: the model's fitted temperature (or 1 if it has none)
 
     def validate(self) -> "ClassifierConfig":
@@ -65,6 +73,12 @@ class ClassifierConfig:
         self.topk_schedule = sched
         if self.temperature is not None and self.temperature <= 0:
             bad("temperature", "must be positive")
+        if self.error_region not in ERROR_REGIONS:
+            bad("error_region", f"use one of {', '.join(ERROR_REGIONS)}")
+        if not 0.05 <= self.disc_radius <= 0.71:
+            bad("disc_radius", "must be in [0.05, 0.71] (a fraction of the image width)")
+        if self.lab_condition not in LAB_CONDITIONS:
+            bad("lab_condition", f"use one of {', '.join(LAB_CONDITIONS)}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

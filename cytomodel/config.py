@@ -43,6 +43,12 @@ class TrainConfig:
     flips: bool = True
     rotations: bool = True
     color_jitter: float = 0.03
+    # lab variation (cytomodel.lab_augmentation): the share of images given another lab's stain, scale, focus,
+    # noise, JPEG and rotation — applied at source_resolution (0: the training resolution) before downsampling, and
+    # told to the network (non-leaky); lab_unknown: the share whose augmentation is withheld (the "unknown" token)
+    lab_augment: float = 0.0
+    lab_unknown: float = 0.25
+    source_resolution: int = 0
     # optimisation
     batch_size: int = 64
     learning_rate: float = 6e-4
@@ -87,6 +93,14 @@ class TrainConfig:
             bad("crop_fraction", "must be in (0, 1]")
         if not 0 <= self.color_jitter < 0.5:
             bad("color_jitter", "must be in [0, 0.5)")
+        if not 0 <= self.lab_augment <= 1:
+            bad("lab_augment", "must be in [0, 1] (the share of training images given another lab's look)")
+        if not 0 <= self.lab_unknown < 1:
+            bad("lab_unknown", "must be in [0, 1)")
+        if self.source_resolution and self.source_resolution < self.resolution:
+            bad("source_resolution", f"must be 0 or at least resolution={self.resolution}")
+        if self.lab_augment and self.stage != "base":
+            bad("lab_augment", "lab variation is implemented for the base stage only")
         for name in ("batch_size", "max_steps", "checkpoint_every", "sample_every", "num_train_timesteps"):
             if getattr(self, name) <= 0:
                 bad(name, "must be a positive integer")

@@ -35,6 +35,17 @@ def _timestep_weights(model: CytoModel, cfg: ClassifierConfig, t: torch.Tensor) 
     return min_snr_weights(model.scheduler.alphas_cumprod, t.cpu(), cfg.min_snr_gamma)
 
 
+def error_weights(cfg: ClassifierConfig, size: int) -> torch.Tensor:
+    """(1, 1, size, size) weights that average the squared residual over the image or over a centred disc (the
+    cell: the red cells around it carry no class evidence). Symmetric under the dihedral views of TTA."""
+    if cfg.error_region == "image":
+        w = torch.ones(size, size)
+    else:
+        r = (torch.arange(size, dtype=torch.float32) + 0.5 - size / 2) / size
+        w = ((r[:, None] ** 2 + r[None, :] ** 2) <= cfg.disc_radius ** 2).float()
+    return (w / (3 * w.sum())).view(1, 1, size, size)
+
+
 @torch.no_grad()
 def estimate_errors(model: CytoModel, images_uint8: np.ndarray, config: ClassifierConfig | None = None,
                     classes: Sequence[int] | None = None, progress: bool = False,
@@ -66,6 +77,7 @@ def estimate_errors(model: CytoModel, images_uint8: np.ndarray, config: Classifi
     res_sum = torch.zeros((n, c_all, 3, model.resolution, model.resolution)) if keep_residuals else None
     res_cnt = np.zeros((n, c_all)) if keep_residuals else None
     cand_t = torch.tensor(cand, device=device)
+    region = None if cfg.error_region == "image" else error_weights(cfg, model.resolution).to(device)
     t0 = time.perf_counter()
     bar = None
     if progress:
@@ -112,10 +124,12 @@ def estimate_errors(model: CytoModel, images_uint8: np.ndarray, config: Classifi
             errs = torch.empty(len(xs))
             for b in range(0, len(xs), cfg.batch_size):
                 sl = slice(b, b + cfg.batch_size)
-                with autocast(device, cfg.precision):
+                with autocast(device, cfg.precision), model.lab_condition(cfg.lab_condition):
                     pred = model.unet(x_in[sl], t_in[sl], class_labels=y_in[sl]).sample
                 resid = eps_all[sl] - pred.float()
-                errs[sl] = (resid.pow(2).mean(dim=(1, 2, 3)) * w[sl]).cpu()
+                sq = resid.pow(2)
+                sq = sq.mean(dim=(1, 2, 3)) if region is None else (sq * region).sum(dim=(1, 2, 3))
+                errs[sl] = (sq * w[sl]).cpu()
                 if keep_residuals:
                     for o, r in zip(owners[sl], resid.cpu()):
                         jj, _, ci, view, _ = o

@@ -57,8 +57,30 @@ class CytoModel:
     pixel_std: list[float]
     crop_fraction: float = 1.0
     metadata: dict[str, Any] = field(default_factory=dict)
+    # the lab-variation embedding (cytomodel.lab_augmentation) of a model trained with lab_augment, else None
+    augmentation: Any = None
 
     STAGE = "base"
+
+    def __post_init__(self) -> None:
+        if self.augmentation is not None:
+            self.augmentation.attach(self.unet)
+
+    def lab_condition(self, kind: str):
+        """A context in which UNet calls see the lab conditioning ``kind``: "none" (the training lab's look, what
+        the UNet alone computes) or "unknown" (another lab's cell, its stain and scale not told)."""
+        import contextlib
+
+        if kind == "none":
+            return contextlib.nullcontext()
+        if kind != "unknown":
+            raise ValueError(f"lab condition must be 'none' or 'unknown', not {kind!r}")
+        if self.augmentation is None:
+            raise ValueError("this model was not trained with lab variation (lab_augment), so it has no 'unknown' "
+                             "lab condition; classify with lab_condition='none'")
+        from .lab_augmentation import unknown_vector
+
+        return self.augmentation.conditioned_on(unknown_vector(1).to(self.device))
 
     @property
     def null_class(self) -> int:
@@ -131,6 +153,15 @@ class CytoModel:
         unet.save_pretrained(path, safe_serialization=True)
         self.scheduler.save_pretrained(path)
         meta = {**self.metadata, **(extra or {}), **self.stage_metadata()}
+        meta.pop("augmentation", None)
+        if self.augmentation is not None:
+            from safetensors.torch import save_file
+
+            from .lab_augmentation import WEIGHTS_FILE
+
+            save_file({k: v.detach().float().cpu().contiguous() for k, v in self.augmentation.state_dict().items()},
+                      str(path / WEIGHTS_FILE))
+            meta["augmentation"] = {**self.augmentation.config(), "weights": WEIGHTS_FILE}
         meta.update(format_version=FORMAT_VERSION, class_names=self.class_names, null_class=self.null_class,
                     resolution=self.resolution, preprocessing={
                         "crop_fraction": self.crop_fraction, "pixel_mean": self.pixel_mean,
@@ -173,16 +204,41 @@ class CytoModel:
         model = kind(unet=unet, scheduler=scheduler, class_names=list(meta["class_names"]),
                      resolution=int(meta["resolution"]), pixel_mean=list(pre["pixel_mean"]),
                      pixel_std=list(pre["pixel_std"]), crop_fraction=float(pre.get("crop_fraction", 1.0)),
-                     metadata=meta, **kind.from_metadata_fields(meta))
+                     metadata=meta, augmentation=_load_augmentation(path, meta),
+                     **kind.from_metadata_fields(meta))
         if device is not None:
-            model.unet.to(device)
+            model.to(device)
         return model
+
+    def to(self, device) -> "CytoModel":
+        self.unet.to(device)
+        if self.augmentation is not None:
+            self.augmentation.to(device)
+        return self
 
     @property
     def temperature(self) -> float | None:
         """Softmax temperature fitted on validation data (None until `cytomodel calibrate` has run)."""
         t = self.metadata.get("temperature")
         return float(t) if t is not None else None
+
+
+def _load_augmentation(path: Path, meta: dict[str, Any]):
+    """The lab-variation embedding recorded in ``cytomodel.json``, or None for a model trained without it."""
+    rec = meta.get("augmentation")
+    if not rec:
+        return None
+    from safetensors.torch import load_file
+
+    from .lab_augmentation import AugmentationEmbedding
+
+    weights = path / rec.get("weights", "augmentation_embedding.safetensors")
+    if not weights.is_file():
+        raise FileNotFoundError(f"{path / METADATA_FILE} records a lab-variation embedding but {weights.name} is "
+                                "missing; copy the whole model folder")
+    emb = AugmentationEmbedding(int(rec["embed_dim"]), int(rec["hidden"]), int(rec["dim"]))
+    emb.load_state_dict(load_file(str(weights)))
+    return emb.eval()
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 from the in-memory uint8 images, augmented, noised; ε-MSE with Min-SNR-γ weights) and the augmentation itself."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ def augment(batch: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torc
 
 
 def augment_views(batches: list[torch.Tensor], cfg: TrainConfig, gen: torch.Generator) -> list[torch.Tensor]:
-    """The same random flips/rotations/jitter applied to several views of one batch (e.g. 128 px and its 32 px)."""
-    xs = [b.float() / 255.0 for b in batches]
+    """The same random flips/rotations/jitter applied to several views of one batch (e.g. 128 px and its 32 px).
+
+    Views are uint8 (0-255) or float in [0, 1]."""
+    xs = [b.float() / 255.0 if b.dtype == torch.uint8 else b.float().clone() for b in batches]
     b = xs[0].shape[0]
     if cfg.flips:
         flip = torch.rand(b, generator=gen) < 0.5
@@ -63,17 +66,30 @@ class BaseObjective:
         self.std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
         self.alphas = scheduler.alphas_cumprod.to(device)
         self.null = len(data.class_names)
+        self.augmentation = None  # the lab-variation embedding, made with the network when cfg.lab_augment > 0
+        self.source = None
+        if cfg.lab_augment > 0:
+            self.source = _source_images(cfg, data)
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint must record to rebuild this objective exactly."""
         return {}
 
     def build_unet(self):
-        return build_unet(self.cfg, len(self.data.class_names))
+        unet = build_unet(self.cfg, len(self.data.class_names))
+        if self.cfg.lab_augment > 0:
+            from .lab_augmentation import AugmentationEmbedding
+
+            self.augmentation = AugmentationEmbedding(unet.config.block_out_channels[0] * 4).to(self.device)
+        return unet
+
+    def extra_modules(self) -> list[torch.nn.Module]:
+        """Trained modules beside the UNet (optimised, averaged and checkpointed with it)."""
+        return [self.augmentation] if self.augmentation is not None else []
 
     def model(self, unet) -> CytoModel:
         return CytoModel(unet, self.scheduler, list(self.data.class_names), self.cfg.resolution, self.mean,
-                         self.std, self.cfg.crop_fraction)
+                         self.std, self.cfg.crop_fraction, augmentation=self.augmentation)
 
     def _to_model_space(self, x: torch.Tensor) -> torch.Tensor:
         return (x.to(self.device) - self.mean_t) / self.std_t * 0.5
@@ -90,14 +106,40 @@ class BaseObjective:
     def loss(self, unet, gen: torch.Generator, autocast) -> torch.Tensor:
         cfg = self.cfg
         idx = torch.randint(0, len(self.images), (cfg.batch_size,), generator=gen)
-        x0 = self._to_model_space(augment(self.images[idx].cpu(), cfg, gen))
+        if self.augmentation is None:
+            x0 = self._to_model_space(augment(self.images[idx].cpu(), cfg, gen))
+            condition = contextlib.nullcontext()
+        else:
+            x, vec = self._lab_variation(idx, gen)
+            x0 = self._to_model_space(augment(x, cfg, gen))
+            self.augmentation.attach(unet)
+            condition = self.augmentation.conditioned_on(vec.to(self.device))
         y = self._drop_classes(self.labels[idx].clone(), gen)
         noise = torch.randn(x0.shape, generator=gen).to(self.device)
         t = torch.randint(0, cfg.num_train_timesteps, (cfg.batch_size,), generator=gen).to(self.device)
         xt = self.scheduler.add_noise(x0, noise, t)
-        with autocast():
+        with autocast(), condition:
             pred = unet(xt, t, class_labels=y).sample
         return self._weighted_eps_loss(pred, noise, t)
+
+    def _lab_variation(self, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch in [0, 1] at the training resolution, a share of it given another lab's look at the source
+        resolution and downsampled; and each image's conditioning vector (some withheld as unknown)."""
+        from . import lab_augmentation as lab
+
+        cfg, n = self.cfg, len(idx)
+        params = lab.sample_parameters(n, gen, p_augment=cfg.lab_augment)
+        unknown = torch.rand(n, generator=gen) < cfg.lab_unknown
+        x = self.images[idx].cpu().float() / 255.0
+        rows = params.abs().sum(1) > 0
+        if rows.any():
+            src = self.source[idx[rows]].float() / 255.0
+            varied = lab.apply(src, params[rows], gen)
+            if varied.shape[-1] != cfg.resolution:
+                varied = F.interpolate(varied, size=(cfg.resolution, cfg.resolution), mode="bicubic",
+                                       antialias=True, align_corners=False).clamp(0, 1)
+            x[rows] = varied
+        return x, lab.encode(params, unknown)
 
     def sample_grid(self, model: CytoModel, path: Path, precision: str) -> None:
         from .generation import image_grid, sample
@@ -169,6 +211,21 @@ class SuperResObjective(BaseObjective):
                                                    model.encode(low)))
         tiles = np.concatenate([np.stack([a, b, c]) for a, b, c in zip(bicubic, out, self.data.images[pick])])
         image_grid(tiles, rows=len(self.data.class_names)).save(path)
+
+
+def _source_images(cfg: TrainConfig, data: ImageArrays) -> torch.Tensor:
+    """The training images at ``cfg.source_resolution`` (N, 3, S, S) uint8, where lab variation is applied."""
+    from .data import load_arrays
+
+    size = cfg.source_resolution or cfg.resolution
+    if size == cfg.resolution:
+        arr = data.images
+    else:
+        src = load_arrays(data.records, size, cfg.crop_fraction, class_names=data.class_names, strict=True)
+        if len(src.images) != len(data.images) or not np.array_equal(src.labels, data.labels):
+            raise ValueError("the source images for lab variation do not match the training images one to one")
+        arr = src.images
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(0, 3, 1, 2)))
 
 
 def _random_crops(views: list[torch.Tensor], size: int, gen: torch.Generator) -> list[torch.Tensor]:

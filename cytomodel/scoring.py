@@ -76,9 +76,33 @@ def nll_of(errors: np.ndarray, labels: np.ndarray, temperature: float) -> float:
     return float(-logp[np.arange(len(labels)), labels].mean())
 
 
+def _scale_key(config: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a (recorded) classifier config that set the scale of the errors, defaults filled in."""
+    from .classifier_config import SCALE_DEFAULTS, SCALE_FIELDS
+
+    return {k: config.get(k, SCALE_DEFAULTS.get(k)) for k in SCALE_FIELDS}
+
+
+def fitted_temperature(meta: dict[str, Any], cfg: ClassifierConfig) -> float | None:
+    """The temperature fitted for errors on ``cfg``'s scale (``temperature_fits`` of cytomodel.json), or None."""
+    want = _scale_key(cfg.to_dict())
+    fits = list(meta.get("temperature_fits") or [])
+    if meta.get("temperature_fit"):
+        fits.append(meta["temperature_fit"])
+    for fit in fits:
+        if _scale_key(fit.get("config", {})) == want:
+            return float(fit["temperature"])
+    return None
+
+
 def model_temperature(model: CytoModel, cfg: ClassifierConfig, warn: bool = True) -> float:
+    """``cfg.temperature``, else the model's temperature fitted with the same error settings, else its latest one
+    (with a warning that it was fitted on another scale), else 1 (with a warning)."""
     if cfg.temperature is not None:
         return float(cfg.temperature)
+    matched = fitted_temperature(model.metadata, cfg)
+    if matched is not None:
+        return matched
     t = model.temperature
     if t is None:
         if warn:
@@ -87,10 +111,12 @@ def model_temperature(model: CytoModel, cfg: ClassifierConfig, warn: bool = True
         return 1.0
     fitted = model.metadata.get("temperature_fit", {}).get("config")
     if warn and fitted:
-        mismatch = {k: (fitted.get(k), v) for k, v in cfg.scale_key().items() if fitted.get(k) != v}
+        have = _scale_key(fitted)
+        mismatch = {k: (have.get(k), v) for k, v in _scale_key(cfg.to_dict()).items() if have.get(k) != v}
         if mismatch:
             warnings.warn(f"the model's temperature was fitted with other error settings {mismatch} "
-                          "(fitted, now); its probabilities may be miscalibrated", stacklevel=3)
+                          "(fitted, now); its probabilities may be miscalibrated. Fit one for these settings with "
+                          "`cytomodel calibrate` and the same classifier options.", stacklevel=3)
     return float(t)
 
 
@@ -152,10 +178,17 @@ def calibrate_model(model_dir: str | Path, errors: np.ndarray, labels: np.ndarra
     t, nll1, nllt = fit_temperature(errors, labels)
     path = Path(model_dir) / METADATA_FILE
     meta = json.loads(path.read_text())
+    earlier = list(meta.get("temperature_fits") or [])
+    if meta.get("temperature_fit") and meta["temperature_fit"] not in earlier:
+        earlier.append(meta["temperature_fit"])
     fit = {"temperature": t, "nll_at_T1": nll1, "nll_at_T": nllt, "n_images": int(len(labels)),
            "config": cfg.to_dict(), **(source or {}), **provenance_record()}
     meta["temperature"] = t
     meta["temperature_fit"] = fit
+    # one fit per error scale: a fit for other settings (disc region, lab condition, ...) is kept beside it
+    key = _scale_key(fit["config"])
+    others = [f for f in earlier if _scale_key(f.get("config", {})) != key]
+    meta["temperature_fits"] = others + [fit]
     write_json(path, meta)
     return fit
 

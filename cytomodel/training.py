@@ -29,13 +29,16 @@ from .runtime import configure_runtime
 STATE_FILE = "trainer_state.json"
 
 
-def _lr_lambda(cfg: TrainConfig):
+def _lr_lambda(cfg: TrainConfig, start: int = 0):
+    """Warm-up, then cosine to ``lr_min_ratio`` at ``max_steps``. ``step`` counts this run's optimiser steps (the
+    schedule's own counter); a fine-tune from weights at step ``start`` anneals over its ``max_steps - start``."""
     def f(step: int) -> float:
         if step < cfg.lr_warmup_steps:
             return (step + 1) / cfg.lr_warmup_steps
         if cfg.lr_schedule == "constant":
             return 1.0
-        p = min(1.0, (step - cfg.lr_warmup_steps) / max(1, cfg.max_steps - cfg.lr_warmup_steps))
+        span = max(1, cfg.max_steps - start - cfg.lr_warmup_steps)
+        p = min(1.0, (step - cfg.lr_warmup_steps) / span)
         return cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
     return f
 
@@ -126,6 +129,7 @@ class _Session:
             self.mean, self.std = warm.pixel_mean, warm.pixel_std
             self.state["step"] = int(warm.metadata.get("train_steps", 0))
             self.state["wall_seconds"] = float(warm.metadata.get("wall_seconds", 0.0))
+            self.state["fine_tune_from"] = {"path": str(init_from), "step": self.state["step"]}
 
     # ------------------------------------------------------------------ step 2: network, EMA, optimiser
     def build(self) -> None:
@@ -139,15 +143,21 @@ class _Session:
         self.objective = OBJECTIVES[cfg.stage](cfg, self.data, scheduler, self.mean, self.std, self.device,
                                                **saved_objective)
         unet = self.objective.build_unet()
+        extra = self.objective.extra_modules()
         if warm is not None:
             unet.load_state_dict(warm.unet.state_dict())
-        self.ema = EMAModel(unet.parameters(), decay=cfg.ema_max_decay, use_ema_warmup=True, inv_gamma=1.0,
+            if warm.augmentation is not None and extra:
+                extra[0].load_state_dict(warm.augmentation.state_dict())
+        self.ema = EMAModel(self._parameters(unet), decay=cfg.ema_max_decay, use_ema_warmup=True, inv_gamma=1.0,
                             power=cfg.ema_power, update_after_step=cfg.ema_start_step)
-        optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.learning_rate, betas=(0.9, cfg.adam_beta2),
+        optimizer = torch.optim.AdamW(self._parameters(unet), lr=cfg.learning_rate, betas=(0.9, cfg.adam_beta2),
                                       weight_decay=cfg.weight_decay)
-        lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg))
+        start = int(self.state.get("fine_tune_from", {}).get("step", 0))
+        lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, start))
         self.unet, self.optimizer, self.lr_sched = accelerator.prepare(unet, optimizer, lr_sched)
         accelerator.register_for_checkpointing(self.ema)
+        for module in extra:
+            accelerator.register_for_checkpointing(module)
         if self.latest is not None:
             accelerator.load_state(str(self.latest))
             accelerator.print(f"resumed from {self.latest} at step {self.state['step']}")
@@ -156,17 +166,24 @@ class _Session:
         self.meta = dict(name=f"cytomodel-{cfg.preset}", preset=cfg.preset, config=cfg.to_dict(),
                          data_hash=self.data.data_hash, data_source=self.data_source,
                          class_counts=dict(zip(self.data.class_names, self.counts.tolist())))
+        if "fine_tune_from" in self.state:
+            self.meta["fine_tune_from"] = self.state["fine_tune_from"]
+
+    def _parameters(self, unet) -> list[torch.nn.Parameter]:
+        """Everything trained: the UNet's parameters and those of the objective's extra modules."""
+        return list(unet.parameters()) + [p for m in self.objective.extra_modules() for p in m.parameters()]
 
     # ------------------------------------------------------------------ EMA weights, checkpoints, samples
     def with_ema(self, fn):
         """Run ``fn(model)`` with the EMA weights swapped into the network, then swap the live weights back."""
         raw = self.accelerator.unwrap_model(self.unet)
-        self.ema.store(raw.parameters())
-        self.ema.copy_to(raw.parameters())
+        params = self._parameters(raw)
+        self.ema.store(params)
+        self.ema.copy_to(params)
         try:
             return fn(self.objective.model(raw))
         finally:
-            self.ema.restore(raw.parameters())
+            self.ema.restore(params)
             raw.train()
 
     def export_ema(self, step: int) -> CytoModel:
@@ -224,11 +241,11 @@ class _Session:
                 loss = self.objective.loss(unet, gen, accelerator.autocast)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.grad_clip:
-                    accelerator.clip_grad_norm_(unet.parameters(), cfg.grad_clip)
+                    accelerator.clip_grad_norm_(self._parameters(unet), cfg.grad_clip)
                 self.optimizer.step()
                 self.lr_sched.step()
                 self.optimizer.zero_grad(set_to_none=True)
-                self.ema.step(accelerator.unwrap_model(unet).parameters())
+                self.ema.step(self._parameters(accelerator.unwrap_model(unet)))
                 step += 1
                 log.add(loss.item())
                 if bar is not None:
