@@ -38,19 +38,33 @@ FORMAT_VERSION = 1
 
 
 # ----------------------------------------------------------------------------------------------- network
-class BasicBlock(nn.Module):
-    """Pre-activation-free ResNet basic block (conv-BN-ReLU-conv-BN + shortcut), optional stride-2 downsampling."""
+NORMS = ("batch", "group")
 
-    def __init__(self, c_in: int, c_out: int, stride: int = 1):
+
+def norm_layer(kind: str, channels: int) -> nn.Module:
+    """Batch norm, or group norm (8 groups): statistics of the image itself, not of the training batches — what
+    carries over to another lab's stain (Tsutsui et al., ICASSP 2023)."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    raise ValueError(f"norm must be one of {', '.join(NORMS)}, not {kind!r}")
+
+
+class BasicBlock(nn.Module):
+    """Pre-activation-free ResNet basic block (conv-norm-ReLU-conv-norm + shortcut), optional stride-2
+    downsampling. The attribute names (bn1, bn2) are kept for batch and group norm alike, so weights load."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int = 1, norm: str = "batch"):
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
+        self.bn1 = norm_layer(norm, c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
+        self.bn2 = norm_layer(norm, c_out)
         nn.init.zeros_(self.bn2.weight)  # each residual branch starts as identity ("zero-init gamma")
         self.shortcut = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), norm_layer(norm, c_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)), inplace=True)
@@ -65,7 +79,7 @@ class ResNetSmall(nn.Module):
     what a 32-px one does (stride 4) while still seeing every pixel."""
 
     def __init__(self, num_classes: int, widths: Sequence[int] = (32, 64, 128), blocks: Sequence[int] = (1, 1, 1),
-                 dropout: float = 0.1, stem_stride: int = 1):
+                 dropout: float = 0.1, stem_stride: int = 1, norm: str = "batch"):
         super().__init__()
         if len(widths) != len(blocks) or not widths:
             raise ValueError("widths and blocks must be non-empty and of equal length")
@@ -73,11 +87,11 @@ class ResNetSmall(nn.Module):
             raise ValueError(f"stem_stride must be ≥ 1, got {stem_stride}")
         k = 3 if stem_stride == 1 else stem_stride + 1 + (stem_stride % 2)
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], k, stem_stride, k // 2, bias=False),
-                                  nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+                                  norm_layer(norm, widths[0]), nn.ReLU(inplace=True))
         layers, c = [], widths[0]
         for i, (w, n) in enumerate(zip(widths, blocks)):
             for j in range(n):
-                layers.append(BasicBlock(c, w, stride=2 if (i > 0 and j == 0) else 1))
+                layers.append(BasicBlock(c, w, stride=2 if (i > 0 and j == 0) else 1, norm=norm))
                 c = w
         self.stages = nn.Sequential(*layers)
         self.dropout = nn.Dropout(dropout)
@@ -123,6 +137,13 @@ class BaselineClassifier:
     def to(self, device) -> "BaselineClassifier":
         self.net.to(device)
         return self
+
+    def intake(self, um_per_px: float | None = None, stain: str = "none"):
+        """How input images reach this classifier: framed as its training cells were (:mod:`cytomodel.intake`)."""
+        from .intake import Intake
+
+        crop = float(self.metadata.get("crop_fraction") or 1.0)
+        return Intake.for_record(self.metadata, self.resolution, crop, um_per_px, stain)
 
     # --------------------------------------------------------------- inference
     def _prepare(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -220,7 +241,7 @@ class BaselineClassifier:
             raise ValueError(f"{path} was written by a newer cytomodel (format {meta['format_version']}); upgrade")
         arch = meta["architecture"]
         net = ResNetSmall(len(meta["class_names"]), tuple(arch["widths"]), tuple(arch["blocks"]),
-                          float(arch.get("dropout", 0.0)), int(arch.get("stem_stride", 1)))
+                          float(arch.get("dropout", 0.0)), int(arch.get("stem_stride", 1)), arch.get("norm", "batch"))
         state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path / WEIGHTS_FILE)).items()}
         net.load_state_dict(state)
         net.eval()
@@ -263,12 +284,35 @@ def _augment(batch_uint8_nchw: torch.Tensor, color_jitter: float, gen: torch.Gen
     return augment(batch_uint8_nchw, SimpleNamespace(flips=True, rotations=True, color_jitter=color_jitter), gen)
 
 
+def _training_batch(images: torch.Tensor, source: torch.Tensor | None, idx: torch.Tensor, color_jitter: float,
+                    lab_augment: float, gen: torch.Generator) -> torch.Tensor:
+    """One augmented batch in [0, 1]: a share ``lab_augment`` given another lab's look (cytomodel.lab_augmentation,
+    applied to the source images and downsampled; leaky — a discriminative model should ignore the lab), then the
+    dihedral flips/rotations and jitter."""
+    if lab_augment <= 0:
+        return _augment(images[idx], color_jitter, gen)
+    from . import lab_augmentation as lab
+
+    x = images[idx].float() / 255.0
+    params = lab.sample_parameters(len(idx), gen, p_augment=lab_augment)
+    rows = params.abs().sum(1) > 0
+    if rows.any():
+        src = (source if source is not None else images)[idx[rows]].float() / 255.0
+        varied = lab.apply(src, params[rows], gen)
+        if varied.shape[-1] != x.shape[-1]:
+            varied = F.interpolate(varied, size=x.shape[-2:], mode="bicubic", antialias=True,
+                                   align_corners=False).clamp(0, 1)
+        x[rows] = varied
+    return _augment(x, color_jitter, gen)
+
+
 def train_baseline(data: ImageArrays, val: ImageArrays | None = None, epochs: int = 20, batch_size: int = 128,
                    seed: int = 0, progress: bool = True, lr: float = 3e-3, weight_decay: float = 5e-4,
                    widths: Sequence[int] = (32, 64, 128), blocks: Sequence[int] = (1, 1, 1), dropout: float = 0.1,
                    label_smoothing: float = 0.05, color_jitter: float = 0.05, balanced: bool = True,
                    precision: str = "bf16", threads: int | None = None, max_steps: int | None = None,
-                   log: Any = None, device: str | torch.device | None = None, stem_stride: int = 1
+                   log: Any = None, device: str | torch.device | None = None, stem_stride: int = 1,
+                   norm: str = "batch", lab_augment: float = 0.0, source: ImageArrays | None = None
                    ) -> BaselineClassifier:
     """Train a ``ResNetSmall`` on ``data`` (preprocessed uint8 images).
 
@@ -277,6 +321,9 @@ def train_baseline(data: ImageArrays, val: ImageArrays | None = None, epochs: in
     bf16 autocast by default, on ``device`` (:func:`cytomodel.runtime.resolve_device`: None = CUDA if present, else
     the CPU). Seeded: same data, seed, device and thread count, same weights.
     ``max_steps`` caps the number of optimiser steps (for tests). Validation metrics land in ``metadata``.
+    ``norm``: "batch" or "group"; ``lab_augment``: the share of images given another lab's stain, scale, focus, noise
+    and rotation (:mod:`cytomodel.lab_augmentation`), at the resolution of ``source`` (the same images, larger) when
+    given.
     """
     from .runtime import configure_runtime, resolve_device
 
@@ -298,9 +345,14 @@ def train_baseline(data: ImageArrays, val: ImageArrays | None = None, epochs: in
     gen = torch.Generator().manual_seed(seed)
     x = data.images.reshape(-1, 3).astype(np.float64) / 255.0
     mean, std = x.mean(0).round(6).tolist(), np.maximum(x.std(0), 1e-3).round(6).tolist()
-    net = ResNetSmall(k, widths, blocks, dropout, stem_stride).to(dev)
+    net = ResNetSmall(k, widths, blocks, dropout, stem_stride, norm).to(dev)
     clf = BaselineClassifier(net, list(data.class_names), int(h), mean, std)
     images = torch.from_numpy(np.ascontiguousarray(data.images.transpose(0, 3, 1, 2)))
+    src = None
+    if source is not None:
+        if len(source.images) != n or not np.array_equal(source.labels, data.labels):
+            raise ValueError("source images must be the training images at a higher resolution, in the same order")
+        src = torch.from_numpy(np.ascontiguousarray(source.images.transpose(0, 3, 1, 2)))
     labels = torch.from_numpy(data.labels.astype(np.int64))
     mean_t, std_t = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
     weight = torch.tensor(counts.sum() / (k * counts), dtype=torch.float32, device=dev) if balanced else None
@@ -330,7 +382,7 @@ def train_baseline(data: ImageArrays, val: ImageArrays | None = None, epochs: in
             if step >= total:
                 break
             idx = order[b * batch_size:(b + 1) * batch_size]
-            xb = ((_augment(images[idx], color_jitter, gen) - mean_t) / std_t).to(dev)
+            xb = ((_training_batch(images, src, idx, color_jitter, lab_augment, gen) - mean_t) / std_t).to(dev)
             with _autocast(precision, dev):
                 logits = net(xb)
             loss = F.cross_entropy(logits.float(), labels[idx].to(dev), weight=weight,
@@ -360,10 +412,15 @@ def train_baseline(data: ImageArrays, val: ImageArrays | None = None, epochs: in
         "name": f"cytomodel-baseline-{h}", "data_hash": data.data_hash, "code_version": code_version(),
         "class_counts": dict(zip(data.class_names, counts.tolist())),
         "architecture": {"type": "ResNetSmall", "widths": list(widths), "blocks": list(blocks), "dropout": dropout,
-                         "stem_stride": stem_stride, "parameters": int(sum(p.numel() for p in net.parameters()))},
+                         "stem_stride": stem_stride, "norm": norm,
+                         "parameters": int(sum(p.numel() for p in net.parameters()))},
         "training": {"epochs": epochs, "steps": step, "batch_size": batch_size, "lr": lr,
                      "weight_decay": weight_decay, "label_smoothing": label_smoothing, "color_jitter": color_jitter,
-                     "augmentation": "random flip, random 90-degree rotation, brightness/colour gain jitter",
+                     "augmentation": "random flip, random 90-degree rotation, brightness/colour gain jitter"
+                                     + (f"; lab variation for {lab_augment:.0%} of images at "
+                                        f"{source.images.shape[1] if source is not None else h} px"
+                                        if lab_augment > 0 else ""),
+                     "lab_augment": lab_augment,
                      "balanced_loss": balanced, "precision": precision, "seed": seed,
                      "threads": torch.get_num_threads(), "wall_seconds": round(time.time() - t0, 1)},
         "history": history,

@@ -38,39 +38,60 @@ def classify_arrays(model: CytoModel, images_uint8: np.ndarray, config: Classifi
     return results_frame(model, est, cfg, classes=cls_idx)
 
 
-def load_images_for(model: CytoModel, images: Iterable, on_error: str = "raise"
+def load_images_for(model: CytoModel, images: Iterable, on_error: str = "raise", intake=None
                     ) -> tuple[np.ndarray, list[str], list[tuple[str, str]]]:
-    """Preprocess paths / bytes / PIL images like training data. Returns (arrays, names, skipped)."""
-    from .data import DataError
+    """Frame paths / bytes / PIL images like the training cells (:mod:`cytomodel.intake`). Returns (arrays, names,
+    skipped); ``on_error="raise"`` makes the first image that cannot be framed a DataError."""
+    arrays, names, skipped, _ = frame_for(model, list(images), on_error, intake)
+    return arrays, names, skipped
 
-    arrays, names, skipped = [], [], []
-    for k, img in enumerate(images):
-        name = str(img) if isinstance(img, (str, Path)) else f"<image {k}>"
-        try:
-            arrays.append(model.preprocess(img))
-            names.append(name)
-        except (DataError, OSError) as exc:
-            if on_error == "raise":
-                raise DataError(str(exc)) from None
-            log.warning("skipping %s: %s", name, exc)
-            skipped.append((name, str(exc)))
-    shape = (0, model.resolution, model.resolution, 3)
-    return (np.stack(arrays) if arrays else np.zeros(shape, np.uint8)), names, skipped
+
+def frame_for(model: CytoModel, images: list, on_error: str = "raise", intake=None):
+    """(arrays of the framed images, their names, [(name, why)] of the others, every image's FramedCell)."""
+    from .data import DataError
+    from .intake import framed_arrays
+
+    intake = intake or model.intake()
+    names = [str(img) if isinstance(img, (str, Path)) else f"<image {k}>" for k, img in enumerate(images)]
+    cells = intake.frame(images, names)
+    arrays, keep = framed_arrays(cells, model.resolution)
+    skipped = [(names[i], c.message or c.status) for i, c in enumerate(cells) if i not in set(keep)]
+    if skipped and on_error == "raise":
+        raise DataError(f"{skipped[0][0]}: {skipped[0][1]}")
+    for name, why in skipped:
+        log.warning("skipping %s: %s", name, why)
+    return arrays, [names[i] for i in keep], skipped, cells
 
 
 def classify_images(model: CytoModel, images: Iterable, config: ClassifierConfig | None = None,
-                    seed: int | None = None, progress: bool = False, on_error: str = "raise") -> pd.DataFrame:
-    """Classify image files / PIL images (preprocessed like training data: centre crop, Lanczos resize).
+                    seed: int | None = None, progress: bool = False, on_error: str = "raise", intake=None
+                    ) -> pd.DataFrame:
+    """Classify image files / PIL images, each framed like the training cells (:mod:`cytomodel.intake`).
 
-    Adds an ``image`` column (the path, or ``<image k>``). ``on_error="skip"`` drops undecodable or too-small
-    images with a warning instead of raising the data layer's DataError.
+    Adds an ``image`` column (the path, or ``<image k>``) and the framing columns. ``on_error="skip"`` keeps an
+    image that cannot be framed as a row without a prediction (its ``framing_note`` says why) instead of raising.
     """
-    arrays, names, _ = load_images_for(model, images, on_error)
+    images = list(images)
+    arrays, names, _, cells = frame_for(model, images, on_error, intake)
+    all_names = [str(img) if isinstance(img, (str, Path)) else f"<image {k}>" for k, img in enumerate(images)]
     if len(arrays) == 0:
-        return pd.DataFrame(columns=["image"])
-    df = classify_arrays(model, arrays, config, seed=seed, progress=progress)
-    df.insert(0, "image", names)
-    return df
+        df = pd.DataFrame({"image": all_names})
+    else:
+        df = classify_arrays(model, arrays, config, seed=seed, progress=progress)
+        df.insert(0, "image", names)
+        df = pd.DataFrame({"image": all_names}).merge(df, on="image", how="left")
+    return add_framing_columns(df, cells)
+
+
+def add_framing_columns(df: pd.DataFrame, cells) -> pd.DataFrame:
+    """Append how each row's image was framed (rows in the order of ``cells``)."""
+    cols = pd.DataFrame([c.columns() for c in cells], index=df.index)
+    return pd.concat([df, cols], axis=1)
+
+
+def classified(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a results table that have a prediction (images that could be framed)."""
+    return df[df["pred_class"].notna()] if "pred_class" in df else df
 
 
 def list_inputs(source: str | Path, split: str | None = None) -> list[tuple[Path, str | None]]:
@@ -108,13 +129,15 @@ def write_table(df: pd.DataFrame, path: Path) -> None:
 def classify_folder(model: CytoModel, source: str | Path, out: str | Path, config: ClassifierConfig | None = None,
                     split: str | None = None, progress: bool = True, chunk: int = 64, limit: int | None = None,
                     state=None, items: Sequence[tuple[Path, str | None]] | None = None,
-                    classes: Sequence[int | str] | None = None) -> pd.DataFrame:
+                    classes: Sequence[int | str] | None = None, intake=None, strict: bool = False) -> pd.DataFrame:
     """Classify every image of ``source`` into ``out`` (.csv or .parquet), resumably and data-parallel.
 
-    ``items`` ((path, label) pairs) replaces listing ``source``; ``classes`` restricts the candidate classes.
-    Images already in ``out`` (or in a process's part file from an interrupted run) are skipped. Under
-    ``accelerate launch`` each process takes every n-th remaining image and writes ``out.part<rank>``; the main
-    process merges them into ``out`` in input order at the end.
+    Each image is framed like the training cells first (``intake``, default ``model.intake()``; one scale per
+    image size, planned over the whole listing); an image that cannot be framed gets a row without a prediction
+    whose framing columns say why (``strict``: a DataError instead, after the run). ``items`` ((path, label) pairs)
+    replaces listing ``source``; ``classes`` restricts the candidate classes. Images already in ``out`` (or in a
+    process's part file from an interrupted run) are skipped. Under ``accelerate launch`` each process takes every
+    n-th remaining image and writes ``out.part<rank>``; the main process merges them in input order at the end.
     """
     from .data import DataError
 
@@ -127,10 +150,13 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
         state = partial_state()
     rank, world = state.process_index, state.num_processes
     items = list(items) if items is not None else list_inputs(source, split)
+    intake = intake or model.intake()
+    intake.plan([p for p, _ in items])
     cls_idx = None if classes is None else [model.class_index(c) for c in classes]
-    # results are only reused by a run that would compute the same numbers: same model, classes and settings
+    # results are only reused by a run that would compute the same numbers: same model, classes, framing, settings
     run_key = {"model_train_steps": model.metadata.get("train_steps"), "model_data_hash": model.metadata.get("data_hash"),
                "model_created": model.metadata.get("created_utc"), "classes": cls_idx,
+               "framing": {"plans": intake.plan_record(), "um_per_px": intake.um_per_px, "stain": intake.stain},
                **{k: v for k, v in cfg.to_dict().items() if k not in ("temperature", "batch_size", "image_batch")}}
     key_path = out.with_name(out.name + ".run.json")
     has_results = out.is_file() or any(out.parent.glob(out.name + ".part*"))
@@ -138,11 +164,14 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
         old = json.loads(key_path.read_text())
         diff = {k: (old.get(k), v) for k, v in json.loads(json.dumps(run_key)).items() if old.get(k) != v}
         if diff:
-            raise ValueError(f"{out} holds results of another model or classifier setting {diff} (before, now); "
-                             "write to another file or delete it")
+            raise ValueError(f"{out} holds results of another model or classifier setting (or framing) {diff} (before, "
+                             "now); write to another file or delete it")
     state.wait_for_everyone()
     if state.is_main_process and not (has_results and key_path.is_file()):
         key_path.write_text(json.dumps(run_key, indent=1) + "\n")
+    if state.is_main_process:
+        for msg in intake.warnings([], [p for p, _ in items]):
+            print(f"warning: {msg}", file=sys.stderr)
     if limit is not None:
         items = items[:limit]
     order = {str(p): i for i, (p, _) in enumerate(items)}
@@ -164,26 +193,27 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
             print(f"resuming: {len(done)} of {len(items)} images already classified", file=sys.stderr)
         bar = tqdm(total=len(todo), desc="classify" + (f" (process 0 of {world})" if world > 1 else ""),
                    unit="img", dynamic_ncols=True)
-    skipped: list[tuple[str, str]] = []
     for b in range(0, len(todo), chunk):
         batch = todo[b:b + chunk]
-        arrays, names, skip = load_images_for(model, [p for p, _ in batch], on_error="skip")
-        skipped += skip
+        arrays, names, _, cells = frame_for(model, [p for p, _ in batch], "skip", intake)
+        all_names = [str(p) for p, _ in batch]
         if len(arrays):
             est = estimate_errors(model, arrays, cfg_run, classes=cls_idx)
             df = results_frame(model, est, cfg_run, classes=cls_idx, warn=False)
             df.insert(0, "image", names)
-            labels = {str(p): lab for p, lab in batch}
-            if any(lab is not None for lab in labels.values()):
-                df.insert(1, "label", [labels[n] for n in names])
-            mine = pd.concat([mine, df], ignore_index=True) if len(mine) else df
-            write_table(mine, part_path)
+            df = pd.DataFrame({"image": all_names}).merge(df, on="image", how="left")
+        else:
+            df = pd.DataFrame({"image": all_names})
+        labels = {str(p): lab for p, lab in batch}
+        if any(lab is not None for lab in labels.values()):
+            df.insert(1, "label", [labels[n] for n in all_names])
+        df = add_framing_columns(df, cells)
+        mine = pd.concat([mine, df], ignore_index=True) if len(mine) else df
+        write_table(mine, part_path)
         if bar is not None:
             bar.update(len(batch))
     if bar is not None:
         bar.close()
-    for name, why in skipped:
-        print(f"skipped {name}: {why}", file=sys.stderr)
     state.wait_for_everyone()
     if state.is_main_process:
         tables = [t for t in [read_table(out)] + [read_table(p) for p in sorted(out.parent.glob(out.name + ".part*"))]
@@ -197,7 +227,18 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
         for p in out.parent.glob(out.name + ".part*"):
             p.unlink()
     state.wait_for_everyone()
-    return read_table(out)
+    table = read_table(out)
+    unframed = table[table["pred_class"].isna()] if "pred_class" in table else table
+    if len(unframed) and state.is_main_process:
+        for _, row in unframed.iterrows():
+            print(f"not classified {row['image']}: {row.get('framing_note') or row.get('framing_status')}",
+                  file=sys.stderr)
+        if not len(classified(table)):
+            raise DataError(f"no image of {source} could be framed and classified")
+    if strict and len(unframed):
+        raise DataError(f"{len(unframed)} image(s) could not be framed (first: {unframed['image'].iloc[0]}: "
+                        f"{unframed['framing_note'].iloc[0]}); they are in {out} without a prediction")
+    return table
 
 
 def partial_state():

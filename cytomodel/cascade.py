@@ -108,9 +108,19 @@ class Cascade:
     def class_index(self, name: str | int) -> int:
         return self.base.class_index(name)
 
+    def intake(self, um_per_px: float | None = None, stain: str = "none"):
+        """How input images reach the cascade (its record's framing, else its stages'), at its high resolution."""
+        from .intake import Intake
+
+        meta = self.metadata if (self.metadata.get("framing") or self.metadata.get("source_framing")) \
+            else self.base.metadata
+        return Intake.for_record(meta, self.resolution, self.crop_fraction, um_per_px, stain)
+
     def preprocess(self, image) -> np.ndarray:
-        """Any image -> (H, W, 3) uint8 at the cascade's (high) resolution, like the training data."""
-        return self.superres.preprocess(image)
+        """Any image -> (H, W, 3) uint8 at the cascade's (high) resolution, framed like the training cells."""
+        from .model import frame_or_raise
+
+        return frame_or_raise(self.intake(), image)
 
     def to_classifier_input(self, images: np.ndarray) -> np.ndarray:
         """High-res cells -> the base stage's size (the same Lanczos resize as the base's preprocessing)."""

@@ -45,7 +45,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         images = [Path(p) for p in args.from_image]
         batch = sdedit_images(model, images, classes[0] if len(classes) == 1 else classes, args.strength,
                               args.guidance, args.steps, args.seed, args.precision, progress=True,
-                              superres_steps=args.superres_steps)
+                              superres_steps=args.superres_steps,
+                              intake=model.intake(args.um_per_px, args.stain_normalisation))
     else:
         batch = generate_images(model, classes, args.n, args.guidance, args.steps, args.seed, args.precision,
                                 progress=True, superres_steps=args.superres_steps)
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", action="store_true", help="also write grid.png")
     p.add_argument("--out", required=True, help="output folder")
     add_device_arg(p)
+    from .cli_framing import add_intake_args
+    add_intake_args(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("export", help="copy a trained model folder, e.g. as fp16 weights for distribution",
@@ -138,11 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="name recorded in cytomodel.json")
     p.set_defaults(func=cmd_cascade)
 
-    from . import cli_baseline, cli_classifier, cli_evaluation, cli_triage
+    from . import cli_baseline, cli_classifier, cli_evaluation, cli_framing, cli_triage
 
     cli_baseline.register(sub)
     cli_classifier.register(sub)
     cli_evaluation.register(sub)
+    cli_framing.register(sub)
     cli_triage.register(sub)
     return parser
 
@@ -157,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     try:
         return args.func(args) or 0
-    except (DataError, ValueError, FileNotFoundError) as exc:
+    except (DataError, ValueError, FileNotFoundError) as exc:  # FramingError is a ValueError
         print(f"cytomodel {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

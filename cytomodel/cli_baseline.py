@@ -24,9 +24,13 @@ def cmd_train(args: argparse.Namespace) -> int:
                            class_names=data.class_names, strict=args.strict, progress=True)
     print(f"{len(data.images)} training images, classes: {', '.join(data.class_names)}"
           + (f"; {len(val.images)} validation images" if val is not None else ""))
+    source = None
+    if args.lab_augment > 0 and args.source_resolution and args.source_resolution != args.resolution:
+        source = load_dataset(args.data, args.source_resolution, args.crop_fraction, split=args.split,
+                              class_names=data.class_names, strict=args.strict, progress=True)
     clf = train_baseline(data, val, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                          lr=args.lr, precision=args.precision, widths=_ints(args.widths), blocks=_ints(args.blocks),
-                         stem_stride=args.stem_stride,
+                         stem_stride=args.stem_stride, norm=args.norm, lab_augment=args.lab_augment, source=source,
                          log=sys.stdout, device=args.device)
     extra = {"data_source": str(args.data), "split": args.split, "val_split": args.val_split,
              "crop_fraction": args.crop_fraction}
@@ -59,40 +63,53 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .baseline import BaselineClassifier
-    from .data import load_dataset, load_image, preprocess
+    from .data import DataError, scan_dataset
+    from .intake import framed_arrays
     from .metrics import classification_metrics
     from .runtime import resolve_device
 
     clf = BaselineClassifier.from_pretrained(args.model, device=resolve_device(args.device))
-    crop = float(clf.metadata.get("crop_fraction", 1.0))
+    intake = clf.intake(args.um_per_px, args.stain_normalisation)
     if args.images:
-        names = [str(p) for p in args.images]
-        arrays = np.stack([preprocess(load_image(p), clf.resolution, crop, name=str(p)) for p in args.images])
-        truth = None
+        paths, labels = [Path(p) for p in args.images], None
     elif args.data:
         # the data's own labels: cells of a class the baseline never saw (a held-out class) keep theirs, as in
         # `cytomodel classify`, and stay out of the metrics
-        data = load_dataset(args.data, clf.resolution, crop, split=args.split, strict=args.strict, progress=True)
-        for path, why in data.skipped:
-            print(f"skipped {path}: {why}", file=sys.stderr)
-        names, arrays = [str(r.path) for r in data.records], data.images
-        labels = np.asarray(data.class_names, dtype=object)[data.labels]
-        known = np.isin(labels, clf.class_names)
-        if not known.all():
-            print(f"{int((~known).sum())} images of classes the baseline was not trained on "
-                  f"({', '.join(sorted(set(labels[~known])))}): kept with their labels, left out of the metrics")
-        truth = labels
+        recs = scan_dataset(args.data, split=args.split)
+        paths, labels = [r.path for r in recs], np.asarray([r.label for r in recs], dtype=object)
     else:
         raise ValueError("give --data (a labelled dataset) or --images (files)")
-    proba = clf.predict_proba(arrays)
-    pred = proba.argmax(1)
-    table = pd.DataFrame({"path": names, "predicted": [clf.class_names[i] for i in pred],
-                          "confidence": proba.max(1).round(5)})
+    cells = intake.frame(paths, [str(p) for p in paths], progress=True)
+    for msg in intake.warnings(cells, paths):
+        print(f"warning: {msg}", file=sys.stderr)
+    arrays, keep = framed_arrays(cells, clf.resolution)
+    unframed = [i for i in range(len(cells)) if i not in set(keep)]
+    for i in unframed:
+        print(f"not classified {paths[i]}: {cells[i].message or cells[i].status}", file=sys.stderr)
+    if args.strict and unframed:
+        raise DataError(f"{len(unframed)} image(s) could not be framed (first: {paths[unframed[0]]})")
+    if not keep:
+        raise DataError("none of the images could be framed")
+    proba = np.full((len(cells), len(clf.class_names)), np.nan)
+    proba[keep] = clf.predict_proba(arrays)
+    ok = np.zeros(len(cells), bool)
+    ok[keep] = True
+    pred = np.where(ok, np.nan_to_num(proba, nan=-1).argmax(1), -1)
+    table = pd.DataFrame({"path": [str(p) for p in paths],
+                          "predicted": [clf.class_names[i] if i >= 0 else None for i in pred],
+                          "confidence": np.round(np.nanmax(np.where(ok[:, None], proba, 0), 1), 5)})
+    table.loc[~ok, "confidence"] = np.nan
     for j, c in enumerate(clf.class_names):
         table[f"p_{c}"] = proba[:, j].round(5)
-    if truth is not None:
-        table.insert(1, "label", truth)
-        idx = np.array([clf.class_names.index(c) for c in truth[known]], dtype=int)
+    table = pd.concat([table, pd.DataFrame([c.columns() for c in cells])], axis=1)
+    if labels is not None:
+        table.insert(1, "label", labels)
+        known = np.isin(labels, clf.class_names) & ok
+        if (~np.isin(labels, clf.class_names)).any():
+            unseen = sorted(set(labels[~np.isin(labels, clf.class_names)]))
+            print(f"{int((~np.isin(labels, clf.class_names)).sum())} images of classes the baseline was not trained "
+                  f"on ({', '.join(unseen)}): kept with their labels, left out of the metrics")
+        idx = np.array([clf.class_names.index(c) for c in labels[known]], dtype=int)
         m = classification_metrics(idx, pred[known], clf.class_names)
         print(f"accuracy {m['accuracy']:.4f}, balanced accuracy {m['balanced_accuracy']:.4f} (n={m['n']})")
         for c, r in m["recall"].items():
@@ -101,7 +118,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out, index=False)
         print(f"wrote {len(table)} predictions to {args.out}")
-    elif truth is None:
+    elif labels is None:
         print(table[["path", "predicted", "confidence"]].to_string(index=False))
     return 0
 
@@ -130,6 +147,13 @@ def register(subparsers) -> None:
     t.add_argument("--blocks", default="1,1,1", help="residual blocks per stage, comma list (%(default)s)")
     t.add_argument("--stem-stride", type=int, default=1,
                    help="stride of the first conv (4 = a 128-px network at a 32-px one's cost; %(default)s)")
+    t.add_argument("--norm", default="batch", choices=["batch", "group"],
+                   help="normalisation layers: group norm carries over to other labs' stains better (%(default)s)")
+    t.add_argument("--lab-augment", type=float, default=0.0,
+                   help="share of training images given another lab's stain, scale, focus, noise and rotation "
+                   "(%(default)s)")
+    t.add_argument("--source-resolution", type=int, default=128,
+                   help="resolution the lab variation is applied at before downsampling (%(default)s)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--precision", default="bf16", choices=["bf16", "fp32"], help="training autocast")
     t.add_argument("--fp16", action="store_true", help="store the weights as fp16 (half the size)")
@@ -144,7 +168,9 @@ def register(subparsers) -> None:
     q.add_argument("--data", help="labelled dataset (folder tree, folder with manifest.csv, or CSV)")
     q.add_argument("--split", default=None, help="manifest split (e.g. test)")
     q.add_argument("--images", nargs="+", help="image files to classify")
-    q.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
+    q.add_argument("--strict", action="store_true", help="exit with an error when any image cannot be read or framed")
     q.add_argument("--out", help="write per-image probabilities to this CSV")
     add_device_arg(q)
+    from .cli_framing import add_intake_args
+    add_intake_args(q)
     q.set_defaults(func=cmd_predict)

@@ -6,10 +6,11 @@ import dataclasses
 from pathlib import Path
 
 from .cli_common import add_data_args, add_device_arg, check_out_suffix
+from .cli_framing import add_intake_args
 
 
 def add_classifier_args(p: argparse.ArgumentParser) -> None:
-    from .classifier_config import STRATEGIES, WEIGHTINGS, ClassifierConfig
+    from .classifier_config import ERROR_REGIONS, LAB_CONDITIONS, STRATEGIES, WEIGHTINGS, ClassifierConfig
 
     d = ClassifierConfig()
     g = p.add_argument_group("classifier")
@@ -24,6 +25,14 @@ def add_classifier_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="image-class pairs per UNet call")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--temperature", type=float, help="override the model's fitted temperature")
+    g.add_argument("--error-region", default=d.error_region, choices=ERROR_REGIONS,
+                   help="where the denoising error is measured: the whole image or a centred disc (the cell; "
+                   "%(default)s)")
+    g.add_argument("--disc-radius", type=float, default=d.disc_radius,
+                   help="radius of that disc, a fraction of the width (%(default)s)")
+    g.add_argument("--lab-condition", default=d.lab_condition, choices=LAB_CONDITIONS,
+                   help="'unknown' for images from another lab, with a model trained with lab variation "
+                   "(%(default)s)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -33,7 +42,8 @@ def config_from_args(args: argparse.Namespace):
     return ClassifierConfig(strategy=args.strategy, trials=args.trials, t_min=int(lo), t_max=int(hi or lo),
                             weighting=args.weighting, tta=not args.no_tta, p_value=args.p_value,
                             min_trials=args.min_trials, precision=args.precision, batch_size=args.batch_size,
-                            seed=args.seed, temperature=args.temperature).validate()
+                            seed=args.seed, temperature=args.temperature, error_region=args.error_region,
+                            disc_radius=args.disc_radius, lab_condition=args.lab_condition).validate()
 
 
 def _load(args, device=None):
@@ -48,7 +58,7 @@ def _load(args, device=None):
 def cmd_classify(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .batch_classify import classify_folder, partial_state
+    from .batch_classify import classified, classify_folder, partial_state
 
     check_out_suffix(args.out, (".csv", ".parquet"))
     state = partial_state()
@@ -56,17 +66,29 @@ def cmd_classify(args: argparse.Namespace) -> int:
     device = state.device if state.num_processes > 1 and args.device is None else None
     model = _load(args, device)
     cfg = config_from_args(args)
-    df = classify_folder(model, args.data, args.out, cfg, split=args.split, limit=args.limit, state=state)
+    intake = model.intake(args.um_per_px, args.stain_normalisation)
+    df = classify_folder(model, args.data, args.out, cfg, split=args.split, limit=args.limit, state=state,
+                         intake=intake, strict=args.strict)
     if state.is_main_process:
-        msg = f"{len(df)} images classified -> {args.out}; mean UNet calls/image {df['unet_calls'].mean():.1f}"
+        done = classified(df)
+        msg = (f"{len(done)} of {len(df)} images classified -> {args.out}; mean UNet calls/image "
+               f"{done['unet_calls'].mean():.1f}")
         if "label" in df:
-            msg += f"; accuracy {np.mean(df['label'] == df['pred_class']):.4f}"
+            known = done[done["label"].isin(model.class_names)]
+            msg += f"; accuracy {np.mean(known['label'] == known['pred_class']):.4f}"
+            if known["label"].nunique() > 1:
+                from .metrics import classification_summary
+
+                idx = {c: i for i, c in enumerate(model.class_names)}
+                s = classification_summary(known["label"].map(idx).to_numpy(), known["pred_class"].map(idx).to_numpy(),
+                                           len(model.class_names))
+                msg += f", balanced accuracy {s['balanced_accuracy']:.4f}"
         print(msg)
     return 0
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from .batch_classify import classify_folder, read_table, write_table
+    from .batch_classify import classified, classify_folder, read_table, write_table
     from .cascade import base_folder
     from .scoring import calibrate_model, rescored
 
@@ -78,7 +100,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         out = Path(args.results or Path(args.model) / f"calibration-{args.split or 'data'}.csv")
         check_out_suffix(out, (".csv", ".parquet"), flag="--results")
         df = classify_folder(model, args.data, out, dataclasses.replace(cfg, temperature=1.0), split=args.split,
-                             limit=args.limit)
+                             limit=args.limit, intake=model.intake(args.um_per_px, args.stain_normalisation))
+    df = classified(df)
     if "label" not in df:
         raise ValueError("calibration needs labelled images (class folders or a manifest with labels)")
     if args.rescored_out:
@@ -102,7 +125,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     model = _load(args)
     cfg = dataclasses.replace(ClassifierConfig(), trials=args.trials, seed=args.seed, precision=args.precision)
-    res = explain_image(model, args.image, args.target, predicted=args.predicted, config=cfg)
+    res = explain_image(model, args.image, args.target, predicted=args.predicted, config=cfg,
+                        intake=model.intake(args.um_per_px, args.stain_normalisation))
     save_overlay(res, args.out, upscale=args.upscale)
     print(f"predicted {res.predicted}, target {res.target}: error gap {res.error_gap:+.4g}; overlay -> {args.out}")
     return 0
@@ -118,8 +142,11 @@ def register(sub) -> None:
     p.add_argument("--split", default=None, help="manifest split (e.g. test)")
     p.add_argument("--out", required=True, help="results .csv or .parquet")
     p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--strict", action="store_true", help="exit with an error when any image cannot be framed (its row "
+                   "is kept, without a prediction)")
     add_device_arg(p)
     add_classifier_args(p)
+    add_intake_args(p)
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("calibrate", help="fit the softmax temperature on validation data",
@@ -134,6 +161,7 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int)
     add_device_arg(p)
     add_classifier_args(p)
+    add_intake_args(p)
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("explain", help="counterfactual heat map: where the image would change to be TARGET",
@@ -149,4 +177,5 @@ def register(sub) -> None:
     p.add_argument("--upscale", type=int, default=8)
     p.add_argument("--out", required=True, help="overlay .png")
     add_device_arg(p)
+    add_intake_args(p)
     p.set_defaults(func=cmd_explain)

@@ -54,11 +54,13 @@ def balanced_items(source, split, per_class: int | None, classes: Sequence[str] 
     return out
 
 
-def _arrays(items, resolution) -> tuple[np.ndarray, list[str]]:
-    from .data import load_image, preprocess
+def _arrays(items, classifier) -> tuple[np.ndarray, list[str]]:
+    """The items' images framed for ``classifier`` (its own record's framing), and their paths."""
+    from .model import frame_or_raise
 
-    return (np.stack([preprocess(load_image(p), resolution, name=str(p)) for p, _ in items]),
-            [str(p) for p, _ in items])
+    intake = classifier.intake()
+    intake.plan([p for p, _ in items])
+    return (np.stack([frame_or_raise(intake, p) for p, _ in items]), [str(p) for p, _ in items])
 
 
 def _probs_from(df: pd.DataFrame, names: Sequence[str], temperature: float) -> np.ndarray:
@@ -130,10 +132,23 @@ class _Evaluation:
         return {c: i for i, c in enumerate(self.names)}
 
     def classify(self, name, items, mdl=None, classes=None) -> pd.DataFrame:
-        from .batch_classify import classify_folder
+        """The diffusion classifier's table for ``items``: the rows of the images it could frame (the others are
+        counted in the report)."""
+        from .batch_classify import classified, classify_folder
 
-        return classify_folder(self.model if mdl is None else mdl, None, self.out / f"{name}.csv", self.cfg1, items=items,
-                               classes=classes, progress=self.progress)
+        df = classify_folder(self.model if mdl is None else mdl, None, self.out / f"{name}.csv", self.cfg1,
+                             items=items, classes=classes, progress=self.progress)
+        done = classified(df)
+        if len(done) < len(df):
+            self.rep.md += [f"*{name}: {len(df) - len(done)} of {len(df)} images could not be framed (no cell, two "
+                            f"cells, ...) and are left out for both classifiers; see {name}.csv.*", ""]
+        return done.reset_index(drop=True)
+
+    @staticmethod
+    def kept(items, table: pd.DataFrame):
+        """The items whose images are in ``table`` (framed and classified), in the table's order."""
+        by_path = {str(p): (p, lab) for p, lab in items}
+        return [by_path[str(x)] for x in table["image"]]
 
 
 def evaluate(inp: EvalInputs, config=None, progress: bool = True, device=None) -> Report:
@@ -219,7 +234,7 @@ def _in_domain(ev: _Evaluation, val_items, test_items):
     results = {"diffusion": classification_summary(yt, p_after.argmax(1), len(names))}
     curves = {f"diffusion, T={t_model:.3g}": (p_before, yt), f"diffusion, T={t_fit:.3g} (val)": (p_after, yt)}
     if baseline is not None:
-        xt, _ = _arrays(test_items, baseline.resolution)
+        xt, _ = _arrays(ev.kept(test_items, test), baseline)
         pb = baseline.predict_proba(xt)
         results["baseline"] = classification_summary(yt, pb.argmax(1), len(names))
         curves["baseline"] = (pb, yt)
@@ -303,8 +318,8 @@ def _anomaly(ev: _Evaluation, val_items, test_items) -> None:
     if inp.anomaly_baseline:
         from .baseline import load_baseline
         ab = load_baseline(inp.anomaly_baseline, device=ev.device)
-        xv, _ = _arrays(val_items, ab.resolution)
-        xt, _ = _arrays(test_items, ab.resolution)
+        xv, _ = _arrays(ev.kept(val_items, av), ab)
+        xt, _ = _arrays(ev.kept(test_items, at), ab)
         for label, fn in (("baseline max-softmax", lambda x: -ab.predict_proba(x).max(1)),
                           ("baseline logit margin", lambda x: -np.diff(np.sort(ab.logits(x), 1)[:, -2:], 1)[:, 0])):
             sv, st = fn(xv), fn(xt)
@@ -344,8 +359,8 @@ def _low_data(ev: _Evaluation, test_items, yt) -> None:
         if bdir:
             from .baseline import load_baseline
             lb = load_baseline(bdir, device=ev.device)
-            xt, _ = _arrays(test_items, lb.resolution)
-            sb = classification_summary(yt, lb.predict_proba(xt).argmax(1), len(names))
+            xt, _ = _arrays(ev.kept(test_items, df), lb)
+            sb = classification_summary(y, lb.predict_proba(xt).argmax(1), len(names))
             row[3:] = [sb["accuracy"], sb["balanced_accuracy"]]
             rep.add("low-data", f"accuracy_{n_lab}", "baseline", sb["accuracy"], sb["n"])
             rep.add("low-data", f"balanced_accuracy_{n_lab}", "baseline", sb["balanced_accuracy"], sb["n"])
@@ -362,9 +377,10 @@ def _domain_shift(ev: _Evaluation, items, shared) -> None:
     res = {"diffusion": classification_summary(y, df[[f"err_{c}" for c in shared]].to_numpy().argmin(1),
                                                len(shared))}
     if baseline is not None:
-        xs, _ = _arrays(items, baseline.resolution)
+        kept = ev.kept(items, df)
+        xs, _ = _arrays(kept, baseline)
         pb = baseline.predict_proba(xs)[:, [idx[c] for c in shared]]
-        yb = np.array([sidx[lab] for _, lab in items])
+        yb = np.array([sidx[lab] for _, lab in kept])
         res["baseline"] = classification_summary(yb, pb.argmax(1), len(shared))
     counts = {c: int((y == i).sum()) for c, i in sidx.items()}
     rep.md += ["## 5. Domain shift", "", f"Trained on `{ev.inp.data}`, tested on `{ev.inp.shift_data}` over the "

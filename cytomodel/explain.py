@@ -37,11 +37,11 @@ class Explanation:
 
 
 def explain_image(model: CytoModel, image, target: str | int, predicted: str | int | None = None,
-                  config: ClassifierConfig | None = None) -> Explanation:
+                  config: ClassifierConfig | None = None, intake=None) -> Explanation:
     """Heat map of where ``image`` would differ under ``target`` instead of its predicted class.
 
-    ``image``: a path, PIL image, or (H, W, 3) uint8 array at the model's resolution. Without ``predicted`` all
-    classes are evaluated (``config.trials`` exhaustive trials) and the lowest-error class is used.
+    ``image``: a path, PIL image (framed like the training cells by ``intake``, default ``model.intake()``), or an
+    (H, W, 3) uint8 array at the model's resolution. Without ``predicted`` all classes are evaluated (``config.trials`` exhaustive trials) and the lowest-error class is used.
     """
     cfg = dataclasses.replace(config or ClassifierConfig(trials=64), strategy="exhaustive").validate()
     if isinstance(image, np.ndarray):
@@ -50,7 +50,9 @@ def explain_image(model: CytoModel, image, target: str | int, predicted: str | i
             raise ValueError(f"array image must be ({model.resolution}, {model.resolution}, 3) uint8; "
                              "pass a path or PIL image to have it preprocessed")
     else:
-        arr = model.preprocess(image)
+        from .model import frame_or_raise
+
+        arr = frame_or_raise(intake or model.intake(), image)
     q = model.class_index(target)
     if predicted is None:
         classes = list(range(len(model.class_names)))

@@ -153,12 +153,16 @@ def _stage_columns(model, superres_steps: int | None = None) -> dict:
 def sdedit_images(model: CytoModel, images: Sequence, class_name: str | Sequence[str], strength: float,
                   guidance: float = 2.0, steps: int = 50, seed: int = 0, precision: str = "bf16",
                   batch_size: int = 64, names: Sequence[str] | None = None, progress: bool = False,
-                  superres_steps: int | None = None) -> GeneratedImages:
+                  superres_steps: int | None = None, intake=None) -> GeneratedImages:
     """Morph real images towards the model: noise to ``strength`` and denoise under ``class_name``.
 
-    With a cascade the morph is made at its high resolution, one strength shared by both stages
-    (:mod:`cytomodel.cascade`)."""
-    arrays = np.stack([model.preprocess(im) if not isinstance(im, np.ndarray) else im for im in images])
+    Paths and PIL images are framed like the training cells first (``intake``, default ``model.intake()``). With a
+    cascade the morph is made at its high resolution, one strength shared by both stages (:mod:`cytomodel.cascade`).
+    """
+    from .model import frame_or_raise
+
+    intake = intake or model.intake()
+    arrays = np.stack([frame_or_raise(intake, im) if not isinstance(im, np.ndarray) else im for im in images])
     classes = [class_name] * len(arrays) if isinstance(class_name, str) else list(class_name)
     seeds = [seed + i for i in range(len(arrays))]
     if arrays.shape[1:] != (model.resolution, model.resolution, 3):

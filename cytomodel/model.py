@@ -127,12 +127,16 @@ class CytoModel:
         pix = (x.float() / 0.5 * std + mean).clamp(0, 1)
         return (pix * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
-    def preprocess(self, image) -> np.ndarray:
-        """Any image (path, bytes, PIL) -> (H, W, 3) uint8 at this model's resolution, like training data."""
-        from .data import load_image, preprocess
+    def intake(self, um_per_px: float | None = None, stain: str = "none"):
+        """How input images reach this model: framed as its training cells were (:mod:`cytomodel.intake`)."""
+        from .intake import Intake
 
-        name = str(image) if isinstance(image, (str, Path)) else "<image>"
-        return preprocess(load_image(image), self.resolution, self.crop_fraction, name=name)
+        return Intake.for_record(self.metadata, self.resolution, self.crop_fraction, um_per_px, stain)
+
+    def preprocess(self, image) -> np.ndarray:
+        """Any image (path, bytes, PIL) -> (H, W, 3) uint8 at this model's resolution, framed like the training
+        cells (:meth:`intake`); an image that cannot be framed (no cell, two cells, ...) is a DataError."""
+        return frame_or_raise(self.intake(), image)
 
     # --------------------------------------------------------------- persistence
     def save_pretrained(self, path: str | Path, dtype: torch.dtype = torch.float32,
@@ -221,6 +225,18 @@ class CytoModel:
         """Softmax temperature fitted on validation data (None until `cytomodel calibrate` has run)."""
         t = self.metadata.get("temperature")
         return float(t) if t is not None else None
+
+
+def frame_or_raise(intake, image) -> np.ndarray:
+    """One image through ``intake``, or a DataError naming it and what was wrong."""
+    from .data import DataError
+    from .intake import FRAMED
+
+    name = str(image) if isinstance(image, (str, Path)) else "<image>"
+    cell = intake.frame_one(image, name)
+    if cell.image is None or cell.status not in FRAMED:
+        raise DataError(f"{name}: {cell.message or cell.status}")
+    return cell.image
 
 
 def _load_augmentation(path: Path, meta: dict[str, Any]):

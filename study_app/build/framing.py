@@ -28,11 +28,15 @@ class FramingError(ValueError):
 @dataclass(frozen=True)
 class Framing:
     crop_fraction: float
-    source: str          # "record", "config" or "model crop_fraction (unchecked)"
-    note: str
+    source: str          # "framing" (the model's measured framing), "record", "config" or "model crop_fraction
+    note: str            # (unchecked)"
+    intake: Any = None   # the model's cytomodel.intake.Intake when the source is "framing"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"crop_fraction": self.crop_fraction, "source": self.source, "note": self.note}
+        out = {"crop_fraction": self.crop_fraction, "source": self.source, "note": self.note}
+        if self.intake is not None:
+            out["plans"] = self.intake.plan_record()
+        return out
 
 
 def source_framing(*records: dict[str, Any]) -> dict[str, Any] | None:

@@ -70,7 +70,18 @@ def model_record(model, model_dir: str | Path) -> dict[str, Any]:
 
 
 def _framing(model, records, picked: dict[str, dict], cfg: StudyConfig, data: str) -> Framing:
+    """How real images are cut. A model that records a measured framing frames them like its training cells (each
+    cell found and centred, one scale per image size: :mod:`cytomodel.intake`), unless the config states a centre
+    crop; otherwise the centre crop its record (or the config) gives."""
     paths = [p for roles in picked.values() for ps in roles.values() for p in ps]
+    intake = model.intake()
+    contract = intake.contract
+    if cfg.stimuli.real_crop_fraction is None and contract is not None and (contract.window_cell or
+                                                                            contract.window_rbc):
+        intake.plan(paths)
+        rules = sorted({s.rule for s in intake.plans.values()})
+        return Framing(model.crop_fraction, "framing", "framed like the model's training cells: " + "; ".join(rules),
+                       intake=intake)
     sizes = set()
     for p in paths:
         with Image.open(p) as im:
@@ -131,7 +142,13 @@ def build_study(data: str | Path, model_dir: str | Path, out: str | Path, cfg: S
     data_root = Path(data) if Path(data).is_dir() else Path(data).parent
 
     def real_array(path: str) -> np.ndarray:
-        return preprocess(load_image(path), model.resolution, framing.crop_fraction, name=path)
+        if framing.intake is None:
+            return preprocess(load_image(path), model.resolution, framing.crop_fraction, name=path)
+        cell = framing.intake.frame_one(path, path)
+        if cell.image is None or cell.status != "ok":  # a cut cell beside whole generated ones would be a tell
+            raise StudyBuildError(f"{path}: {cell.message or cell.status}; remove it from the data or crop it to "
+                                  "one whole cell")
+        return cell.image
 
     def rel(path: str) -> str:
         try:
@@ -139,7 +156,8 @@ def build_study(data: str | Path, model_dir: str | Path, out: str | Path, cfg: S
         except ValueError:
             return Path(path).name
 
-    say(f"real images: cropped to {framing.crop_fraction:g} ({framing.source}), resized to {model.resolution} px")
+    say(f"real images: {framing.note}, {model.resolution} px" if framing.intake is not None else
+        f"real images: cropped to {framing.crop_fraction:g} ({framing.source}), resized to {model.resolution} px")
     items = real_items(picked, classes, real_array, rel)
     say(f"generating synthetic cells ({s.steps} steps, guidance {s.guidance}, {model.resolution} px, "
         f"{getattr(model, 'STAGE', 'base')} model on {model.device})")

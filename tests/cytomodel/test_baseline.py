@@ -102,6 +102,26 @@ def test_stem_stride_sees_a_large_image_at_a_small_ones_cost(tiny_arrays, tmp_pa
     np.testing.assert_allclose(back.logits(data.images[:4]), clf.logits(data.images[:4]), atol=1e-4)
 
 
+def test_group_norm_and_lab_variation(tiny_arrays, tiny_dataset, tmp_path):
+    """Group norm (per-image statistics) and lab-variation training (at the source resolution) train, record
+    themselves and round-trip; group norm's output for an image does not depend on the rest of the batch."""
+    source = load_dataset(tiny_dataset, 32)
+    clf = train_baseline(tiny_arrays, epochs=2, batch_size=8, progress=False, norm="group", lab_augment=0.7,
+                         source=source, widths=(16, 32), blocks=(1, 1))
+    assert clf.architecture["norm"] == "group" and clf.metadata["training"]["lab_augment"] == 0.7
+    assert "lab variation" in clf.metadata["training"]["augmentation"]
+    clf.save_pretrained(tmp_path / "gn")
+    back = BaselineClassifier.from_pretrained(tmp_path / "gn")
+    x = tiny_arrays.images[:6]
+    np.testing.assert_allclose(back.logits(x), clf.logits(x), atol=1e-4)
+    np.testing.assert_allclose(back.logits(x[:1]), back.logits(x)[:1], atol=1e-4)
+    with pytest.raises(ValueError, match="norm must be"):
+        ResNetSmall(3, norm="layer")
+    with pytest.raises(ValueError, match="source images"):
+        train_baseline(tiny_arrays, epochs=1, progress=False, lab_augment=0.5,
+                       source=load_dataset(make_dataset(tmp_path / "other", n_per_class=2), 32))
+
+
 def test_rejects_bad_inputs(trained):
     with pytest.raises(ValueError, match="trained at 16px"):
         trained.predict_proba(np.zeros((2, 32, 32, 3), np.uint8))

@@ -194,7 +194,10 @@ def test_classify_images_preprocesses_and_reports_bad_input(tiny_model_dir, tiny
     with pytest.raises(DataError, match="broken.png"):
         classify_images(model, [paths[0], bad], ClassifierConfig(**FAST))
     skipped = classify_images(model, [paths[0], bad], ClassifierConfig(**FAST), on_error="skip")
-    assert list(skipped.image) == [str(paths[0])]
+    # the unreadable image keeps its row, without a prediction, and says why
+    assert list(skipped.image) == [str(paths[0]), str(bad)]
+    assert skipped.pred_class.notna().tolist() == [True, False]
+    assert skipped.framing_status.tolist() == ["ok", "unreadable"] and "identify" in skipped.framing_note[1]
     with pytest.raises(ValueError, match="16x16"):
         classify_arrays(model, np.zeros((1, 20, 20, 3), np.uint8))
 
