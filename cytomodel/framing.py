@@ -326,17 +326,22 @@ def lab_statistics(img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     return lab.mean(0), lab.std(0)
 
 
-def reinhard(image: np.ndarray, contract: FramingContract) -> np.ndarray:
-    """Reinhard et al. (2001) colour transfer: the image's CIELAB mean and spread mapped onto the training images'
-    (``contract.lab_mean`` / ``lab_std``). (H, W, 3) uint8 in and out."""
+def reinhard(image: np.ndarray, contract: FramingContract,
+             source: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Reinhard et al. (2001) colour transfer in CIELAB: the source's mean and spread mapped onto the training
+    images' (``contract.lab_mean`` / ``lab_std``). ``source``: the (mean, std) of the set the image comes from — a
+    lab's stain shifts all its images alike, and per-image statistics would erase what differs between cell types
+    (a platelet's field is mostly background); default the image's own. (H, W, 3) uint8 in and out."""
     from skimage.color import lab2rgb, rgb2lab
 
     if contract.lab_mean is None or contract.lab_std is None:
         raise FramingError("the model's framing record has no colour statistics: re-measure it "
                            "(`cytomodel framing`) to use stain normalisation")
     lab = rgb2lab(np.asarray(image, dtype=np.float64) / 255.0)
-    flat = lab.reshape(-1, 3)
-    mean, std = flat.mean(0), np.maximum(flat.std(0), 1e-3)
+    if source is None:
+        flat = lab.reshape(-1, 3)
+        source = (flat.mean(0), flat.std(0))
+    mean, std = np.asarray(source[0]), np.maximum(np.asarray(source[1]), 1e-3)
     out = (lab - mean) / std * np.asarray(contract.lab_std) + np.asarray(contract.lab_mean)
     rgb = lab2rgb(out)
     return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)

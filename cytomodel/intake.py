@@ -35,6 +35,7 @@ class Intake:
     um_per_px: float | None = None
     stain: str = "none"
     plans: dict[tuple[int, int], Scale] = field(default_factory=dict)
+    colours: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.stain not in STAINS:
@@ -50,7 +51,7 @@ class Intake:
 
     def with_options(self, um_per_px: float | None = None, stain: str | None = None) -> "Intake":
         return replace(self, um_per_px=um_per_px if um_per_px is not None else self.um_per_px,
-                       stain=stain or self.stain, plans={})
+                       stain=stain or self.stain, plans={}, colours={})
 
     # ------------------------------------------------------------------ planning
     def plan(self, sources: Sequence, progress: bool = False) -> dict[tuple[int, int], Scale]:
@@ -67,17 +68,27 @@ class Intake:
             if size in self.plans:
                 continue
             step = max(1, len(group) // PLAN_SAMPLE)
-            ms = []
-            for src in group[::step][:PLAN_SAMPLE]:
-                img = _open(src)
-                if img is not None:
-                    ms.append(measure_cell(img))
-            if ms:
-                self.plans[size] = plan_scale(ms, self.contract, self.crop_fraction, self.um_per_px)
+            opened = [(img, measure_cell(img)) for img in map(_open, group[::step][:PLAN_SAMPLE]) if img is not None]
+            if not opened:
+                continue
+            self.plans[size] = plan_scale([m for _, m in opened], self.contract, self.crop_fraction, self.um_per_px)
+            if self.stain == "reinhard":  # the set's colour, on its cells framed as the model will see them
+                stats = []
+                for img, m in opened:
+                    cell = frame_image(img, self.contract, self.out_px, self.crop_fraction, self.plans[size], m,
+                                       self.um_per_px)
+                    if cell.image is not None:
+                        stats.append(lab_statistics(Image.fromarray(cell.image)))
+                if stats:
+                    self.colours[size] = (np.median([a for a, _ in stats], 0), np.median([b for _, b in stats], 0))
         return self.plans
 
     def plan_record(self) -> dict[str, Any]:
-        return {f"{w}x{h}": s.to_dict() for (w, h), s in sorted(self.plans.items())}
+        out = {f"{w}x{h}": s.to_dict() for (w, h), s in sorted(self.plans.items())}
+        for (w, h), (mean, std) in sorted(self.colours.items()):
+            out[f"{w}x{h}"]["lab_mean"] = [round(float(v), 3) for v in mean]
+            out[f"{w}x{h}"]["lab_std"] = [round(float(v), 3) for v in std]
+        return out
 
     # ------------------------------------------------------------------ framing
     def frame_one(self, source, name: str | None = None) -> FramedCell:
@@ -98,8 +109,8 @@ class Intake:
         if m is not None and m.status == "cut_by_border":
             cell.status, cell.message = "cut_by_border", "the nucleus touches the border: the cell may be cut off"
         if cell.image is not None and self.stain == "reinhard":
-            cell.image = reinhard(cell.image, self.contract)
-            cell.rule += ", Reinhard stain normalisation"
+            cell.image = reinhard(cell.image, self.contract, self.colours.get(img.size))
+            cell.rule += ", Reinhard stain normalisation" + ("" if img.size in self.colours else " (per image)")
         if note:
             cell.message = "; ".join(x for x in (cell.message, note[1]) if x)
         return cell
