@@ -134,12 +134,30 @@ def calibrate(tree: Path, inp: dict[str, Path], out: Path, env: dict) -> None:
                "--trials", "6", "--error-region", "disc", "--precision", "fp32"], out, env)
 
 
-def run_all(tree: Path, inp: dict[str, Path], out: Path, env: dict) -> None:
+IN_PROCESS = """
+import json, os, sys
+from cytomodel.cli import main
+out, commands = sys.argv[1], json.loads(sys.argv[2])
+for args in commands:
+    os.chdir(out)
+    if main(args) != 0:
+        raise SystemExit(f"failed: cytomodel {' '.join(args)}")
+"""
+
+
+def run_all(tree: Path, inp: dict[str, Path], out: Path, env: dict, in_process: bool = False,
+            training: bool = True) -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     helps(tree, out, env)
-    for args in commands(inp):
-        run(tree, args, out, env)
+    todo = [a for a in commands(inp) if training or a[0] != "train"]
+    if in_process:  # one Python process for every command: the imports once, for a loaded machine
+        cmds = json.dumps([[str(x) for x in a] for a in todo])
+        subprocess.run([sys.executable, "-c", IN_PROCESS, str(out), cmds], env={**env, "PYTHONPATH": str(tree)},
+                       check=True)
+    else:
+        for args in todo:
+            run(tree, args, out, env)
     calibrate(tree, inp, out, env)
 
 
@@ -161,13 +179,13 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def compare(a: Path, b: Path) -> tuple[list[str], list[str]]:
+def compare(a: Path, b: Path, skip_training: bool = False) -> tuple[list[str], list[str]]:
     """(files that match, files that differ or are missing on one side), relative to the output folders."""
     fa = {p.relative_to(a) for p in a.rglob("*") if p.is_file()}
     fb = {p.relative_to(b) for p in b.rglob("*") if p.is_file()}
     same, diff = [], []
     for rel in sorted(fa | fb):
-        if rel.parts[0] in ("train_base", "train_superres") and rel.parts[1] == "checkpoints":
+        if rel.parts[0] in ("train_base", "train_superres") and (rel.parts[1] == "checkpoints" or skip_training):
             continue  # optimiser state and RNG files of accelerate; the exported weights are compared
         if rel not in fa or rel not in fb:
             diff.append(f"{rel} (only in {'before' if rel in fa else 'after'})")
@@ -183,6 +201,11 @@ def main() -> int:
     ap.add_argument("--base", default="5dad24d", help="the commit before the change (%(default)s)")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "cytomodel-equivalence")
     ap.add_argument("--threads", default="2", help="torch threads of every run (%(default)s)")
+    ap.add_argument("--in-process", action="store_true", help="run each tree's commands in one Python process "
+                    "(cytomodel.cli.main; imports once) instead of one process per command")
+    ap.add_argument("--no-training", action="store_true", help="leave out the two tiny trainings")
+    ap.add_argument("--keep-before", action="store_true", help="reuse the outputs of an earlier run of the code "
+                    "before (in --work) instead of running it again")
     ap.add_argument("--after", type=Path, default=REPO, help="the tree after the change (default: this one; the "
                     "exported --base tree checks that the runs themselves are repeatable)")
     a = ap.parse_args()
@@ -191,10 +214,13 @@ def main() -> int:
            "PYTHONHASHSEED": "0"}
     before = export_tree(a.base, work / f"tree-{a.base}")
     inp = prepare(before, work, env)
-    run_all(before, inp, work / "out-before", env)
+    if not (a.keep_before and (work / "out-before").is_dir()):
+        run_all(before, inp, work / "out-before", env, a.in_process, not a.no_training)
+    elif not (work / "out-before" / "help").is_dir():
+        helps(before, work / "out-before", env)
     after = a.after.resolve()
-    run_all(after, inp, work / "out-after", env)
-    same, diff = compare(work / "out-before", work / "out-after")
+    run_all(after, inp, work / "out-after", env, a.in_process, not a.no_training)
+    same, diff = compare(work / "out-before", work / "out-after", a.no_training)
     print(f"code before: {a.base} ({before}); after: {after}")
     print(f"{len(same)} files identical, {len(diff)} different")
     for rel in same:
