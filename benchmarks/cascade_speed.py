@@ -30,10 +30,9 @@ def main(argv=None) -> int:
     p.add_argument("--json")
     args = p.parse_args(argv)
 
-    from cytomodel.cascade import load_generator
-    from cytomodel.generation import sample
+    from cytomodel.models import load_generator
+    from cytomodel.pipelines import sample, super_resolve
     from cytomodel.runtime import configure_runtime
-    from cytomodel.superres import super_resolve
 
     configure_runtime()
     cascade = load_generator(args.model)

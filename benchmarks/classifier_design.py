@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cytomodel.classifier import ClassifierConfig, ErrorEstimate, estimate_errors, replay_strategy  # noqa: E402
+from cytomodel.classify import ClassifierConfig, ErrorEstimate, estimate_errors, replay_strategy  # noqa: E402
 
 
 def balanced_sample(source, split, per_class, resolution, seed=0, classes=None):
@@ -43,7 +43,7 @@ def balanced_sample(source, split, per_class, resolution, seed=0, classes=None):
 
 
 def cmd_run(args):
-    from cytomodel.model import load_model
+    from cytomodel.models import load_model
     from cytomodel.runtime import configure_runtime
 
     configure_runtime()
@@ -55,7 +55,7 @@ def cmd_run(args):
     est = estimate_errors(model, data.images, cfg, progress=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, trial_errors=est.trial_errors, timesteps=est.timesteps, labels=data.labels,
+    np.savez_compressed(out, trial_errors=est.draw_errors, timesteps=est.timesteps, labels=data.labels,
                         paths=np.array([str(r.path) for r in data.records]), class_names=np.array(model.class_names),
                         alphas_cumprod=model.scheduler.alphas_cumprod.numpy(),
                         meta=json.dumps({"model": str(args.model), "train_steps": model.metadata.get("train_steps"),

@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main():
     from scipy.stats import spearmanr
 
-    from cytomodel.classifier import ClassifierConfig, estimate_errors
-    from cytomodel.evaluation import _arrays, balanced_items
-    from cytomodel.model import load_model
+    from cytomodel.classify import ClassifierConfig, estimate_errors
+    from cytomodel.evaluate.evaluation import _arrays, balanced_items
+    from cytomodel.models import load_model
     from cytomodel.runtime import configure_runtime
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,7 +43,7 @@ def main():
     a, b = res["fp32"], res["bf16"]
     same_top = float(np.mean(a.errors.argmin(1) == b.errors.argmin(1)))
     rhos = [spearmanr(x, y).statistic for x, y in zip(a.errors, b.errors)]
-    te_a, te_b = a.trial_errors, b.trial_errors
+    te_a, te_b = a.draw_errors, b.draw_errors
     rel = np.abs(te_b - te_a) / np.abs(te_a)
     gaps_a = np.sort(a.errors, 1)[:, 1] - np.sort(a.errors, 1)[:, 0]
     dev = np.abs((b.errors - a.errors) - (b.errors - a.errors).mean(1, keepdims=True)).max(1)

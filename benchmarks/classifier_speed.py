@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main():
-    from cytomodel.classifier import ClassifierConfig, estimate_errors, replay_strategy
-    from cytomodel.evaluation import _arrays, balanced_items
-    from cytomodel.metrics import classification_summary
-    from cytomodel.model import load_model
+    from cytomodel.classify import ClassifierConfig, estimate_errors, replay_strategy
+    from cytomodel.evaluate import classification_summary
+    from cytomodel.evaluate.evaluation import _arrays, balanced_items
+    from cytomodel.models import load_model
     from cytomodel.runtime import configure_runtime
     import torch
 

@@ -46,7 +46,7 @@ CONFIGS = {
 def datasets(shared: Path) -> dict[str, tuple[list[tuple[Path, str]], list[str] | None]]:
     """name -> ((path, label) items, candidate classes or None for all)."""
     from cytomodel.data import scan_dataset
-    from cytomodel.evaluation import balanced_items
+    from cytomodel.evaluate import balanced_items
 
     mini = pd.read_csv(REPO / "data" / "pbc_mini" / "labels.csv")
     out = {"pbc_mini": ([(REPO / "data" / "pbc_mini" / f, lab) for f, lab in zip(mini.file, mini.label)], None),
@@ -60,7 +60,7 @@ def datasets(shared: Path) -> dict[str, tuple[list[tuple[Path, str]], list[str] 
 
 
 def summary(table: pd.DataFrame, classes: list[str], pred_col: str) -> dict:
-    from cytomodel.metrics import classification_summary
+    from cytomodel.evaluate import classification_summary
 
     done = table[table[pred_col].notna()]
     idx = {c: i for i, c in enumerate(classes)}
@@ -73,7 +73,7 @@ def summary(table: pd.DataFrame, classes: list[str], pred_col: str) -> dict:
 
 
 def intake_for(model, cfg: dict):
-    from cytomodel.intake import Intake
+    from cytomodel.data import Intake
 
     if cfg.get("framing", True) is False:
         return Intake(None, model.resolution, getattr(model, "crop_fraction", 1.0))
@@ -81,8 +81,7 @@ def intake_for(model, cfg: dict):
 
 
 def run_diffusion(model, name: str, cfg: dict, items, classes, out: Path) -> dict:
-    from cytomodel.batch_classify import classify_folder
-    from cytomodel.classifier_config import ClassifierConfig
+    from cytomodel.classify import ClassifierConfig, classify_folder
 
     ccfg = ClassifierConfig(lab_condition=cfg.get("lab_condition", "none"),
                             error_region=cfg.get("error_region", "image"))
@@ -95,8 +94,8 @@ def run_diffusion(model, name: str, cfg: dict, items, classes, out: Path) -> dic
 
 
 def run_baseline(clf, name: str, cfg: dict, items, classes, out: Path) -> dict:
-    from cytomodel.batch_classify import add_framing_columns
-    from cytomodel.intake import framed_arrays
+    from cytomodel.classify.batch import add_framing_columns
+    from cytomodel.data import framed_arrays
 
     path = out / f"{name}.csv"
     if path.is_file():
@@ -128,8 +127,8 @@ def main(argv=None) -> int:
     p.add_argument("--configs", nargs="+", default=["centre-crop", "framed"], choices=sorted(CONFIGS))
     args = p.parse_args(argv)
 
-    from cytomodel.baseline import load_baseline
-    from cytomodel.cascade import load_base
+    from cytomodel.evaluate import load_baseline
+    from cytomodel.models import load_base
     from cytomodel.runtime import configure_runtime
     from cytocore.provenance import provenance_record, write_json
 

@@ -54,7 +54,7 @@ def model_fingerprint(model_dir: str | Path) -> str:
 
 def load_model_any(model_dir: str | Path):
     """A cascade or a single base stage, whichever the folder holds."""
-    from cytomodel.cascade import load_generator
+    from cytomodel.models import load_generator
     return load_generator(model_dir)
 
 
@@ -67,7 +67,7 @@ def generate(model, model_dir, class_index: int, seeds, guidance: float, steps: 
              use_cache: bool = True, progress: bool = False, superres_steps: int | None = None) -> np.ndarray:
     """(len(seeds), H, W, 3) uint8 samples of one class, reusing cached ones (same model weights and settings)."""
     from cytomodel.data import cache_dir
-    from cytomodel.generation import pipeline_for
+    from cytomodel.pipelines import pipeline_for
 
     seeds = [int(s) for s in seeds]
     extra = {}

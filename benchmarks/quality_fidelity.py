@@ -39,7 +39,7 @@ def main(argv=None) -> int:
                         "coarse check that a cascade keeps the class, not a fidelity figure at the cascade's size")
     args = p.parse_args(argv)
     setup_runtime()
-    from cytomodel.baseline import load_baseline
+    from cytomodel.evaluate import load_baseline
 
     t0 = time.time()
     model = load_model_any(args.model)

@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="folder for closest-pairs.png")
     args = p.parse_args(argv)
     setup_runtime()
-    from cytomodel.baseline import load_baseline
+    from cytomodel.evaluate import load_baseline
 
     t0 = time.time()
     model = load_model_any(args.model)
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
           f"  ({time.time() - t0:.0f}s)")
     if args.out:
         from pathlib import Path
-        from cytomodel.generation import image_grid
+        from cytomodel.pipelines import image_grid
         d, i = nn_idx["pixel"]
         order = np.argsort(d)[:16]
         pairs = np.concatenate([gen[order], train.images[i[order]]])

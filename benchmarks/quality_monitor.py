@@ -52,7 +52,7 @@ def measured_steps(csv_path: Path) -> set[tuple[int, float]]:
 
 
 def measure_once(args, clf, real_mean) -> int:
-    from cytomodel.model import load_model
+    from cytomodel.models import load_model
 
     csv_path = Path(args.csv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     p.add_argument("--until-step", type=int, help="with --watch: stop once this step was measured")
     args = p.parse_args(argv)
     setup_runtime()
-    from cytomodel.baseline import load_baseline
+    from cytomodel.evaluate import load_baseline
 
     clf = load_baseline(args.baseline)
     real = load_real(args.data, "train", clf.resolution, clf.class_names)

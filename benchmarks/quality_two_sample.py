@@ -31,7 +31,7 @@ AIM = {32: 0.75, 128: 0.80}
 def train_detector(x: np.ndarray, y: np.ndarray, epochs: int, seed: int, widths=(16, 32, 64), stem_stride: int = 1):
     """A fresh ResNetSmall with two outputs (0 = real, 1 = generated), trained with flips/rotations only."""
     from cytomodel.data import ImageArrays
-    from cytomodel.baseline import train_baseline
+    from cytomodel.evaluate import train_baseline
 
     data = ImageArrays(x, y, ["real", "generated"], [], "two-sample")
     batch = min(64, max(8, len(x) // 8))  # small sets still get several steps per epoch

@@ -39,10 +39,9 @@ sys.path.insert(0, str(REPO / "tests" / "study_app"))   # conftest_helpers: the 
 
 
 def tiny_study(root: Path) -> Path:
-    from cytomodel.config import load_config
-    from cytomodel.testing import make_dataset
     from cytomodel.data import load_dataset
-    from cytomodel.training import train
+    from cytomodel.testing import make_dataset
+    from cytomodel.train import load_config, train
     from study_app.config import load_study_config
     from study_app.build import build_study
 

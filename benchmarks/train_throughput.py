@@ -2,7 +2,7 @@
 
     python benchmarks/train_throughput.py --preset cpu-32 --threads 2 --train-steps 150 --repeats 1
 
-Training: each (precision, repeat) runs the real ``cytomodel.training.train`` loop in a fresh subprocess (accelerate
+Training: each (precision, repeat) runs the real ``cytomodel.train.train`` loop in a fresh subprocess (accelerate
 fixes the precision per process) on the PBC train split (or random images if it is missing), and reports the
 images/s that the loop itself logs for every 50-step window after the first (the first window includes warm-up).
 Sampling: DDIM with classifier-free guidance from the model at ``--model`` (or a freshly initialised UNet of the
@@ -44,8 +44,7 @@ def _data(preset_resolution: int, data: str):
 
 def worker(args) -> dict:
     """One training measurement in this process."""
-    from cytomodel.config import load_config
-    from cytomodel.training import train
+    from cytomodel.train import load_config, train
 
     cfg = load_config(args.preset, overrides={
         "max_steps": args.train_steps, "mixed_precision": args.worker, "checkpoint_every": 10 ** 9,
@@ -67,9 +66,9 @@ def worker(args) -> dict:
 def sampling(args) -> list[dict]:
     import torch
 
-    from cytomodel.config import load_config
-    from cytomodel.generation import sample
-    from cytomodel.model import CytoModel, build_scheduler, build_unet, load_model
+    from cytomodel.models import CytoModel, build_scheduler, build_unet, load_model
+    from cytomodel.pipelines import sample
+    from cytomodel.train import load_config
     from cytomodel.runtime import configure_runtime
 
     configure_runtime(args.threads)

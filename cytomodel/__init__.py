@@ -1,28 +1,47 @@
 """cytomodel: a class-conditional diffusion model of blood cells that generates, classifies and explains.
 
-Public API (imported lazily so that ``cytomodel.provenance`` stays light)::
+The packages, bottom to top (each imports only those before it)::
 
-    load_model, CytoModel, load_config, TrainConfig, load_dataset, scan_dataset, train,
-    generate_images, sdedit_images, load_generator (a cascade or a base stage), Cascade, assemble_cascade
+    data/       images in: datasets, framing, the intake every model's input goes through
+    models/     the stages (base, super-resolution, cascade), the lab-variation embedding, the loader registry
+    pipelines/  sampling: scheduling and seeded noise, base stage, super-resolution, cascade, generate
+    classify/   the diffusion classifier: config, noise-draw plan, errors, scores, batches, heat maps, triage
+    train/      training: configs and presets, the loop, objectives, augmentation, variants
+    evaluate/   the evidence: evaluation, metrics, figures, the baseline CNN
+    cli/        the ``cytomodel`` command
+
+Public API, loaded on first use (``import cytomodel`` costs nothing)::
+
+    load_model, load_generator, load_base, CytoModel, SuperResModel, Cascade, assemble_cascade,
+    generate_images, sdedit_images, save_generated, super_resolve, load_config, TrainConfig, PRESETS,
+    load_dataset, scan_dataset, load_image, DataError, bundled_model_path, bundled_baseline_path
+
+(training: ``cytomodel.train.train``; the classifier: ``cytomodel.classify``.)
 """
 from __future__ import annotations
 
-import importlib
+from pathlib import Path
 
-_EXPORTS = {
-    "load_model": "model", "CytoModel": "model", "bundled_model_path": "model",
-    "load_config": "config", "TrainConfig": "config", "PRESETS": "config",
+from ._lazy import lazy_exports
+
+__getattr__, _lazy = lazy_exports(__name__, {
+    "load_model": "models", "load_generator": "models", "load_base": "models", "CytoModel": "models",
+    "SuperResModel": "models", "Cascade": "models", "assemble_cascade": "models",
+    "generate_images": "pipelines", "sdedit_images": "pipelines", "save_generated": "pipelines",
+    "super_resolve": "pipelines",
+    "load_config": "train.config", "TrainConfig": "train.config", "PRESETS": "train.config",
     "load_dataset": "data", "scan_dataset": "data", "load_image": "data", "DataError": "data",
-    "train": "training",
-    "Cascade": "cascade", "load_generator": "cascade", "load_base": "cascade", "assemble_cascade": "cascade",
-    "SuperResModel": "superres", "super_resolve": "superres",
-    "generate_images": "generation", "sdedit_images": "generation", "save_generated": "generation",
-}
+})
+__all__ = sorted([*_lazy, "bundled_model_path", "bundled_baseline_path"])
 
-__all__ = sorted(_EXPORTS)
+_MODELS = Path(__file__).resolve().parent.parent / "data" / "models"
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'cytomodel' has no attribute {name!r}")
+def bundled_model_path() -> Path:
+    """The base stage shipped in the repository's data/ folder."""
+    return _MODELS / "cpu-32"
+
+
+def bundled_baseline_path() -> Path:
+    """The baseline CNN shipped in the repository's data/ folder."""
+    return _MODELS / "baseline-32"

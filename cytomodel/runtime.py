@@ -5,6 +5,7 @@ slowdown here), so we ask it to keep them. Call :func:`configure_runtime` once, 
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -28,7 +29,7 @@ def tune_malloc() -> bool:
 def configure_runtime(threads: int | None = None) -> None:
     """Apply malloc tuning and the torch thread count once per process."""
     global _CONFIGURED
-    import torch
+    import torch  # torch when called: the command line and the study app import this module without it
 
     if threads is None:
         threads = int(os.environ.get("CYTOMODEL_THREADS", "0")) or None
@@ -40,7 +41,7 @@ def configure_runtime(threads: int | None = None) -> None:
 
 
 def default_device() -> "torch.device":
-    import torch
+    import torch  # torch when called (see configure_runtime)
 
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -50,7 +51,7 @@ def default_device() -> "torch.device":
 def resolve_device(device: "str | torch.device | None" = None) -> "torch.device":
     """The one device policy: ``None`` or ``"auto"`` is CUDA when present, else the CPU; anything else is that
     device, with a clear error (ValueError) when it is not a torch device or is not available here."""
-    import torch
+    import torch  # torch when called (see configure_runtime)
 
     if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
         return default_device()
@@ -71,9 +72,7 @@ def resolve_device(device: "str | torch.device | None" = None) -> "torch.device"
 
 def autocast(device: "torch.device", precision: str):
     """A context manager for the requested precision ('bf16', 'fp16' or 'fp32') on this device."""
-    import contextlib
-
-    import torch
+    import torch  # torch when called (see configure_runtime)
 
     if precision == "fp32":
         return contextlib.nullcontext()

@@ -31,9 +31,8 @@ def tiny_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_dataset, tmp_path_factory) -> Path:
     """A 16 px model trained for 30 steps on ``tiny_dataset`` (about 5 s); saved like any cytomodel."""
-    from cytomodel.config import load_config
     from cytomodel.data import load_dataset
-    from cytomodel.training import train
+    from cytomodel.train import load_config, train
 
     cfg = load_config("tiny-16", overrides={"max_steps": 30, "sample_every": 10_000})
     data = load_dataset(tiny_dataset, cfg.resolution)
@@ -52,9 +51,8 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_superres_dir(tiny_dataset, tmp_path_factory) -> Path:
     """A 16 -> 32 px super-resolution stage trained for 30 steps on ``tiny_dataset`` (a few seconds)."""
-    from cytomodel.config import load_config
     from cytomodel.data import load_dataset
-    from cytomodel.training import train
+    from cytomodel.train import load_config, train
 
     cfg = load_config("tiny-sr32", overrides={"max_steps": 30, "sample_every": 10_000})
     data = load_dataset(tiny_dataset, cfg.resolution)
@@ -66,7 +64,7 @@ def tiny_superres_dir(tiny_dataset, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_cascade_dir(tiny_model_dir, tiny_superres_dir, tmp_path_factory) -> Path:
     """The tiny base (16 px) and the tiny super-resolution stage (16 -> 32 px) as one cascade folder."""
-    from cytomodel.cascade import assemble_cascade
+    from cytomodel.models import assemble_cascade
 
     out = tmp_path_factory.mktemp("tiny_cascade") / "cascade"
     assemble_cascade(tiny_model_dir, tiny_superres_dir, out, superres_steps=4)

@@ -21,10 +21,10 @@ log = logging.getLogger(__name__)
 
 def _classifier():
     try:
-        from cytomodel.classifier import classify_arrays
+        from cytomodel.classify.batch import classify_arrays
         return classify_arrays
     except ModuleNotFoundError as exc:
-        if exc.name == "cytomodel.classifier":
+        if exc.name == "cytomodel.classify.batch":
             return None
         raise
 
@@ -45,13 +45,13 @@ def model_outputs(model, arrays: np.ndarray, classes: Sequence[str], enabled: bo
                                                      "(stimuli.classify = false): model columns are NaN")
     fn = _classifier()
     if fn is None:
-        msg = "cytomodel.classifier is not available: model columns are NaN"
+        msg = "cytomodel.classify is not available: model columns are NaN"
         log.warning(msg)
         return empty_outputs(len(arrays), classes), msg
     t0 = time.perf_counter()
     config = None
     if overrides:
-        from cytomodel.classifier import ClassifierConfig
+        from cytomodel.classify.config import ClassifierConfig
         config = ClassifierConfig.from_dict(dict(overrides))
     stage = model.classifier_model
     with warnings.catch_warnings(record=True) as caught:

@@ -88,7 +88,7 @@ def real_items(picked: dict[str, dict], classes: Sequence[str], real_array: Call
 
 def synthetic_items(model, classes: Sequence[str], cfg: StudyConfig, progress: bool) -> tuple[list[Item], list[Item]]:
     """Fully generated cells: (main items, extra items for the practice and attention pools)."""
-    from cytomodel.generation import generate_images
+    from cytomodel.pipelines.generate import generate_images
 
     s = cfg.stimuli
     n_syn = s.n_synthetic_per_class if s.n_synthetic_per_class is not None else s.n_per_class
@@ -122,7 +122,7 @@ def morph_items(model, picked: dict[str, dict], classes: Sequence[str], cfg: Stu
                 real_array: Callable[[str], np.ndarray], rel: Callable[[str], str], progress: bool,
                 say: Callable[[str], None]) -> list[Item]:
     """SDEdit morphs of real images (never also shown as real stimuli), per configured strength."""
-    from cytomodel.generation import sdedit_images
+    from cytomodel.pipelines.generate import sdedit_images
 
     s = cfg.stimuli
     n_morph = s.n_morph_per_class if s.n_morph_per_class is not None else s.n_per_class

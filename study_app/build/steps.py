@@ -47,7 +47,7 @@ def resolve_device(device: str | None):
 
 def load_study_model(model_dir: str | Path, device: str | None = None):
     """Whatever ``model_dir`` holds (a cascade or one base stage), on the build's device."""
-    from cytomodel.cascade import load_generator
+    from cytomodel.models.loading import load_generator
     from cytomodel.runtime import configure_runtime
 
     configure_runtime()
@@ -56,17 +56,10 @@ def load_study_model(model_dir: str | Path, device: str | None = None):
 
 def model_record(model, model_dir: str | Path) -> dict[str, Any]:
     """What the export's provenance says about the model: name, path, training data, steps, code, weights."""
-    meta = model.metadata
-    if getattr(model, "STAGE", "base") == "cascade":
-        stages = meta.get("stages", {})
-        weights = {k: v.get("weights_sha256") for k, v in stages.items()}
-        steps = {k: v.get("train_steps") for k, v in stages.items()}
-    else:
-        f = Path(model_dir) / "diffusion_pytorch_model.safetensors"
-        weights, steps = (sha256_file(f) if f.is_file() else None), meta.get("train_steps")
-    return {"name": meta.get("name"), "path": str(model_dir), "stage": getattr(model, "STAGE", "base"),
-            "resolution": model.resolution, "data_hash": meta.get("data_hash"), "train_steps": steps,
-            "code_version": meta.get("code_version"), "weights_sha256": weights}
+    meta, weights = model.metadata, model.weights_summary(model_dir)
+    return {"name": meta.get("name"), "path": str(model_dir), "stage": weights["stage"],
+            "resolution": model.resolution, "data_hash": meta.get("data_hash"), "train_steps": weights["train_steps"],
+            "code_version": meta.get("code_version"), "weights_sha256": weights["weights_sha256"]}
 
 
 def _framing(model, records, picked: dict[str, dict], cfg: StudyConfig, data: str) -> Framing:

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from cytomodel.testing import make_dataset
-from cytomodel.baseline import (BaselineClassifier, ResNetSmall, classification_metrics, load_baseline,
-                                train_baseline)
+from cytomodel.evaluate.baseline import BaselineClassifier, ResNetSmall, load_baseline
+from cytomodel.evaluate.baseline_training import train_baseline
+from cytomodel.evaluate.metrics import classification_metrics
 from cytomodel.cli import main
 from cytomodel.data import load_dataset
 
@@ -160,7 +161,7 @@ def test_cli_train_and_predict(tiny_dataset, tmp_path, capsys):
 
 def test_pbc_labels_and_loader(shared_data):
     """The 32 px PBC train split loads with the 8 classes the bundled baseline knows."""
-    from cytomodel.baseline import bundled_baseline_path
+    from cytomodel import bundled_baseline_path
     data = load_dataset(shared_data / "pbc", 32, split="val")
     assert len(data.class_names) == 8
     if (bundled_baseline_path() / "baseline.json").is_file():

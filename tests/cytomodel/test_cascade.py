@@ -9,13 +9,12 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
-from cytomodel.cascade import Cascade, CascadeError, assemble_cascade, load_base, load_generator
+from cytomodel.models import (Cascade, CascadeError, SuperResModel, assemble_cascade, downsample, load_base,
+                              load_generator, upsample)
 from cytomodel.cli import main
-from cytomodel.config import load_config
+from cytomodel.train import load_config, train
 from cytomodel.data import load_dataset
-from cytomodel.generation import generate_images, sdedit_images
-from cytomodel.superres import SuperResModel, downsample, super_resolve, upsample
-from cytomodel.training import train
+from cytomodel.pipelines import generate_images, sdedit_images, super_resolve
 
 
 @pytest.fixture(scope="module")

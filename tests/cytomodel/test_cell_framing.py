@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from cytomodel.data import preprocess
-from cytomodel.framing import (FramingContract, FramingError, measure_cell, measure_contract, plan_scale,
-                               frame_image)
-from cytomodel.intake import Intake, framed_arrays
+from cytomodel.data.framing import (FramingContract, FramingError, frame_image, measure_cell, measure_contract,
+                                    plan_scale)
+from cytomodel.data.intake import Intake, framed_arrays
 from cytomodel.testing import make_smear
 
 REPO = Path(__file__).resolve().parents[2]
@@ -130,7 +130,7 @@ def test_um_per_px_sets_the_scale(contract):
 
 
 def test_reinhard_moves_colours_to_the_training_statistics(contract):
-    from cytomodel.framing import lab_statistics
+    from cytomodel.data.framing import lab_statistics
 
     other = make_smear(128, um_per_px=0.2, seed=8, palette="rapid")
     cell = Intake(contract, 128, stain="reinhard").frame_one(other)
@@ -169,11 +169,10 @@ def test_bundled_models_classify_the_bundled_originals():
     """The images a lab has: the PBC originals in data/pbc_mini, classified by the bundled models through the
     commands' own path. Floors: measured 0.944 (diffusion, all 160) and 0.950 (baseline) when this was written;
     before framing they scored 0.362 and 0.519."""
-    from cytomodel.baseline import load_baseline
-    from cytomodel.batch_classify import classify_folder
-    from cytomodel.evaluation import balanced_items
-    from cytomodel.metrics import classification_summary
-    from cytomodel.model import bundled_model_path, load_model
+    from cytomodel import bundled_model_path
+    from cytomodel.classify import classify_folder
+    from cytomodel.evaluate import balanced_items, classification_summary, load_baseline
+    from cytomodel.models import load_model
 
     records = pd.read_csv(MINI / "labels.csv")
     clf = load_baseline()
@@ -190,7 +189,7 @@ def test_bundled_models_classify_the_bundled_originals():
     items = balanced_items(MINI, None, 5, model.class_names, seed=0)
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
-        from cytomodel.classifier_config import ClassifierConfig
+        from cytomodel.classify.config import ClassifierConfig
         df = classify_folder(model, MINI, Path(tmp) / "mini.csv", ClassifierConfig(), items=items, progress=False)
     assert df.framing_rule.str.startswith("as the training originals").all()
     acc = float((df.label == df.pred_class).mean())
@@ -199,7 +198,7 @@ def test_bundled_models_classify_the_bundled_originals():
 
 @pytest.mark.shared_data
 def test_an_original_and_its_pre_cropped_copy_agree(shared_data):
-    from cytomodel.baseline import load_baseline
+    from cytomodel.evaluate.baseline import load_baseline
 
     clf = load_baseline()
     records = pd.read_csv(MINI / "labels.csv")

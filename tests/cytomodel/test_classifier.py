@@ -12,10 +12,11 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from cytomodel.classifier import (ClassifierConfig, _ttest_prune, anomaly_scores, classify_arrays, classify_images,
-                                  estimate_errors, fit_temperature, replay_strategy, nll_of, softmax_neg, zeta_scores)
+from cytomodel.classify import (ClassifierConfig, anomaly_scores, classify_arrays, classify_images, estimate_errors,
+                                fit_temperature, nll_of, replay_strategy, softmax_neg, zeta_scores)
+from cytomodel.classify.draw_plan import _ttest_prune
 from cytomodel.data import DataError, load_dataset
-from cytomodel.model import CytoModel, load_model
+from cytomodel.models import CytoModel, load_model
 
 FAST = dict(trials=8, precision="fp32", min_trials=4)
 
@@ -128,7 +129,7 @@ def test_pruning_keeps_a_far_better_class_and_saves_calls():
             cfg = ClassifierConfig(strategy=strategy, trials=24, min_trials=3, test_every=1, precision="fp32",
                                    topk_schedule=((2, 3), (6, 1)), seed=seed)
             est = estimate_errors(model, images, cfg)
-            last = est.trial_errors[np.arange(12), est.trials_run - 1]
+            last = est.draw_errors[np.arange(12), est.draws_run - 1]
             assert not np.isnan(last[:, 0]).any(), f"{strategy}: the far better class was pruned"
             assert (est.errors.argmin(1) == 0).all()
             assert est.unet_calls.mean() < exhaustive.unet_calls.mean() / 2, strategy
@@ -255,7 +256,7 @@ def test_classify_cli_resumes_and_calibrate_writes_temperature(tiny_model_dir, t
 
 
 def test_rescored_equals_scoring_at_that_temperature_and_keeps_other_columns():
-    from cytomodel.scoring import rescored, scores_frame
+    from cytomodel.classify.scores import rescored, scores_frame
     rng = np.random.default_rng(0)
     errors = rng.gamma(2.0, 1e-3, size=(50, 4))
     names = ["a", "b", "c", "d"]

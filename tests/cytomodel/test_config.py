@@ -1,6 +1,6 @@
 import pytest
 
-from cytomodel.config import PRESETS, load_config
+from cytomodel.train.config import PRESETS, load_config
 
 
 def test_presets_validate():

@@ -231,7 +231,7 @@ def test_centre_crop_and_resize_are_deterministic():
 
 def test_cache_avoids_decoding_and_notices_changes(tree, monkeypatch):
     first = load_dataset(tree, 16)
-    import cytomodel.data as data_mod
+    import cytomodel.data.dataset as data_mod
 
     def boom(*_a, **_k):
         raise AssertionError("decoded although cached")

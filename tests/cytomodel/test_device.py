@@ -32,8 +32,7 @@ def test_cli_reports_an_unavailable_device(tiny_model_dir, tiny_dataset, tmp_pat
 
 
 def test_models_load_on_the_device_asked_for(tiny_model_dir):
-    from cytomodel.cascade import load_base, load_generator
-    from cytomodel.model import load_model
+    from cytomodel.models import load_base, load_generator, load_model
 
     cpu = torch.device("cpu")
     for model in (load_model(tiny_model_dir, device=resolve_device("cpu")),
@@ -44,7 +43,7 @@ def test_models_load_on_the_device_asked_for(tiny_model_dir):
 
 
 def test_baseline_trains_and_predicts_on_the_device(tiny_dataset, tmp_path):
-    from cytomodel.baseline import load_baseline, train_baseline
+    from cytomodel.evaluate import load_baseline, train_baseline
     from cytomodel.data import load_dataset
 
     data = load_dataset(tiny_dataset, 16)

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from cytomodel.data import load_dataset
-from cytomodel.metrics import (anomaly_summary, brier_score, calibration_summary, classification_summary,
-                               confident_errors, ece_score, youden_threshold)
-from cytomodel.variants import holdout_class, low_data
+from cytomodel.evaluate.metrics import (anomaly_summary, brier_score, calibration_summary, classification_summary,
+                                        confident_errors, ece_score, youden_threshold)
+from cytomodel.train.variants import holdout_class, low_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cytomodel.testing import make_dataset  # noqa: E402
@@ -85,10 +85,9 @@ def _split_dataset(folder: Path, n_per_class: int) -> Path:
 
 
 def test_evaluate_end_to_end(tiny_model_dir, tiny_dataset, split_dataset, tmp_path):
-    from cytomodel.baseline import train_baseline
     from cytomodel.cli import main
-    from cytomodel.config import load_config
-    from cytomodel.variants import train_variant
+    from cytomodel.evaluate import train_baseline
+    from cytomodel.train import load_config, train_variant
 
     cfg = load_config("tiny-16", overrides={"max_steps": 3, "sample_every": 10_000})
     train = load_dataset(split_dataset, 16, split="train")

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cytomodel.classifier import ClassifierConfig
-from cytomodel.explain import explain_image, save_overlay
-from cytomodel.model import load_model
+from cytomodel.classify import ClassifierConfig, explain_image, save_overlay
+from cytomodel.models import load_model
 
 
 def test_heat_map_shape_range_and_overlay(tiny_model_dir, tiny_dataset, tmp_path):

@@ -7,8 +7,8 @@ from PIL import Image
 
 from cytomodel.cli import main
 from cytomodel.data import load_dataset
-from cytomodel.generation import generate_images, image_grid, sample, save_generated, sdedit_images
-from cytomodel.model import load_model
+from cytomodel.models import load_model
+from cytomodel.pipelines import generate_images, image_grid, sample, save_generated, sdedit_images
 
 STEPS = 6
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 
-from cytomodel import lab_augmentation as lab
-from cytomodel.config import load_config
 from cytomodel.data import load_dataset
-from cytomodel.model import load_model
-from cytomodel.training import _lr_lambda, train
+from cytomodel.models import lab_embedding, load_model
+from cytomodel.train import lab_augmentation as lab
+from cytomodel.train import load_config, train
+from cytomodel.train.loop import _lr_lambda
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +38,9 @@ def test_each_variation_does_what_its_name_says(cells):
     x = cells[:4]
 
     def one(**values):
-        p = torch.zeros(len(x), lab.DIM)
+        p = torch.zeros(len(x), lab_embedding.DIM)
         for name, v in values.items():
-            p[:, lab.PARAMETERS.index(name)] = v
+            p[:, lab_embedding.PARAMETERS.index(name)] = v
         return lab.apply(x, p, g)
 
     # illumination gain on blue only: the blue channel drops, red and green stay
@@ -61,11 +61,11 @@ def test_each_variation_does_what_its_name_says(cells):
 
 
 def test_embedding_is_zero_without_augmentation_and_conditioning_is_per_call():
-    emb = lab.AugmentationEmbedding(64)  # the UNet's embedding width: 4 x its first block's channels
+    emb = lab_embedding.AugmentationEmbedding(64)  # the UNet's embedding width: 4 x its first block's channels
     with torch.no_grad():
         emb.net[2].weight.normal_()
-    assert torch.equal(emb(torch.zeros(3, lab.DIM)), torch.zeros(3, 64))
-    assert emb(lab.unknown_vector(1)).abs().sum() > 0
+    assert torch.equal(emb(torch.zeros(3, lab_embedding.DIM)), torch.zeros(3, 64))
+    assert emb(lab_embedding.unknown_vector(1)).abs().sum() > 0
     unet = UNet2DModel(sample_size=8, block_out_channels=(16, 16), down_block_types=("DownBlock2D",) * 2,
                        up_block_types=("UpBlock2D",) * 2, norm_num_groups=8, num_class_embeds=3,
                        layers_per_block=1).eval()
@@ -76,7 +76,7 @@ def test_embedding_is_zero_without_augmentation_and_conditioning_is_per_call():
         emb.attach(unet)  # attaching twice adds one hook, not two
         assert len(unet.class_embedding._forward_hooks) == 1
         same = unet(x, t, class_labels=y).sample
-        with emb.conditioned_on(lab.unknown_vector(1)):
+        with emb.conditioned_on(lab_embedding.unknown_vector(1)):
             unknown = unet(x, t, class_labels=y).sample
         after = unet(x, t, class_labels=y).sample
     assert torch.equal(plain, same) and torch.equal(plain, after)
@@ -87,8 +87,8 @@ def test_encode_withholds_the_unknown_rows():
     g = torch.Generator().manual_seed(1)
     p = lab.sample_parameters(4, g)
     unknown = torch.tensor([True, False, True, False])
-    v = lab.encode(p, unknown)
-    assert torch.equal(v[0], lab.unknown_vector(1)[0]) and v[1, -1] == 0 and v[1].abs().sum() > 0
+    v = lab_embedding.encode(p, unknown)
+    assert torch.equal(v[0], lab_embedding.unknown_vector(1)[0]) and v[1, -1] == 0 and v[1].abs().sum() > 0
 
 
 def test_fine_tune_starts_as_its_model_saves_loads_and_resumes(tiny_model_dir, tiny_dataset, tmp_path):
@@ -102,8 +102,8 @@ def test_fine_tune_starts_as_its_model_saves_loads_and_resumes(tiny_model_dir, t
     model = train(cfg, data, tmp_path / "ft", resume=True, progress=False)
     assert model.metadata["train_steps"] == 36 and model.augmentation is not None
     meta = json.loads((tmp_path / "ft" / "model" / "cytomodel.json").read_text())
-    assert meta["augmentation"]["parameters"] == list(lab.PARAMETERS)
-    assert (tmp_path / "ft" / "model" / lab.WEIGHTS_FILE).is_file()
+    assert meta["augmentation"]["parameters"] == list(lab_embedding.PARAMETERS)
+    assert (tmp_path / "ft" / "model" / lab_embedding.WEIGHTS_FILE).is_file()
     # plain diffusers reads the UNet: the model under no augmentation
     plain = UNet2DModel.from_pretrained(tmp_path / "ft" / "model")
     x, t, y = torch.randn(2, 3, 16, 16), torch.tensor([100, 700]), torch.tensor([0, 2])
@@ -124,8 +124,8 @@ def test_fine_tune_starts_as_its_model_saves_loads_and_resumes(tiny_model_dir, t
 
 def test_first_step_of_a_fine_tune_equals_the_model_it_starts_from(tiny_model_dir, tiny_dataset, tmp_path):
     """Zero-initialised embedding: before any update, the lab-conditioned network computes what the base did."""
-    from cytomodel.objectives import BaseObjective
-    from cytomodel.model import build_scheduler
+    from cytomodel.models import build_scheduler
+    from cytomodel.train.objectives import BaseObjective
 
     base = load_model(tiny_model_dir)
     data = load_dataset(tiny_dataset, 16)
@@ -135,7 +135,7 @@ def test_first_step_of_a_fine_tune_equals_the_model_it_starts_from(tiny_model_di
     unet.load_state_dict(base.unet.state_dict())
     model = obj.model(unet)
     x, t, y = torch.randn(3, 3, 16, 16), torch.tensor([5, 300, 900]), torch.tensor([0, 1, 2])
-    vec = lab.encode(lab.sample_parameters(3, torch.Generator().manual_seed(0)))
+    vec = lab_embedding.encode(lab.sample_parameters(3, torch.Generator().manual_seed(0)))
     with torch.no_grad(), model.augmentation.conditioned_on(vec):
         conditioned = model.unet(x, t, class_labels=y).sample
         reference = base.unet(x, t, class_labels=y).sample

@@ -13,10 +13,11 @@ from diffusers import UNet2DModel
 from safetensors.torch import load_file
 
 from cytomodel.cli import build_parser, main
-from cytomodel.config import load_config
 from cytomodel.data import ImageArrays, load_dataset
-from cytomodel.model import CytoModel, build_scheduler, build_unet, load_model
-from cytomodel.training import _lr_lambda, augment, min_snr_weights, train
+from cytomodel.models import CytoModel, build_scheduler, build_unet, load_model
+from cytomodel.pipelines.scheduling import min_snr_weights
+from cytomodel.train import augment, load_config, train
+from cytomodel.train.loop import _lr_lambda
 
 
 def tiny_cfg(**over):

@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cytomodel.triage import (apply_triage, fit_triage, read_classification_table, selective_risk_curve,
-                              summarise_triage)
+from cytomodel.classify.triage import (apply_triage, fit_triage, read_classification_table, selective_risk_curve,
+                                      summarise_triage)
 
 CLASSES = ["a", "b", "c", "d"]
 
@@ -87,7 +87,7 @@ def test_baseline_tables_work_and_bad_tables_name_what_is_missing():
 def test_run_triage_writes_decisions_summary_and_the_risk_coverage_figure(tmp_path):
     import json
 
-    from cytomodel.triage import run_triage
+    from cytomodel.classify.triage import run_triage
     rng = np.random.default_rng(4)
     diff = (_cells(800, rng), _cells(600, rng, novel_share=0.1))
     base = tuple(d.drop(columns="anomaly_score") for d in (_cells(800, rng), _cells(600, rng, novel_share=0.1)))
@@ -127,7 +127,7 @@ def test_triage_cli_on_both_classifiers_tables(tmp_path, capsys):
 def test_held_out_cells_in_the_calibration_table_are_left_out_of_the_fit(tmp_path):
     """A held-out class's calibration cells would loosen the flag threshold (they are the anomalies) and count as
     errors of the accept rule; the fit leaves them out and says how many; the summary splits trained classes off."""
-    from cytomodel.triage import run_triage
+    from cytomodel.classify.triage import run_triage
     rng = np.random.default_rng(6)
     cal, cells = _cells(800, rng), _cells(600, rng, novel_share=0.15)
     with_novel = pd.concat([cal, cells[cells["label"] == "novel"]], ignore_index=True)

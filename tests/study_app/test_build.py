@@ -55,7 +55,7 @@ def test_every_stimulus_is_encoded_identically(built_study):
 
 def test_real_images_take_the_generated_images_path(built_study, tiny_model_dir):
     """Re-rendering a real stimulus from the model's own preprocessing reproduces its file byte for byte."""
-    from cytomodel.model import load_model
+    from cytomodel.models import load_model
     st = load_study(built_study)
     model = load_model(tiny_model_dir)
     data_root = st.meta["provenance"]["data_source"]

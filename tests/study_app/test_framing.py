@@ -51,7 +51,7 @@ def test_build_refuses_a_crop_mismatch_before_any_work(tiny_config, tiny_dataset
 def test_a_cascade_builds_a_study_at_its_resolution(tiny_config, tiny_dataset, tiny_cascade_dir, tmp_path):
     """The tiny cascade: a 16-px base and a 16 -> 32 px super-resolution stage. Real and generated stimuli are
     32-px cells from the same crop, resampled alike to the display size; the classifier runs on the 16-px base."""
-    from cytomodel.cascade import load_generator
+    from cytomodel.models import load_generator
     cfg = tiny_config(**{"id": "cascade", "stimuli.superres_steps": 2, "stimuli.morph_strengths": [],
                          "stimuli.classifier": {"strategy": "exhaustive", "trials": 2, "image_batch": 64}})
     out = build_study(tiny_dataset, tiny_cascade_dir, tmp_path / "s", cfg)

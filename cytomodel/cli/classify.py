@@ -1,0 +1,164 @@
+"""``cytomodel classify | calibrate | explain``: the diffusion classifier's commands (argument parsing only)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from .. import classify, evaluate, models, runtime
+from ..classify.config import ERROR_REGIONS, LAB_CONDITIONS, STRATEGIES, WEIGHTINGS, ClassifierConfig
+from .common import add_data_args, add_device_arg, add_intake_args, check_out_suffix
+
+
+def add_classifier_args(p: argparse.ArgumentParser) -> None:
+    d = ClassifierConfig()
+    g = p.add_argument_group("classifier")
+    g.add_argument("--strategy", default=d.strategy, choices=STRATEGIES, help="adaptive or exhaustive (%(default)s)")
+    g.add_argument("--trials", type=int, default=d.trials, help="maximum trials per image (%(default)s)")
+    g.add_argument("--t-range", default=f"{d.t_min}:{d.t_max}", help="timestep range MIN:MAX (%(default)s)")
+    g.add_argument("--weighting", default=d.weighting, choices=WEIGHTINGS)
+    g.add_argument("--no-tta", action="store_true", help="no random flips/rotations per trial")
+    g.add_argument("--p-value", type=float, default=d.p_value)
+    g.add_argument("--min-trials", type=int, default=d.min_trials)
+    g.add_argument("--precision", default=d.precision, choices=["bf16", "fp32"])
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help="image-class pairs per UNet call")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--temperature", type=float, help="override the model's fitted temperature")
+    g.add_argument("--error-region", default=d.error_region, choices=ERROR_REGIONS,
+                   help="where the denoising error is measured: the whole image or a centred disc (the cell; "
+                   "%(default)s)")
+    g.add_argument("--disc-radius", type=float, default=d.disc_radius,
+                   help="radius of that disc, a fraction of the width (%(default)s)")
+    g.add_argument("--lab-condition", default=d.lab_condition, choices=LAB_CONDITIONS,
+                   help="'unknown' for images from another lab, with a model trained with lab variation "
+                   "(%(default)s)")
+
+
+def config_from_args(args: argparse.Namespace) -> ClassifierConfig:
+    lo, _, hi = str(args.t_range).partition(":")
+    return ClassifierConfig(strategy=args.strategy, trials=args.trials, t_min=int(lo), t_max=int(hi or lo),
+                            weighting=args.weighting, tta=not args.no_tta, p_value=args.p_value,
+                            min_trials=args.min_trials, precision=args.precision, batch_size=args.batch_size,
+                            seed=args.seed, temperature=args.temperature, error_region=args.error_region,
+                            disc_radius=args.disc_radius, lab_condition=args.lab_condition).validate()
+
+
+def _load(args, device=None):
+    """The base stage of ``--model`` (a cascade classifies with its base stage, on the downsampled cell)."""
+    runtime.configure_runtime()
+    return models.load_base(args.model, device=runtime.resolve_device(args.device) if device is None else device)
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    check_out_suffix(args.out, (".csv", ".parquet"))
+    state = classify.partial_state()
+    # under `accelerate launch` every process uses its own device; otherwise --device decides
+    device = state.device if state.num_processes > 1 and args.device is None else None
+    model = _load(args, device)
+    cfg = config_from_args(args)
+    intake = model.intake(args.um_per_px, args.stain_normalisation)
+    df = classify.classify_folder(model, args.data, args.out, cfg, split=args.split, limit=args.limit, state=state,
+                                  intake=intake, strict=args.strict)
+    if state.is_main_process:
+        done = classify.classified(df)
+        msg = (f"{len(done)} of {len(df)} images classified -> {args.out}; mean UNet calls/image "
+               f"{done['unet_calls'].mean():.1f}")
+        if "label" in df:
+            known = done[done["label"].isin(model.class_names)]
+            msg += f"; accuracy {(known['label'] == known['pred_class']).mean():.4f}"
+            if known["label"].nunique() > 1:
+                idx = {c: i for i, c in enumerate(model.class_names)}
+                s = evaluate.classification_summary(known["label"].map(idx).to_numpy(),
+                                                    known["pred_class"].map(idx).to_numpy(),
+                                                    len(model.class_names))
+                msg += f", balanced accuracy {s['balanced_accuracy']:.4f}"
+        print(msg)
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    model = _load(args)
+    cfg = config_from_args(args)
+    if args.from_results:
+        df = classify.read_table(Path(args.from_results))
+    else:
+        out = Path(args.results or Path(args.model) / f"calibration-{args.split or 'data'}.csv")
+        check_out_suffix(out, (".csv", ".parquet"), flag="--results")
+        df = classify.classify_folder(model, args.data, out, dataclasses.replace(cfg, temperature=1.0),
+                                      split=args.split, limit=args.limit,
+                                      intake=model.intake(args.um_per_px, args.stain_normalisation))
+    df = classify.classified(df)
+    if "label" not in df:
+        raise ValueError("calibration needs labelled images (class folders or a manifest with labels)")
+    if args.rescored_out:
+        check_out_suffix(Path(args.rescored_out), (".csv", ".parquet"), flag="--rescored-out")
+    known = df[df["label"].isin(model.class_names)]
+    errors = known[[f"err_{c}" for c in model.class_names]].to_numpy()
+    labels = known["label"].map({c: i for i, c in enumerate(model.class_names)}).to_numpy()
+    folder = models.base_folder(args.model)
+    fit = classify.calibrate_model(folder, errors, labels, cfg, source={"data": str(args.data), "split": args.split})
+    print(f"temperature T={fit['temperature']:.6g} fitted on {fit['n_images']} images: "
+          f"NLL {fit['nll_at_T1']:.4f} (T=1) -> {fit['nll_at_T']:.4f}; written to {folder}/cytomodel.json")
+    if args.rescored_out:
+        classify.write_table(classify.rescored(df, fit["temperature"], cfg.anomaly_k), Path(args.rescored_out))
+        print(f"the {len(df)} results rescored at T={fit['temperature']:.6g} -> {args.rescored_out}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    model = _load(args)
+    cfg = dataclasses.replace(ClassifierConfig(), trials=args.trials, seed=args.seed, precision=args.precision)
+    res = classify.explain_image(model, args.image, args.target, predicted=args.predicted, config=cfg,
+                                 intake=model.intake(args.um_per_px, args.stain_normalisation))
+    classify.save_overlay(res, args.out, upscale=args.upscale)
+    print(f"predicted {res.predicted}, target {res.target}: error gap {res.error_gap:+.4g}; overlay -> {args.out}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("classify", help="classify cell images by denoising error (resumable, data-parallel)",
+                       description="Classify a folder, class tree or manifest with the diffusion classifier. "
+                       "Resumable: images already in --out are skipped. Data-parallel with "
+                       "`accelerate launch -m cytomodel classify ...`.")
+    p.add_argument("--model", default=None, help="model folder (default: the bundled data/models/cpu-32)")
+    p.add_argument("--data", required=True, help="a folder of images, class sub-folders, a manifest CSV, or one image")
+    p.add_argument("--split", default=None, help="manifest split (e.g. test)")
+    p.add_argument("--out", required=True, help="results .csv or .parquet")
+    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--strict", action="store_true", help="exit with an error when any image cannot be framed (its row "
+                   "is kept, without a prediction)")
+    add_device_arg(p)
+    add_classifier_args(p)
+    add_intake_args(p)
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("calibrate", help="fit the softmax temperature on validation data",
+                       description="Classify labelled validation images and fit T by NLL; T is written into the "
+                       "model's cytomodel.json (everything else kept).")
+    p.add_argument("--model", default=None)
+    add_data_args(p)
+    p.add_argument("--results", help="where to keep the per-image validation results (resumable)")
+    p.add_argument("--from-results", help="fit from an existing classify output (with a label column)")
+    p.add_argument("--rescored-out", help="also write those results with their scores at the fitted T (.csv or "
+                   ".parquet; no new UNet calls)")
+    p.add_argument("--limit", type=int)
+    add_device_arg(p)
+    add_classifier_args(p)
+    add_intake_args(p)
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("explain", help="counterfactual heat map: where the image would change to be TARGET",
+                       description="Average the per-pixel residuals under the predicted and the target class and "
+                       "show where they differ most, as an overlay PNG.")
+    p.add_argument("--model", default=None)
+    p.add_argument("--image", required=True)
+    p.add_argument("--target", required=True, help="the counterfactual class")
+    p.add_argument("--predicted", help="compare against this class instead of the predicted one")
+    p.add_argument("--trials", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    p.add_argument("--upscale", type=int, default=8)
+    p.add_argument("--out", required=True, help="overlay .png")
+    add_device_arg(p)
+    add_intake_args(p)
+    p.set_defaults(func=cmd_explain)

@@ -1,0 +1,39 @@
+"""Argument helpers shared by the ``cytomodel`` commands (data, device, ``--set``, input framing, output checks)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_data_args(p: argparse.ArgumentParser, split_default: str | None = None) -> None:
+    p.add_argument("--data", required=True, help="class-per-folder tree, a folder with manifest.csv, or a manifest CSV")
+    p.add_argument("--split", default=split_default, help="manifest split to use (e.g. train); default: %(default)s")
+    p.add_argument("--strict", action="store_true", help="fail on the first unreadable image instead of skipping it")
+
+
+def add_device_arg(p: argparse.ArgumentParser, what: str = "the model runs") -> None:
+    p.add_argument("--device", default=None, metavar="auto|cpu|cuda[:N]",
+                   help=f"where {what} (default: auto = CUDA if present, else the CPU)")
+
+
+def add_set_arg(p: argparse.ArgumentParser) -> None:
+    """``--set a=1 b=2`` (several after one flag) and ``--set a=1 --set b=2`` (repeated) both work."""
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override config fields, several after one --set: --set max_steps=100 seed=1")
+
+
+def add_intake_args(p: argparse.ArgumentParser) -> None:
+    """``--um-per-px`` and ``--stain-normalisation``: how input images are brought to the model's framing."""
+    g = p.add_argument_group("framing of the input images")
+    g.add_argument("--um-per-px", type=float, default=None,
+                   help="the images' pixel size in micrometres, if known (else measured from the red cells or the "
+                   "white cell)")
+    g.add_argument("--stain-normalisation", default="none", choices=["none", "reinhard"],
+                   help="map the images' colours onto the training images' (Reinhard) before classifying "
+                   "(%(default)s)")
+
+
+def check_out_suffix(path: str | Path, suffixes: tuple[str, ...], flag: str = "--out") -> None:
+    """The CLI's wording of the library's output-suffix rule (which names no flag)."""
+    if Path(path).suffix not in suffixes:
+        raise ValueError(f"{flag} must end in {' or '.join(suffixes)}, got {Path(path).name}")
