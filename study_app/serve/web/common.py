@@ -80,7 +80,7 @@ div[data-testid="stButton"] button {touch-action: manipulation;}
   [class*="st-key-side-real-"] [data-testid="stHorizontalBlock"] {flex-direction: column-reverse;}
   div[data-testid="stButton"] button {min-height: 2.3rem;}
   div[data-testid="stButton"] button p {font-size: .88rem;}
-  .cyto-q {font-size: 1rem;}
+  .cyto-q {font-size: 1rem; margin-bottom: .3rem;}
   img.cyto-stim {width: min(var(--cyto-w), 100%, 44vh);}
 }
 </style>

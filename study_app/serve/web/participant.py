@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from cytocore.schema import CANNOT_TELL
+
 from ..errors import AccessDenied
 from ..labels import class_name
 from ..media import served_name, stimulus_url
@@ -179,14 +181,16 @@ def _interlude(svc, token: str, state) -> None:
 
 
 def _feedback(svc, fb: dict) -> None:
-    name = st.session_state.setdefault("feedback_name", served_name())
+    # the name the trial's image was served under: the browser shows it again without downloading it again
+    shown = list((st.session_state.get("stimulus_names") or {}).values())
+    name = st.session_state.setdefault("feedback_name", shown[-1] if shown else served_name())
     url = stimulus_url(svc.image_bytes(fb["stimulus_id"]), name)
     st.header("Practice feedback")
     screen(f"feedback-{fb['tag']}", {"ENTER": "feedback-next"}, svc.cfg.design.min_rt_ms,
            image={"url": url, "width": min(260, svc.cfg.stimuli.display_px), "presentation": 0, "confirm": False})
     src = "real" if fb["source"] == "real" else "AI-generated"
     cls = class_name(fb["true_class"]).lower()
-    said = "cannot tell" if fb["answer_class"] == "cannot_tell" else class_name(str(fb["answer_class"])).lower()
+    said = "cannot tell" if fb["answer_class"] == CANNOT_TELL else class_name(str(fb["answer_class"])).lower()
     (st.success if fb["auth_correct"] else st.error)(
         f"This image was **{src}** — you said *{'real' if fb['answer_auth'] == 'real' else 'AI-generated'}*.")
     (st.success if fb["answer_class"] == fb["true_class"] else st.info)(

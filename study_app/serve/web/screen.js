@@ -19,7 +19,8 @@ function installGate() {
   const G = {screen: null, keymap: {}, minRt: 0, visibleAt: null, decodedAt: null, accepted: false,
              waitImage: false, imageOk: false, passing: false, ignored: [], acceptedLog: [], outageText: "",
              down: new Set(), released: true, pointerAt: null, synced: false, connected: true, lastRun: null,
-             pending: null, notice: null, trigger: null, resyncs: 0};
+             pending: null, notice: null, trigger: null, resyncs: 0,
+             events: []};   // {what: "decoded" | "answerable", screen, at}: for tests and benchmarks
   const buttonFor = (key) => {
     const box = document.querySelector(".st-key-" + CSS.escape(key));
     return box ? box.querySelector("button") : null;
@@ -98,7 +99,10 @@ function waitVisible(G) {
     if (!ready) { requestAnimationFrame(check); return; }
     // two frames: the first paints the screen, the second starts after it is on the display
     requestAnimationFrame(() => requestAnimationFrame(() => {
-      if (G.screen === screen && G.visibleAt === null) G.visibleAt = performance.now();
+      if (G.screen === screen && G.visibleAt === null) {
+        G.visibleAt = performance.now();
+        G.events.push({what: "answerable", screen: screen, at: G.visibleAt});
+      }
     }));
   };
   requestAnimationFrame(check);
@@ -210,6 +214,7 @@ function showImage(G, data, parent, setTriggerValue) {
       if (img.dataset.url !== im.url) return;
       G.imageOk = true;
       G.decodedAt = performance.now();
+      G.events.push({what: "decoded", screen: G.screen, at: G.decodedAt});
       if (im.confirm) setTriggerValue("loaded", {presentation: im.presentation, url: im.url});
     }));
     (img.decode ? img.decode() : Promise.resolve()).then(done, done);
