@@ -318,9 +318,10 @@ def test_phone_layout_touch_broken_image_and_resume_by_code(browser, server, tmp
     svc = server.svc
     failed, armed = [], []
 
-    def break_first(route):                                          # the first stimulus request fails
-        if armed and not failed and route.request.url.endswith(".png"):   # (Streamlit's fonts come from /media/ too)
-            failed.append(route.request.url)
+    def break_first(route):                                          # the first stimulus request fails: the first
+        url = route.request.url                                      # image not on the instructions page (whose
+        if armed and not failed and url.endswith(".png") and url not in armed[0]:   # cells may load late)
+            failed.append(url)
             route.abort()
         else:
             route.continue_()
@@ -333,7 +334,7 @@ def test_phone_layout_touch_broken_image_and_resume_by_code(browser, server, tmp
     def arm():                                                       # after the example cells have loaded
         page.wait_for_function("() => Array.from(document.images).every(i => i.complete)")
         page.wait_for_load_state("networkidle")
-        armed.append(True)
+        armed.append(set(page.evaluate("() => Array.from(document.images).map(i => i.src)")))
     onboard(page, before_start=arm)
     tok = page.evaluate("() => new URLSearchParams(location.search).get('t')")
     page.get_by_text("The image did not load.").wait_for()           # a broken image: a retry, no answer buttons

@@ -169,17 +169,29 @@ def test_too_fast_answers_are_ignored(service):
     service.cfg.design.min_rt_ms = 10_000.0
     with pytest.raises(TooFast):
         service.answer_class(tok, t.assignment_id, "cannot_tell", 1)
-    service.cfg.design.min_rt_ms = 300.0
     with pytest.raises(TooFast):                        # choosing the cell type is an answer to that screen too
         service.choose_class(tok, t.assignment_id, "alpha")
-    time.sleep(0.35)                                    # past 300 ms since the authenticity answer ...
-    service.choose_class(tok, t.assignment_id, "alpha")  # ... but the class chosen just now:
+    _earlier(service, t.assignment_id, 60)              # 60 s after the authenticity answer ...
+    service.choose_class(tok, t.assignment_id, "alpha")  # ... the class chosen now:
     with pytest.raises(TooFast):                        # the class-confidence question has its own start
         service.answer_class(tok, t.assignment_id, "alpha", 2)
-    time.sleep(0.35)
+    _earlier(service, t.assignment_id, 60)
     with pytest.raises(ValueError, match="chosen cell type"):   # the answer is the chosen cell type's
         service.answer_class(tok, t.assignment_id, "beta", 2)
     assert not service.answer_class(tok, t.assignment_id, "alpha", 2).duplicate
+    service.cfg.design.min_rt_ms = 30.0
+
+
+def _earlier(svc, assignment_id: int, seconds: float) -> None:
+    """Move a trial's screen times back (no timed waits in the tests)."""
+    import datetime as dt
+
+    def go(s):
+        a = s.get(Assignment, assignment_id)
+        for col in ("loaded_at", "auth_answered_at", "class_choice_at"):
+            if getattr(a, col) is not None:
+                setattr(a, col, getattr(a, col) - dt.timedelta(seconds=seconds))
+    svc.db.write(go)
 
 
 def test_response_times_are_measured_on_the_server(service):
@@ -268,8 +280,10 @@ def test_a_reload_on_the_confidence_question_keeps_the_chosen_cell_type(service)
     with pytest.raises(NotLoaded):
         service.answer_class(tok, t.assignment_id, "beta", 3, session_key="reloaded")
     service.confirm_loaded(tok, t2.assignment_id, t2.presentation)
+    service.cfg.design.min_rt_ms = 10_000.0                      # (this service's own config object)
     with pytest.raises(TooFast):                                 # the screen starts again when it is on view
         service.answer_class(tok, t.assignment_id, "beta", 3, session_key="reloaded")
+    service.cfg.design.min_rt_ms = 30.0
     time.sleep(WAIT)
     service.choose_class(tok, t.assignment_id, None, session_key="reloaded")    # Backspace: back to the cell type
     assert service.current_trial(tok, "reloaded").step == "class"

@@ -30,8 +30,13 @@ def session_id() -> str:
 
 
 def claim_now() -> bool:
-    """Whether this page run takes the study for this tab (its first run, or "Continue here")."""
-    return bool(st.session_state.pop("_cyto_claim", False))
+    """Whether this page run takes the study for this tab (its first run, or "Continue here"; the page calls
+    :func:`claimed` once the service has it)."""
+    return bool(st.session_state.get("_cyto_claim", False))
+
+
+def claimed() -> None:
+    st.session_state.pop("_cyto_claim", None)
 
 
 def continue_here() -> None:

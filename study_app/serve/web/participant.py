@@ -11,7 +11,7 @@ from ..errors import AccessDenied
 from ..labels import class_name
 from ..media import served_name, stimulus_url
 from ...storage import StorageUnavailable
-from .actions import act, claim_now, continue_here, session_id, show_errors
+from .actions import act, claim_now, claimed, continue_here, session_id, show_errors
 from .common import get_service, storage_error, style, unexpected_error
 from .screen import event, screen
 from .trial import trial_screen
@@ -253,9 +253,9 @@ def participant_page() -> None:
     key = session_id()
     st.session_state[REMEMBER] = {"study": svc.cfg.id, "token": token}    # this browser's session of the study
     try:
-        claim = claim_now()
-        state, trial = svc.view(token, key, claim=claim) if "feedback" not in st.session_state else (
+        state, trial = svc.view(token, key, claim=claim_now()) if "feedback" not in st.session_state else (
             svc.state(token), None)
+        claimed()                    # (kept for the next run when the database could not be reached)
     except AccessDenied:
         st.session_state.pop(REMEMBER, None)
         screen("invalid", forget=svc.cfg.id)
