@@ -2,11 +2,13 @@
 raters at once (the one benchmark of the study server; docs/study_app.md and the README quote its figures).
 
 Each rater is a bot (study_app.bots.run_bot) that takes a whole study (practice + main trials) through the
-participant's code path (StudyService: current_trial -> answer_auth -> answer_class), in its own thread, all at
-the same time, against SQLite (WAL file) and against PostgreSQL (a throwaway server started here).
+participant's code path (StudyService: view -> confirm_loaded -> answer_auth -> choose_class -> answer_class: the
+page's three screens), in its own thread, all at the same time, against SQLite (WAL file) and against PostgreSQL
+(a throwaway server started here).
 
 Reported per backend:
-  * joins: J people press "Begin" on the study-code page at the same moment (a barrier releases J threads):
+  * joins: J people agree to the consent of the study-code page at the same moment (a barrier releases J threads;
+    each join creates a consented participant with its slot and trials):
     how many got a participant number (target: all; numbers 0..J-1, none twice), and the join latency;
   * answers lost: answers the server acknowledged (answer_class returned) that are not in the database afterwards
     (target 0), and duplicate rows (must be 0; the database enforces it);

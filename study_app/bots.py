@@ -3,7 +3,7 @@
 Each bot joins like a person (an invite), consents, fills in the profile (role ``bot``), reads the instructions,
 does the practice and the main trials, takes the breaks, and answers every trial through
 :class:`study_app.serve.session.StudyService` (``view`` -> ``confirm_loaded`` -> ``answer_auth`` ->
-``answer_class``), the same methods the Streamlit page calls. The answers come from
+``choose_class`` -> ``answer_class``), the same methods the Streamlit page calls. The answers come from
 ``analysis.simulate.simulate_response`` (chosen d', bias, class accuracy, metacognitive efficiency, lapses).
 Response times are measured by the server as for people: before each answer a bot waits ``think_ms`` (default: just
 over ``design.min_rt_ms``, the per-screen minimum) or, with ``realtime``, the simulated response times.
@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+
+from cytocore.schema import CANNOT_TELL
 
 from .serve.session import StudyService, TooFast
 
@@ -83,6 +85,9 @@ def run_bot(service: StudyService, profile, seed: int = 0, token: str | None = N
         if realtime:
             time.sleep(max(wait, ans["class_rt_ms"] - ans["auth_rt_ms"]) / 1000.0)
         else:
+            time.sleep(wait / 1000.0)
+        if ans["class_response"] != CANNOT_TELL:      # the page's third screen: the cell type, then its confidence
+            _patiently(lambda: service.choose_class(token, trial.assignment_id, ans["class_response"]), wait)
             time.sleep(wait / 1000.0)
         t0 = time.perf_counter()
         out = _patiently(lambda: service.answer_class(token, trial.assignment_id, ans["class_response"],

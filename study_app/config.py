@@ -82,8 +82,8 @@ class DesignConfig:
     attention_checks: int = 2            # instructed-response trials inserted in the main sequence
     breaks: bool = True                  # offer a break between blocks
     show_score: bool = True              # show the participant's own score at the end
-    min_rt_ms: float = 250.0             # per screen: keys sooner than this after the screen became visible are ignored
-    abandon_after_minutes: float = 120.0  # a started, unfinished participant idle this long frees their slot
+    min_rt_ms: float = 250.0             # per screen: presses sooner than this after it became answerable are ignored
+    abandon_after_minutes: float = 120.0  # a consented, unfinished participant idle this long frees their slot
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Features per stimulus (what reaches the participant's browser apart from the image content):
 
 * ``file``: byte size, decoded width and height, PNG chunk layout (types and lengths), the header bytes up to the
-  first pixel (what HTTP adds is the same for every stimulus: type and length);
+  compressed pixels (what HTTP adds is the same for every stimulus: type and length);
 * ``order``: the position in the manifest and the mean / first position in simulated participants' sequences;
 * ``url``: the name the server serves each image under. It is drawn at random for every presentation
   (:mod:`study_app.serve.media`), so it is checked as a property rather than tested statistically: two
@@ -60,10 +60,10 @@ def _file_features(data: bytes) -> dict[str, Any]:
     feat: dict[str, Any] = {"file_bytes": len(data), "file_width": w, "file_height": h,
                             "file_format_png": float(fmt == "PNG"), "file_n_chunks": len(chunks),
                             "file_chunk_layout": int(hashlib.sha1(repr(chunks).encode()).hexdigest()[:8], 16)}
-    # header bytes up to the first pixel: signature, IHDR, any ancillary chunks, the IDAT length and the zlib /
-    # deflate block headers (the pixel bytes that follow are the image itself, not a leak)
+    # header bytes up to the compressed pixels: signature, IHDR, any ancillary chunks, the IDAT length and the zlib
+    # header (the deflate stream that follows encodes the pixels: the image itself, not a leak)
     idat = data.find(b"IDAT")
-    head = data[:idat + 4 + 7] if idat > 0 else data[:64]
+    head = data[:idat + 4 + 2] if idat > 0 else data[:64]
     feat.update({f"file_head_{i:02d}": b for i, b in enumerate(head[:96])})
     feat["file_head_len"] = len(head)
     return feat

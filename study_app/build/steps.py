@@ -2,7 +2,7 @@
 
 Real images go through exactly the path generated ones take: decode -> centre crop (from the model's record,
 :mod:`.framing`) -> resize to the model's output resolution with the model's own preprocessing -> the same
-resampling to ``display_px`` -> the same PNG encoder (:mod:`.render`). A leak audit and a content-confound check
+resampling to ``display_px`` -> the same PNG encoder (:mod:`.render`: lossless, padded to one byte size for the set). A leak audit and a content-confound check
 (:mod:`study_app.audit`) run at the end of every build; a failed leak audit leaves the folder unfinished (no
 study.json). The folder layout is in :mod:`study_app.study`.
 """
@@ -27,7 +27,7 @@ from ..study import AUDIT_FILE, CONFIG_FILE, MANIFEST_FILE, STIMULI_DIR, STUDY_F
 from .framing import Framing, FramingError, resolve_framing
 from .guard import StudyBuildError, prepare_output
 from .model_outputs import model_outputs
-from .render import new_id, render_stimulus
+from .render import new_id, pad_stimulus, padded_size, render_stimulus
 from .sources import fill_pools, match_classes, morph_items, real_items, select_real, synthetic_items
 
 log = logging.getLogger(__name__)
@@ -86,16 +86,19 @@ def _framing(model, records, picked: dict[str, dict], cfg: StudyConfig, data: st
         raise StudyBuildError(str(exc)) from None
 
 
-def _write_stimuli(items, outputs: pd.DataFrame, out: Path, cfg: StudyConfig) -> pd.DataFrame:
-    """Render every item with the one encoder under a random id; the manifest, sorted by id (a random order)."""
+def _write_stimuli(items, outputs: pd.DataFrame, out: Path, cfg: StudyConfig) -> tuple[pd.DataFrame, int]:
+    """Render every item with the one encoder under a random id, pad every file to one byte size; the manifest,
+    sorted by id (a random order), and that size."""
     s = cfg.stimuli
     (out / STIMULI_DIR).mkdir(parents=True, exist_ok=True)
+    compact = [render_stimulus(it.array, s.display_px, s.upscale) for it in items]
+    size = padded_size(len(png) for png in compact)
     taken: set[str] = set()
     rows = []
-    for it, m in zip(items, outputs.to_dict("records")):
+    for it, m, small in zip(items, outputs.to_dict("records"), compact):
         sid = new_id(taken)
         f = f"{STIMULI_DIR}/{sid}.png"
-        png = render_stimulus(it.array, s.display_px, s.upscale)
+        png = pad_stimulus(small, size)
         (out / f).write_bytes(png)
         rows.append({"stimulus_id": sid, "file": f, "role": it.role, "source": it.source,
                      "true_class": it.true_class, "morph_strength": it.morph_strength, "origin": it.origin,
@@ -105,7 +108,7 @@ def _write_stimuli(items, outputs: pd.DataFrame, out: Path, cfg: StudyConfig) ->
     manifest = pd.DataFrame(rows).sort_values("stimulus_id").reset_index(drop=True)
     manifest.to_csv(out / MANIFEST_FILE, index=False)
     (out / CONFIG_FILE).write_text(config_to_toml(cfg))
-    return manifest
+    return manifest, size
 
 
 def _content_hash(cfg: StudyConfig, manifest: pd.DataFrame) -> str:
@@ -164,8 +167,8 @@ def build_study(data: str | Path, model_dir: str | Path, out: str | Path, cfg: S
                                                enabled=s.classify, seed=s.seed, progress=progress,
                                                overrides=s.classifier)
     say(classifier_status)
-    say(f"rendering {len(items)} stimuli at {s.display_px} px ({s.upscale})")
-    manifest = _write_stimuli(items, outputs, out, cfg)
+    say(f"rendering {len(items)} stimuli at {s.display_px} px ({s.upscale}), compressed and padded to one size")
+    manifest, stimulus_bytes = _write_stimuli(items, outputs, out, cfg)
 
     say("leak audit and content-confound check")
     seqs = [[t.stimulus_id for t in trial_sequence(manifest, cfg, k) if t.phase == "main"]
@@ -180,7 +183,7 @@ def build_study(data: str | Path, model_dir: str | Path, out: str | Path, cfg: S
     real_rows = sorted((rel(p), c, sha256_file(p)) for c in classes for ps in picked[c].values() for p in ps)
     study = {
         "study_id": cfg.id, "title": cfg.title, "classes": classes, "config_hash": config_hash(cfg),
-        "content_hash": _content_hash(cfg, manifest), "n_stimuli": len(manifest),
+        "content_hash": _content_hash(cfg, manifest), "n_stimuli": len(manifest), "stimulus_bytes": stimulus_bytes,
         "manifest_sha256": sha256_file(out / MANIFEST_FILE),
         "counts": manifest.groupby(["role", "source"]).size().rename("n").reset_index().to_dict("records"),
         "classifier": classifier_status, "leak_audit": audit.verdict(),

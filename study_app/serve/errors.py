@@ -16,3 +16,8 @@ class NotLoaded(ValueError):
 
 class StudyMismatch(RuntimeError):
     """The database holds this study id with other stimuli (another build); serving it would mix answer keys."""
+
+
+class Superseded(PermissionError):
+    """An action from a browser tab or window that no longer holds the participant's study: the same link was
+    opened (or taken back) in another one, which now shows the trial and takes its answers."""

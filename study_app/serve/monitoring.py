@@ -3,6 +3,7 @@ stimulus, withdrawal, and the admin sign-in with a back-off that holds across br
 from __future__ import annotations
 
 import hmac
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,11 @@ class SignIn:
     ok: bool
     wait_s: float = 0.0          # seconds until the next attempt is looked at
     checked: bool = True         # False: refused by the back-off without looking at the password
+
+
+def wait_text(seconds: float) -> str:
+    """A wait as the admin page says it: whole seconds, rounded up, never "0 s"."""
+    return f"{max(1, math.ceil(seconds))} s"
 
 
 def backoff_seconds(failures: int) -> float:
@@ -66,10 +72,12 @@ class Monitoring:
             return n_resp, last
         n_resp, last = self.db.read(go)
         by = df["status"].value_counts().to_dict() if len(df) else {}
-        return {"participants": len(df), "started": int(df["consented_at"].notna().sum()) if len(df) else 0,
+        unconsented = by.get("unconsented", 0)   # old code entries that never consented: they count nowhere
+        return {"participants": len(df) - unconsented,
+                "started": int(df["consented_at"].notna().sum()) if len(df) else 0,
                 "completed": by.get("completed", 0), "active": by.get("active", 0),
-                "abandoned": by.get("abandoned", 0), "invited": by.get("invited", 0), "responses": n_resp,
-                "last_response_at": last}
+                "abandoned": by.get("abandoned", 0), "invited": by.get("invited", 0), "unconsented": unconsented,
+                "responses": n_resp, "last_response_at": last}
 
     def participants_table(self) -> pd.DataFrame:
         """One row per participant with progress and status (invited / active / completed / abandoned)."""

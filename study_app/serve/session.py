@@ -3,7 +3,7 @@
 
 Access is by a secret token (only its sha256 is stored); every call checks that the trial belongs to the token's
 participant. The rules for joining are in :mod:`.joining`, for trials and answers in :mod:`.trials`, for the
-admin page in :mod:`.monitoring`.
+admin page in :mod:`.monitoring`, for the tab that shows a trial in :mod:`.presenting`.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from ..study import MANIFEST_FILE, STUDY_FILE, Study, load_study, read_manifest
 from ..storage import (DEFAULT_RETRY_SECONDS, Database, ManifestVersion, StudyRow, describe_url, resolve_db_url)
-from .errors import AccessDenied, NotLoaded, StudyMismatch, TooFast  # noqa: F401 - re-exported
+from .errors import AccessDenied, NotLoaded, StudyMismatch, Superseded, TooFast  # noqa: F401 - re-exported
 from .joining import Invite, Joining, hash_token  # noqa: F401 - re-exported
 from .monitoring import Monitoring
 from .trials import CANNOT_TELL, ParticipantState, SubmitResult, Trials, TrialView  # noqa: F401 - re-exported

@@ -4,34 +4,33 @@ stored answer the one the expert meant.
 * The stage (consent, profile, instructions, practice, main_intro, break, main, done) and the next trial are derived
   from the database on every call, so a refresh, a lost connection or a server restart continues at the next
   unanswered trial.
-* A *presentation* is one hand-out of a trial's image to one browser session (:meth:`Trials.view`); the browser
-  then confirms that the image loaded (:meth:`Trials.confirm_loaded`). Answers are accepted only after that
-  confirmation, and each screen's response time runs from the moment that screen could be seen: the
-  authenticity question from the load confirmation, the cell-type question from the authenticity answer, the
-  class-confidence question from the cell-type choice. An answer sooner than ``design.min_rt_ms`` is refused
-  (:class:`TooFast`): a double press or a key held down cannot answer the next question.
-* The authenticity answer is committed the moment it is given; the trial's response row is committed before the
-  next image can be requested. ``UNIQUE(assignment_id)`` makes a repeated or concurrent submission a duplicate,
-  never a second row.
+* Answers are accepted only after the browser confirmed the image of the trial's presentation loaded
+  (:mod:`.presenting`), and only from the tab that holds the study (when the caller names its session). Each
+  screen's minimum time runs from the moment that screen could be answered: the authenticity question from the
+  load confirmation, the cell-type question from the authenticity answer, the class-confidence question from the
+  cell-type choice (or its withdrawal). An answer sooner than ``design.min_rt_ms`` is refused (:class:`TooFast`).
+  (The page's keyboard gate does more: ``serve/web/screen.js``.)
+* The authenticity answer is committed the moment it is given, the chosen cell type too (a draft: a reload on
+  the confidence question keeps it); the trial's response row is committed before the next image can be
+  requested. ``UNIQUE(assignment_id)`` makes a repeated or concurrent submission a duplicate, never a second row.
 """
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cytocore.confidence import confidence_to_raw
+from cytocore.schema import AUTH_RESPONSES, CANNOT_TELL
 
 from ..storage import Assignment, Participant, Response, utcnow
 from .errors import AccessDenied, NotLoaded, TooFast
+from .presenting import TRIAL_STAGES, Presentations, TrialView  # noqa: F401 - TrialView re-exported
 
-CANNOT_TELL = "cannot_tell"
-AUTH_ANSWERS = ("real", "synthetic")
 STAGES = ("consent", "profile", "instructions", "practice", "main_intro", "break", "main", "done")
 
 
@@ -58,23 +57,7 @@ class ParticipantState:
     main_done: int
     block: int
     n_blocks: int
-
-
-@dataclass
-class TrialView:
-    assignment_id: int
-    phase: str
-    trial_index: int
-    block: int
-    n_in_phase: int
-    stimulus_id: str
-    image_path: Path
-    is_attention_check: bool
-    instructed_answer: str | None
-    auth_response: str | None        # authenticity answer already committed for this trial
-    auth_confidence_level: int | None
-    presentation: int                # which hand-out of this trial's image this is (1, 2, ...)
-    loaded: bool                     # the browser confirmed the image of this presentation loaded
+    elsewhere: bool = False          # this browser session does not hold the study (another tab does)
 
 
 @dataclass
@@ -85,8 +68,8 @@ class SubmitResult:
     feedback: dict[str, Any] | None = None   # practice trials only: the truth, for feedback
 
 
-class Trials:
-    """Mixin of :class:`~study_app.serve.session.StudyService`: stages, presentations, answers."""
+class Trials(Presentations):
+    """Mixin of :class:`~study_app.serve.session.StudyService`: stages and answers (presentations in the base)."""
 
     # ------------------------------------------------------------------ stage machine
     def _next_assignment(self, s: Session, pid: str) -> Assignment | None:
@@ -145,9 +128,9 @@ class Trials:
         self.db.write(go)
 
     def give_consent(self, token: str) -> None:
-        def change(p, s):
-            p.consented_at = p.consented_at or utcnow()
-        self._touch(token, change)
+        """The participant agreed: from now on they hold a counterbalancing slot and have their trials
+        (:meth:`~.joining.Joining._start`)."""
+        self._touch(token, lambda p, s: self._start(s, p))
 
     def save_profile(self, token: str, role: str, years_experience: float) -> None:
         allowed = set(self.cfg.roles) | {"bot"}
@@ -180,92 +163,29 @@ class Trials:
                 p.break_done_block = max(p.break_done_block, nxt.block)
         self._touch(token, change)
 
-    # ------------------------------------------------------------------ presentations
-    def current_trial(self, token: str, session_key: str = "") -> TrialView | None:
-        """The next unanswered trial (None when the stage is not a trial stage), presented to ``session_key``."""
-        return self.view(token, session_key)[1]
-
-    def view(self, token: str, session_key: str = "") -> tuple[ParticipantState, TrialView | None]:
-        """The participant's state and, in a trial stage, the trial to show. The first time a browser session
-        (``session_key``) is handed a trial is a new presentation: its image must be confirmed loaded again."""
-        def look(s: Session):
-            p = self._participant(s, token)
-            st, a = self._state(s, p)
-            return st, (a if st.stage in ("practice", "main") else None)
-
-        st, a = self.db.read(look)
-        if a is None:
-            return st, None
-        if a.shown_session != session_key or a.shown_at is None:
-            a = self.db.write(lambda s: self._present(s, a.id, session_key, new_session=True))
-        return st, self._trial_view(st, a)
-
-    def _present(self, s: Session, assignment_id: int, session_key: str, new_session: bool) -> Assignment:
-        b = s.get(Assignment, assignment_id)
-        if b is None:
-            raise AccessDenied("this trial no longer exists (withdrawn)")
-        if new_session and b.shown_session == session_key and b.shown_at is not None:
-            return b  # another thread of the same session got here first
-        now = utcnow()
-        if new_session and b.shown_session is not None:
-            b.n_reconnects += 1
-        b.shown_at, b.shown_session, b.loaded_at = now, session_key, None
-        b.n_presentations += 1
-        b.first_shown_at = b.first_shown_at or now
-        s.execute(update(Participant).where(Participant.id == b.participant_id).values(last_seen_at=now))
-        return b
-
-    def _trial_view(self, st: ParticipantState, a: Assignment) -> TrialView:
-        n_phase = st.n_practice if a.phase == "practice" else st.n_main
-        return TrialView(a.id, a.phase, a.trial_index, a.block, n_phase, a.stimulus_id,
-                         self.study.image_path(a.stimulus_id), a.is_attention_check, a.instructed_answer,
-                         a.auth_response, a.auth_confidence_level, a.n_presentations, a.loaded_at is not None)
-
-    def confirm_loaded(self, token: str, assignment_id: int, presentation: int) -> bool:
-        """The browser has the image of this presentation on screen. Stale confirmations (an earlier presentation,
-        another browser session) are ignored. Returns whether this one counted."""
-        def go(s):
-            p, a = self._owned(s, token, assignment_id)
-            if a.n_presentations != int(presentation) or a.loaded_at is not None or a.response is not None:
-                return False
-            a.loaded_at = utcnow()
-            return True
-        return self.db.write(go)
-
-    def retry_image(self, token: str, assignment_id: int, session_key: str = "") -> None:
-        """The image did not load (broken, interrupted): hand it out again as a new presentation."""
-        def go(s):
-            p, a = self._owned(s, token, assignment_id)
-            if a.response is None:
-                self._present(s, a.id, session_key, new_session=False)
-        self.db.write(go)
-
-    # ------------------------------------------------------------------ answers
-    def _owned(self, s: Session, token: str, assignment_id: int) -> tuple[Participant, Assignment]:
-        p = self._participant(s, token)
-        a = s.get(Assignment, int(assignment_id))
-        if a is None or a.participant_id != p.id:
-            raise AccessDenied("this trial does not belong to this link")
-        return p, a
-
-    def _check_screen_time(self, a: Assignment, now: dt.datetime, *screen_starts: dt.datetime | None) -> None:
+        # ------------------------------------------------------------------ answers
+    def _check_screen_time(self, a: Assignment, now: dt.datetime) -> None:
+        """The screen on view began when the image was confirmed loaded, the authenticity answer was given or the
+        cell type was chosen (or withdrawn), whichever came last."""
         if a.loaded_at is None:
             raise NotLoaded("the image of this trial has not been confirmed loaded yet")
-        since = max(t for t in (a.loaded_at, *screen_starts) if t is not None)
+        since = max(t for t in (a.loaded_at, a.auth_answered_at, a.class_choice_at) if t is not None)
         rt = _ms(since, now)
         if rt < self.cfg.design.min_rt_ms:
             raise TooFast(f"answer {rt:.0f} ms after its question appeared (minimum {self.cfg.design.min_rt_ms:g})")
 
-    def answer_auth(self, token: str, assignment_id: int, response: str, level: int) -> bool:
-        """Commit the authenticity answer of a trial. Returns False if the trial already had one (first wins)."""
-        if response not in AUTH_ANSWERS:
-            raise ValueError(f"authenticity answer must be one of {AUTH_ANSWERS}")
+    def answer_auth(self, token: str, assignment_id: int, response: str, level: int,
+                    session_key: str | None = None) -> bool:
+        """Commit the authenticity answer of a trial. Returns False if the trial already had one (first wins).
+        ``session_key``: the browser session answering, which must hold the study (:class:`Superseded`)."""
+        if response not in AUTH_RESPONSES:
+            raise ValueError(f"authenticity answer must be one of {AUTH_RESPONSES}")
         level = int(level)
         if not 1 <= level <= self.K:
             raise ValueError(f"confidence level must be in 1..{self.K}")
 
         def go(s):
-            p, a = self._owned(s, token, assignment_id)
+            p, a = self._owned(s, token, assignment_id, session_key)
             if a.auth_response is not None or a.response is not None:
                 return False
             now = utcnow()
@@ -276,11 +196,32 @@ class Trials:
             return True
         return self.db.write(go)
 
+    def choose_class(self, token: str, assignment_id: int, class_response: str | None,
+                     session_key: str | None = None) -> None:
+        """The cell type chosen on the cell-type screen, before its confidence (``None``: back to the cell-type
+        question). Stored as a draft, so a reload keeps it; the confidence question's minimum time runs from here."""
+        if class_response is not None and class_response not in self.classes:
+            raise ValueError(f"cell type must be one of {self.classes}")
+
+        def go(s):
+            p, a = self._owned(s, token, assignment_id, session_key)
+            if a.response is not None:
+                return
+            if a.auth_response is None:
+                raise ValueError("answer the real / AI-generated question first")
+            now = utcnow()
+            if class_response is not None:
+                if a.class_choice is not None:
+                    return           # already chosen (a repeated submission): the first choice stands
+                self._check_screen_time(a, now)
+            a.class_choice, a.class_choice_at = class_response, now
+            p.last_seen_at = now
+        self.db.write(go)
+
     def answer_class(self, token: str, assignment_id: int, class_response: str, level: int,
-                     screen_since: dt.datetime | None = None) -> SubmitResult:
-        """Commit the trial's response (the authenticity draft + this class answer) as one row. ``screen_since``:
-        when the question answered here appeared (the class-confidence question appears after the cell type is
-        chosen), for the per-screen minimum response time."""
+                     session_key: str | None = None) -> SubmitResult:
+        """Commit the trial's response (the authenticity answer + this class answer) as one row. With a chosen
+        cell type (:meth:`choose_class`) the answer must be that cell type."""
         if class_response != CANNOT_TELL and class_response not in self.classes:
             raise ValueError(f"class answer must be one of {self.classes} or {CANNOT_TELL!r}")
         level = 1 if class_response == CANNOT_TELL else int(level)
@@ -288,13 +229,15 @@ class Trials:
             raise ValueError(f"confidence level must be in 1..{self.K}")
 
         def go(s: Session) -> SubmitResult:
-            p, a = self._owned(s, token, assignment_id)
+            p, a = self._owned(s, token, assignment_id, session_key)
             if a.response is not None:
                 return SubmitResult(a.response.id, True, a.phase, self._feedback(a))
             if a.auth_response is None:
                 raise ValueError("answer the real / AI-generated question first")
+            if a.class_choice is not None and class_response != a.class_choice:
+                raise ValueError(f"the chosen cell type is {a.class_choice!r}: go back to change it first")
             now = utcnow()
-            self._check_screen_time(a, now, a.auth_answered_at, screen_since)
+            self._check_screen_time(a, now)
             s.add(self._response_row(p, a, class_response, level, now))
             s.flush()  # the UNIQUE(assignment_id) check happens here
             p.last_seen_at = now
@@ -326,12 +269,17 @@ class Trials:
         return r
 
     def _feedback(self, a: Assignment) -> dict[str, Any] | None:
+        """Practice trials only: the truth and the participant's answers, for the feedback screen (server side:
+        the page shows the image and the text, never the stimulus id)."""
         if a.phase != "practice":
             return None
         st = self.study.stimulus(a.stimulus_id)
+        r = a.response
         return {"source": st["source"], "true_class": st["true_class"], "stimulus_id": a.stimulus_id,
+                "tag": f"{a.phase[0]}{a.trial_index + 1}", "answer_auth": a.auth_response,
+                "answer_class": None if r is None else r.class_response,
                 "auth_correct": a.auth_response == st["source"],
-                "class_correct": a.response is not None and a.response.class_response == st["true_class"]}
+                "class_correct": r is not None and r.class_response == st["true_class"]}
 
     def score(self, token: str) -> dict[str, Any]:
         """The participant's own score on the main trials (attention checks excluded)."""

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 
 from .tables import AdminAttempt, Base, ManifestVersion, SchemaVersion, utcnow
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _V3_TABLES = {ManifestVersion.__tablename__, AdminAttempt.__tablename__}
 
 
@@ -46,9 +46,17 @@ def _m3(conn) -> None:
             t.create(conn, checkfirst=True)
 
 
+def _m4(conn) -> None:
+    """v4: the tab holding a participant's study; the chosen cell type as a stored draft."""
+    _add_column(conn, "participants", "holder_session", "VARCHAR(64)")
+    _add_column(conn, "assignments", "class_choice", "VARCHAR(64)")
+    _add_column(conn, "assignments", "class_choice_at", "DATETIME", "TIMESTAMP WITH TIME ZONE")
+
+
 MIGRATIONS: dict[int, tuple[str, Callable]] = {
     1: ("initial schema", _m1), 2: ("participants.last_seen_at", _m2),
-    3: ("slots, image-load confirmation, reconnects, manifest versions, admin attempts", _m3)}
+    3: ("slots, image-load confirmation, reconnects, manifest versions, admin attempts", _m3),
+    4: ("holding tab, cell-type draft", _m4)}
 
 
 def schema_version(engine: Engine) -> int:

@@ -81,6 +81,8 @@ class Participant(Base):
     break_done_block: Mapped[int] = mapped_column(Integer, default=-1)       # breaks taken up to this block
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTC, nullable=True)
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTC, nullable=True)   # schema v2
+    # schema v4: the browser session (tab) that holds the study: the newest one, or the one that took it back
+    holder_session: Mapped[str | None] = mapped_column(String(64), nullable=True)
     assignments: Mapped[list["Assignment"]] = relationship(back_populates="participant", cascade="all, delete-orphan",
                                                            passive_deletes=True)
     __table_args__ = (UniqueConstraint("study_id", "number", name="uq_participant_number"),)
@@ -88,7 +90,8 @@ class Participant(Base):
 
 class Assignment(Base):
     """One trial of one participant: which stimulus, where in the sequence, when it was handed out and when the
-    browser confirmed the image had loaded, the draft authenticity answer (committed the moment it is given)."""
+    browser confirmed the image had loaded, the draft answers (the authenticity answer, committed the moment it is
+    given; the chosen cell type)."""
     __tablename__ = "assignments"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     participant_id: Mapped[str] = mapped_column(ForeignKey("participants.id", ondelete="CASCADE"))
@@ -109,6 +112,10 @@ class Assignment(Base):
     auth_confidence_level: Mapped[int | None] = mapped_column(Integer, nullable=True)
     auth_answered_at: Mapped[dt.datetime | None] = mapped_column(UTC, nullable=True)
     auth_rt_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # schema v4: the cell type chosen before its confidence (kept over a reload) and when the screen that is now
+    # answerable appeared (the choice, or its withdrawal with Backspace)
+    class_choice: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    class_choice_at: Mapped[dt.datetime | None] = mapped_column(UTC, nullable=True)
     participant: Mapped[Participant] = relationship(back_populates="assignments")
     response: Mapped["Response | None"] = relationship(back_populates="assignment", cascade="all, delete-orphan",
                                                        passive_deletes=True, uselist=False)

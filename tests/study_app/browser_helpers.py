@@ -9,18 +9,30 @@ from pathlib import Path
 SHOTS_ENV = "CYTOSTUDY_SCREENSHOTS"     # a folder: the browser tests also save their screenshots there (docs/)
 
 
-def study_with_min_rt(built_study: Path, dst: Path, min_rt_ms: float) -> Path:
-    """A copy of the built study whose design.min_rt_ms is ``min_rt_ms`` (the tiny study's 30 ms is for speed)."""
+def study_with_min_rt(built_study: Path, dst: Path, min_rt_ms: float, display_px: int | None = None) -> Path:
+    """A copy of the built study whose design.min_rt_ms is ``min_rt_ms`` (the tiny study's 30 ms is for speed) and,
+    optionally, whose images are shown at ``display_px`` (the page's layout of a real study; the files stay)."""
     shutil.copytree(built_study, dst, ignore=shutil.ignore_patterns("study.db*", "exports"))
     toml = (dst / "study.toml").read_text()
-    (dst / "study.toml").write_text(re.sub(r"min_rt_ms = [0-9.]+", f"min_rt_ms = {min_rt_ms}", toml))
+    toml = re.sub(r"min_rt_ms = [0-9.]+", f"min_rt_ms = {min_rt_ms}", toml)
+    if display_px:
+        toml = re.sub(r"display_px = [0-9]+", f"display_px = {display_px}", toml)
+    (dst / "study.toml").write_text(toml)
     return dst
 
 
 def gate(page) -> dict:
-    """The keyboard gate's state: current screen, when it became visible, the keys it ignored and why."""
+    """The keyboard gate's state: current screen, when it became answerable (visibleAt) and its image decoded,
+    the keys it ignored and why, the answers it accepted, whether it is in sync with the server, the notice shown."""
     return page.evaluate("() => { const G = window.__cytoGate; return G ? {screen: G.screen, visibleAt: G.visibleAt,"
-                         " ignored: G.ignored.slice(), accepted: G.acceptedLog.slice()} : null; }")
+                         " decodedAt: G.decodedAt, ignored: G.ignored.slice(), accepted: G.acceptedLog.slice(),"
+                         " synced: G.synced, notice: G.notice} : null; }")
+
+
+def wait_answerable(page, ms: float) -> None:
+    """Until the current screen has been answerable for ``ms``."""
+    page.wait_for_function("ms => { const G = window.__cytoGate; return G.visibleAt !== null &&"
+                           " performance.now() - G.visibleAt >= ms; }", arg=ms)
 
 
 def wait_screen(page, part: str, timeout: float = 60_000) -> str:

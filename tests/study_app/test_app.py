@@ -147,29 +147,41 @@ def test_resume_after_reload_continues_at_the_next_unanswered_trial(svc):
     loaded(again, svc, tok)
     assert any("AI-generated, 100 %" in str(m.value) for m in again.markdown)   # its committed answer is kept
     assert keys(again, "class-") and not keys(again, "auth-")
-    cls = keys(again, "class-")[0]
+    cls = keys(again, "class-")[1]
     time.sleep(0.04)
-    again.button(key=cls).click().run()
+    again.button(key=cls).click().run()                              # a cell type chosen ...
+    third = open_app(tok)                                            # ... and the page reloaded again
+    loaded(third, svc, tok)
+    assert keys(third, "cconf-") and "that it is a beta" in texts(third)   # the chosen cell type is kept
     time.sleep(0.04)
-    again.button(key=keys(again, "cconf-")[0]).click().run()
+    third.button(key=keys(third, "cconf-")[0]).click().run()
+    again = third
     assert "Practice feedback" in texts(again) and n_rows(svc) == 2
     rows = svc.db.read(lambda s: s.scalars(select(Response).order_by(Response.id)).all())
-    assert [r.n_reconnects for r in rows] == [0, 1] and rows[1].n_presentations == 2   # the reload is recorded
+    assert [r.n_reconnects for r in rows] == [0, 2] and rows[1].n_presentations == 3   # the reloads are recorded
+    assert rows[1].class_response == "beta"
 
 
-def test_the_same_answer_from_two_sessions_is_stored_once(svc):
-    """Two tabs (or a reconnect re-sending the click) answer the same trial: one row, both move on."""
+def test_two_tabs_the_newer_holds_the_study_and_the_older_is_told(svc):
+    """Two tabs of one link: the newer one holds the study; the older one's stale answer is refused *and shown as
+    not stored* (never dropped silently), its page says the study is open elsewhere, and "Continue here" takes
+    the study back (the other tab is then told)."""
     tok = svc.create_invites(1)[0].token
     a = onboard(open_app(tok))
-    b = open_app(tok)
+    loaded(a, svc, tok)                                              # a's image is on screen: its buttons show
+    stale = [k for k in keys(a, "auth-") if k.endswith("-real-2")][0]
+    b = open_app(tok)                                                # the same link in a second, newer tab
     assert progress(a) == progress(b)
-    loaded(b, svc, tok)                                              # b's image is on screen: its buttons show
-    stale = [k for k in keys(b, "auth-") if k.endswith("-real-2")][0]
-    answer_trial(a, svc, tok)                                        # a takes the trial over (a new presentation)
     time.sleep(0.04)
-    b.button(key=stale).click().run()                                # stale page
+    a.button(key=stale).click().run()                                # a's page still showed the trial
+    assert "open in another tab" in "\n".join(str(w.value) for w in a.warning)
+    assert "was not stored" in texts(a) and not keys(a, "auth-")
+    answer_trial(b, svc, tok)                                        # the newer tab answers undisturbed
     assert n_rows(svc) == 1
-    assert "Practice 2 of 2" in progress(b)                          # b moved on to the next unanswered trial
+    a.button(key="continue-here").click().run()                     # "Continue here" in the older tab
+    assert "Practice 2 of 2" in progress(a) and "Loading the image" in "\n".join(str(c.value) for c in a.caption)
+    b.button(key="feedback-next").click().run()
+    assert "open in another tab" in "\n".join(str(w.value) for w in b.warning)
 
 
 def test_wrong_or_withdrawn_link(svc):
@@ -181,15 +193,30 @@ def test_wrong_or_withdrawn_link(svc):
     assert "This link is not valid" in texts(at)
 
 
-def test_study_code_entry_creates_a_personal_link(svc):
-    at = open_app(code="TINY")
-    assert at.text_input[0].value == "TINY"
-    next(b for b in at.button if b.label == "Begin").click().run()
+def open_code(code: str, remembered: str = "") -> AppTest:
+    """The study-code page in a browser that remembers ``remembered`` (what the page's component reports)."""
+    at = AppTest.from_file(APP, default_timeout=90)
+    at.query_params["code"] = code
+    at.session_state["remembered"] = remembered
+    return at.run()
+
+
+def test_study_code_entry_creates_a_participant_only_at_consent(svc):
+    at = open_code("TINY")
+    assert "consent" in texts(at).lower() and svc.counts()["participants"] == 0   # nobody until they agree
+    at.button(key="consent-agree").click().run()
     tok = at.query_params["t"]
-    assert tok and svc.state(tok).stage == "consent"
-    at = open_app(code="WRONG")
-    next(b for b in at.button if b.label == "Begin").click().run()
-    assert "not valid" in texts(at) and "t" not in at.query_params
+    assert tok and svc.state(tok).stage == "profile" and svc.counts()["participants"] == 1
+    # the same browser opens the code link again: it continues its own session, and is offered no second one
+    again = open_code("tiny", remembered=tok)
+    assert "Welcome back" in texts(again) and keys(again, "") == ["resume"]
+    again.button(key="resume").click().run()
+    assert again.query_params["t"] == tok and "About you" in texts(again)
+    assert svc.counts()["participants"] == 1
+    wrong = open_code("WRONG")
+    assert wrong.text_input[0].value == "WRONG"
+    next(b for b in wrong.button if b.label == "Begin").click().run()
+    assert "not valid" in texts(wrong) and "t" not in wrong.query_params
 
 
 def test_admin_needs_the_password_and_exports(svc, built_study):

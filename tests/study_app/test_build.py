@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from study_app.audit import png_chunks
-from study_app.build import StudyBuildError, build_study, render_stimulus
+from study_app.build import StudyBuildError, build_study, pad_stimulus, render_stimulus
 from study_app.study import load_study
 
 
@@ -61,7 +61,37 @@ def test_real_images_take_the_generated_images_path(built_study, tiny_model_dir)
     data_root = st.meta["provenance"]["data_source"]
     r = st.manifest[st.manifest.source == "real"].iloc[0]
     arr = model.preprocess(f"{data_root}/{r.origin}")
-    assert render_stimulus(arr, 96, "bicubic") == (built_study / r.file).read_bytes()
+    assert pad_stimulus(render_stimulus(arr, 96, "bicubic"), st.meta["stimulus_bytes"]) == \
+        (built_study / r.file).read_bytes()
+
+
+def test_stimuli_are_compressed_losslessly_and_padded_to_one_size(built_study):
+    """Every file has the one size of the set (the largest compact file + MIN_PADDING), smaller than the raw
+    pixels; its padding is inside the compressed stream and the pixels decode exactly as rendered."""
+    import io
+    import zlib
+
+    from study_app.build.render import MIN_PADDING, png_chunks as chunks_of
+
+    st = load_study(built_study)
+    size = st.meta["stimulus_bytes"]
+    raw = 96 * (96 * 3 + 1)                                          # the filtered scanlines, uncompressed
+    assert size < 0.9 * raw
+    for r in st.manifest.itertuples():
+        data = (built_study / r.file).read_bytes()
+        assert len(data) == size
+        d = zlib.decompressobj()
+        pixels = d.decompress(dict(chunks_of(data))[b"IDAT"])
+        assert d.eof and not d.unused_data and len(pixels) == raw    # one valid stream, nothing after it
+    a = load_study(built_study).manifest.iloc[0]
+    with Image.open(built_study / a.file) as im:
+        arr = np.asarray(im.convert("RGB"))
+    compact = render_stimulus(arr, 96, "bicubic")                   # the same pixels, encoded again
+    padded = pad_stimulus(compact, len(compact) + MIN_PADDING + 1000)
+    with Image.open(io.BytesIO(padded)) as im:
+        assert (np.asarray(im) == arr).all()
+    with pytest.raises(ValueError, match="at least"):
+        pad_stimulus(compact, len(compact) + MIN_PADDING - 1)
 
 
 def test_model_outputs_are_stored(built_study):

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from study_app.build import StudyBuildError, build_study, render_stimulus
+from study_app.build import StudyBuildError, build_study, pad_stimulus, render_stimulus
 from study_app.build.framing import FramingError, resolve_framing
 from study_app.study import load_study
 
@@ -67,4 +67,5 @@ def test_a_cascade_builds_a_study_at_its_resolution(tiny_config, tiny_dataset, t
     real = st.manifest[st.manifest.source == "real"].iloc[0]
     arr = model.preprocess(f"{prov['data_source']}/{real.origin}")
     assert arr.shape == (32, 32, 3)
-    assert render_stimulus(arr, 96, "bicubic") == (out / real.file).read_bytes()   # the same path, byte for byte
+    assert pad_stimulus(render_stimulus(arr, 96, "bicubic"), st.meta["stimulus_bytes"]) == \
+        (out / real.file).read_bytes()                            # the same path, byte for byte

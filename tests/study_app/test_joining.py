@@ -49,7 +49,7 @@ def _idle(service, participant_id: str, minutes: float) -> None:
 
 def test_abandoned_slots_are_released_and_the_admin_sees_it(service):
     a, b = service.join_with_code("TINY"), service.join_with_code("TINY")
-    invited = service.create_invites(1)[0]                     # a personal link nobody opened yet keeps its slot
+    invited = service.create_invites(1)[0]                     # a personal link not consented yet: no slot
     _idle(service, a.participant_id, service.cfg.design.abandon_after_minutes + 1)
     table = service.participants_table().set_index("participant_id")
     assert table.loc[a.participant_id, "status"] == "abandoned"

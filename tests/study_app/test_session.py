@@ -7,7 +7,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from study_app.serve.session import AccessDenied, NotLoaded, StudyService, TooFast
+from study_app.serve.session import AccessDenied, NotLoaded, StudyService, Superseded, TooFast
 from study_app.storage import Assignment, Response, StorageUnavailable
 
 WAIT = 0.035   # just over design.min_rt_ms (30 ms) in the tiny study
@@ -147,7 +147,7 @@ def test_tokens_protect_sessions(service):
     with pytest.raises(AccessDenied):
         service.join_with_code("WRONG")
     joined = service.join_with_code("tiny")                  # codes are case-insensitive
-    assert service.state(joined.token).stage == "consent"
+    assert service.state(joined.token).stage == "profile"    # (joined when the person agreed to the consent)
 
 
 def test_too_fast_answers_are_ignored(service):
@@ -169,13 +169,29 @@ def test_too_fast_answers_are_ignored(service):
     service.cfg.design.min_rt_ms = 10_000.0
     with pytest.raises(TooFast):
         service.answer_class(tok, t.assignment_id, "cannot_tell", 1)
-    service.cfg.design.min_rt_ms = 300.0
-    time.sleep(0.35)                                    # past 300 ms since the authenticity answer ...
-    chosen_at = __import__("study_app.storage", fromlist=["utcnow"]).utcnow()   # ... but a class chosen just now
+    with pytest.raises(TooFast):                        # choosing the cell type is an answer to that screen too
+        service.choose_class(tok, t.assignment_id, "alpha")
+    _earlier(service, t.assignment_id, 60)              # 60 s after the authenticity answer ...
+    service.choose_class(tok, t.assignment_id, "alpha")  # ... the class chosen now:
     with pytest.raises(TooFast):                        # the class-confidence question has its own start
-        service.answer_class(tok, t.assignment_id, "alpha", 2, screen_since=chosen_at)
-    time.sleep(0.35)
-    assert not service.answer_class(tok, t.assignment_id, "alpha", 2, screen_since=chosen_at).duplicate
+        service.answer_class(tok, t.assignment_id, "alpha", 2)
+    _earlier(service, t.assignment_id, 60)
+    with pytest.raises(ValueError, match="chosen cell type"):   # the answer is the chosen cell type's
+        service.answer_class(tok, t.assignment_id, "beta", 2)
+    assert not service.answer_class(tok, t.assignment_id, "alpha", 2).duplicate
+    service.cfg.design.min_rt_ms = 30.0
+
+
+def _earlier(svc, assignment_id: int, seconds: float) -> None:
+    """Move a trial's screen times back (no timed waits in the tests)."""
+    import datetime as dt
+
+    def go(s):
+        a = s.get(Assignment, assignment_id)
+        for col in ("loaded_at", "auth_answered_at", "class_choice_at"):
+            if getattr(a, col) is not None:
+                setattr(a, col, getattr(a, col) - dt.timedelta(seconds=seconds))
+    svc.db.write(go)
 
 
 def test_response_times_are_measured_on_the_server(service):
@@ -249,3 +265,74 @@ def test_locked_sqlite_database_keeps_the_answer_for_retry(built_study, tmp_path
     res = svc.answer_class(tok, t.assignment_id, "alpha", 2)  # the page's "Try again"
     assert not res.duplicate and svc.state(tok).practice_done == 1
     svc.close()
+
+
+def test_a_reload_on_the_confidence_question_keeps_the_chosen_cell_type(service):
+    tok = service.create_invites(1)[0].token
+    onboard(service, tok)
+    t = shown(service, tok, "tab")
+    time.sleep(WAIT)
+    service.answer_auth(tok, t.assignment_id, "synthetic", 2, session_key="tab")
+    time.sleep(WAIT)
+    service.choose_class(tok, t.assignment_id, "beta", session_key="tab")
+    t2 = service.current_trial(tok, "reloaded")                 # a reload: a new browser session
+    assert (t2.assignment_id, t2.step, t2.class_choice, t2.loaded) == (t.assignment_id, "cconf", "beta", False)
+    with pytest.raises(NotLoaded):
+        service.answer_class(tok, t.assignment_id, "beta", 3, session_key="reloaded")
+    service.confirm_loaded(tok, t2.assignment_id, t2.presentation)
+    service.cfg.design.min_rt_ms = 10_000.0                      # (this service's own config object)
+    with pytest.raises(TooFast):                                 # the screen starts again when it is on view
+        service.answer_class(tok, t.assignment_id, "beta", 3, session_key="reloaded")
+    service.cfg.design.min_rt_ms = 30.0
+    time.sleep(WAIT)
+    service.choose_class(tok, t.assignment_id, None, session_key="reloaded")    # Backspace: back to the cell type
+    assert service.current_trial(tok, "reloaded").step == "class"
+    time.sleep(WAIT)
+    service.choose_class(tok, t.assignment_id, "alpha", session_key="reloaded")
+    time.sleep(WAIT)
+    assert not service.answer_class(tok, t.assignment_id, "alpha", 3, session_key="reloaded").duplicate
+    r = service.db.read(lambda s: s.scalar(select(Response)))
+    assert (r.auth_response, r.class_response, r.class_confidence_level) == ("synthetic", "alpha", 3)
+
+
+def test_two_tabs_of_one_link_the_newest_holds_the_study(service):
+    """The rule: the tab opened last holds the study (presentations, answers) until another takes it back with
+    "Continue here"; the other tab is told so and its answers are refused, never silently dropped."""
+    tok = service.create_invites(1)[0].token
+    onboard(service, tok)
+    a = shown(service, tok, "A")
+    b = shown(service, tok, "B")                                  # the same link opened in a second tab
+    assert a.assignment_id == b.assignment_id and b.presentation == a.presentation + 1
+    st, t = service.view(tok, "A", claim=False)                   # the first tab runs again: it is told
+    assert st.elsewhere and t is None
+    time.sleep(WAIT)
+    with pytest.raises(Superseded):
+        service.answer_auth(tok, a.assignment_id, "real", 1, session_key="A")
+    assert service.answer_auth(tok, b.assignment_id, "synthetic", 4, session_key="B")
+    st, t = service.view(tok, "B", claim=False)                   # the holder goes on undisturbed
+    assert not st.elsewhere and t.step == "class" and t.loaded
+    st, t = service.view(tok, "A", claim=True)                    # "Continue here" in the first tab
+    assert not st.elsewhere and t.auth_response == "synthetic" and not t.loaded
+    with pytest.raises(Superseded):
+        service.choose_class(tok, t.assignment_id, "alpha", session_key="B")
+    assert service.view(tok, "B", claim=False)[0].elsewhere
+
+
+def test_a_slot_is_taken_at_consent_and_code_entries_are_created_consented(service):
+    inv = service.create_invites(1)[0]
+    row = service.participants_table().iloc[0]
+    assert row["status"] == "invited" and row["trials"] == 0 and row["slot"] is None
+    joined = service.join_with_code("TINY")                      # the page calls this when the person agrees
+    assert service.state(joined.token).stage == "profile"
+    service.give_consent(inv.token)
+    table = service.participants_table().set_index("participant_id")
+    assert table.loc[joined.participant_id, "slot"] == 0 and table.loc[inv.participant_id, "slot"] == 1
+    assert table["trials"].min() > 0
+    # a study-code entry that never consented (possible only in databases from before) counts nowhere
+    from study_app.storage import Participant
+    service.db.write(lambda s: s.add(Participant(id="pold", study_id=service.cfg.id, number=99, slot=2,
+                                                 token_hash="0" * 64, entry="code")))
+    c = service.counts()
+    assert (c["participants"], c["unconsented"], c["started"]) == (2, 1, 2)
+    assert service.join_with_code("TINY").participant_id not in ("pold",)
+    assert service.participants_table().set_index("participant_id")["slot"].max() == 2   # its slot 2 is free

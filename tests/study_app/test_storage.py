@@ -44,10 +44,11 @@ def test_upgrade_from_v1_keeps_every_row(db_url):
     db = Database(db_url)
     db.ensure_schema()
     aid = _seed(db)
-    with db.engine.begin() as conn:   # turn it into a version-1 database: no v2 / v3 columns or tables
+    with db.engine.begin() as conn:   # turn it into a version-1 database: no v2 / v3 / v4 columns or tables
         for table, col in (("participants", "last_seen_at"), ("participants", "slot"), ("assignments", "loaded_at"),
                            ("assignments", "n_reconnects"), ("responses", "n_reconnects"),
-                           ("responses", "image_load_ms")):
+                           ("responses", "image_load_ms"), ("participants", "holder_session"),
+                           ("assignments", "class_choice"), ("assignments", "class_choice_at")):
             conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {col}"))
         conn.execute(text("DROP TABLE manifest_versions"))
         conn.execute(text("DROP TABLE admin_attempts"))
@@ -55,9 +56,10 @@ def test_upgrade_from_v1_keeps_every_row(db_url):
     db.dispose()
     db2 = Database(db_url)
     assert schema_version(db2.engine) == 1
-    assert migrate(db2.engine) == [2, 3]
+    assert migrate(db2.engine) == [2, 3, 4]
     cols = {c["name"] for c in inspect(db2.engine).get_columns("participants")}
-    assert {"last_seen_at", "slot"} <= cols
+    assert {"last_seen_at", "slot", "holder_session"} <= cols
+    assert {"class_choice", "class_choice_at"} <= {c["name"] for c in inspect(db2.engine).get_columns("assignments")}
     assert {"manifest_versions", "admin_attempts"} <= set(inspect(db2.engine).get_table_names())
     r = db2.read(lambda s: s.scalar(select(Response).where(Response.assignment_id == aid)))
     assert (r.auth_response, r.class_response, r.auth_rt_ms) == ("real", "alpha", 812.5)

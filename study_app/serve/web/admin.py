@@ -14,6 +14,7 @@ import streamlit as st
 
 from ...export import NoResponses, export_study
 from ...storage import StorageUnavailable
+from ..monitoring import wait_text
 from .common import ADMIN_PASSWORD_ENV, PUBLIC_URL_ENV, get_service, storage_error, style
 
 
@@ -56,9 +57,10 @@ def _login(svc) -> bool:
             st.session_state["admin_ok"] = True
             st.rerun()
         if not res.checked:
-            st.error(f"Too many wrong passwords: wait {res.wait_s:.0f} s before the next attempt.")
+            st.error(f"Too many wrong passwords: wait {wait_text(res.wait_s)} before the next attempt.")
         else:
-            st.error("Wrong password." + (f" The next attempt is possible in {res.wait_s:.0f} s." if res.wait_s else ""))
+            st.error("Wrong password." + (f" The next attempt is possible in {wait_text(res.wait_s)}."
+                                          if res.wait_s > 0 else ""))
     return False
 
 

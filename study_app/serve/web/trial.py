@@ -1,27 +1,18 @@
 """One trial on screen: the stimulus (served under a random name, answers only after the browser confirmed it
-loaded), then three screens, each answerable by one key: real or AI-generated with confidence, the cell type (or
-cannot tell), the confidence in the cell type. Every option of a rating scale is styled alike, and buttons are laid
-out row by row so a phone stacks them in key order."""
+loaded), then three screens, each answerable by one key or one tap: real or AI-generated with confidence, the cell
+type (or cannot tell), the confidence in the cell type. Options and keys come from :mod:`..labels` (consecutive
+questions use different keys); every option of a rating scale is styled alike. The page's CSS lays the
+real / AI scale out as two columns side by side on a phone (both sides visible without scrolling)."""
 from __future__ import annotations
 
 import streamlit as st
 
+from cytocore.schema import CANNOT_TELL
+
+from ..labels import auth_options, class_confidence_options, class_name, class_options, class_phrase, percent
 from ..media import served_name, stimulus_url
-from ..trials import CANNOT_TELL
-from ...storage import utcnow
+from .actions import act
 from .screen import event, screen
-
-# keys for class buttons: digits first, then letters (0 is "cannot tell")
-CLASS_KEYS = list("123456789") + list("ABDEFGHIJKLMNOPQSTUVWXYZ")
-
-
-def _act(*args) -> None:
-    from .participant import act
-    act(*args)
-
-
-def _percent(k: int, K: int, chance: float) -> int:
-    return round(100 * (chance + (1 - chance) * (k - 1) / (K - 1)))
 
 
 def _stimulus_name(trial) -> str:
@@ -49,89 +40,80 @@ def _header(state, trial) -> None:
                 "then any cell type.", icon="👁️")
 
 
-def _auth_keys(svc, trial) -> dict[str, str]:
-    K = svc.K
-    aid = trial.assignment_id
-    keys = {str(i + 1): f"auth-{aid}-synthetic-{k}" for i, k in enumerate(range(K, 0, -1))}
-    keys.update({str(K + i + 1): f"auth-{aid}-real-{k}" for i, k in enumerate(range(1, K + 1))})
+def _keymap(svc, trial) -> dict[str, str]:
+    """Key -> Streamlit key of the button it presses, for the question on screen."""
+    cfg, tag = svc.cfg.confidence, trial.tag
+    if trial.step == "auth":
+        return {o.key: f"auth-{tag}-{o.side}-{o.value}" for o in auth_options(svc.K, cfg.style, cfg.labels) if o.key}
+    if trial.step == "class":
+        return {o.key: f"class-{tag}-{o.value}" for o in class_options(svc.classes, CANNOT_TELL) if o.key}
+    keys = {o.key: f"cconf-{tag}-{o.value}"
+            for o in class_confidence_options(svc.K, cfg.style, cfg.labels, len(svc.classes)) if o.key}
+    keys["BACKSPACE"] = f"cback-{tag}"
     return keys
 
 
-def _auth_buttons(svc, token: str, trial) -> None:
-    K, cfg = svc.K, svc.cfg.confidence
-    label = (lambda k: f"{_percent(k, K, 0.5)} %") if cfg.style == "percent" else (lambda k: cfg.labels[k - 1])
+def _auth_buttons(svc, token: str, trial, session_key: str) -> None:
+    K, cfg, tag = svc.K, svc.cfg.confidence, trial.tag
+    opts = auth_options(K, cfg.style, cfg.labels)
     st.markdown('<div class="cyto-q">1 · Real or AI-generated?</div>'
-                '<div class="cyto-hint">Pick the side and how sure you are: one click or one key '
-                f'(1–{K} AI-generated, {K + 1}–{2 * K} real).</div>', unsafe_allow_html=True)
-    left, right = st.columns(2, gap="medium")
-    for side_col, side, title, levels, first in ((left, "synthetic", "◀ AI-generated", range(K, 0, -1), 1),
-                                                 (right, "real", "Real ▶", range(1, K + 1), K + 1)):
-        with side_col:
-            st.markdown(f'<div class="cyto-side">{title}</div>', unsafe_allow_html=True)
-            cols = st.columns(K, gap="small")
-            for i, k in enumerate(levels):
-                cols[i].button(f"{first + i} · {label(k)}", key=f"auth-{trial.assignment_id}-{side}-{k}",
-                               width="stretch", on_click=_act,
-                               args=("answer_auth", token, trial.assignment_id, side, k))
+                '<div class="cyto-hint cyto-keys">Pick the side and how sure you are: one key '
+                f'(1–{K} AI-generated, {K + 1}–{2 * K} real) or one click.</div>', unsafe_allow_html=True)
+    with st.container(key=f"scale-{tag}"):
+        left, right = st.columns(2, gap="medium")
+        for col, side, title, side_opts in ((left, "synthetic", "◀ AI-generated", opts[:K]),
+                                            (right, "real", "Real ▶", opts[K:])):
+            with col:
+                st.markdown(f'<div class="cyto-side">{title}</div>', unsafe_allow_html=True)
+                with st.container(key=f"side-{side}-{tag}"):
+                    cols = st.columns(K, gap="small")
+                    for c, o in zip(cols, side_opts):
+                        c.button(o.label(), key=f"auth-{tag}-{side}-{o.value}", width="stretch", on_click=act,
+                                 args=("answer_auth", token, trial.assignment_id, side, o.value, session_key))
 
 
-def _choose_class(assignment_id: int, cls: str | None) -> None:
-    st.session_state["class_choice"] = (assignment_id, cls, utcnow()) if cls is not None else None
+def _grid(options, ncol: int, key: str, button) -> None:
+    """Options row by row (a phone keeps the rows: see the page's CSS)."""
+    with st.container(key=key):
+        for row in range(0, len(options), ncol):
+            cols = st.columns(ncol, gap="small")
+            for col, o in zip(cols, options[row:row + ncol]):
+                with col:
+                    button(o)
 
 
-def _chosen(trial):
-    choice = st.session_state.get("class_choice")
-    return choice if choice and choice[0] == trial.assignment_id else None
-
-
-def _class_keys(svc, trial) -> dict[str, str]:
-    aid = trial.assignment_id
-    choice = _chosen(trial)
-    if choice is None:
-        keys = {CLASS_KEYS[i]: f"class-{aid}-{c}" for i, c in enumerate(svc.classes)}
-        keys["0"] = f"class-{aid}-{CANNOT_TELL}"
-        return keys
-    keys = {str(k): f"cconf-{aid}-{k}" for k in range(1, svc.K + 1)}
-    keys["BACKSPACE"] = f"cback-{aid}"
-    return keys
-
-
-def _class_buttons(svc, token: str, trial) -> None:
-    K, cfg = svc.K, svc.cfg.confidence
+def _class_buttons(svc, token: str, trial, session_key: str) -> None:
+    K, cfg, tag, aid = svc.K, svc.cfg.confidence, trial.tag, trial.assignment_id
     side = "Real" if trial.auth_response == "real" else "AI-generated"
-    conf = (f"{_percent(trial.auth_confidence_level, K, 0.5)} %" if cfg.style == "percent"
+    conf = (f"{percent(trial.auth_confidence_level, K, 0.5)} %" if cfg.style == "percent"
             else cfg.labels[trial.auth_confidence_level - 1])
     st.markdown(f'<span class="cyto-chip">1 · {side}, {conf}</span>', unsafe_allow_html=True)
-    choice = _chosen(trial)
-    if choice is None:
+    if trial.step == "class":
         st.markdown('<div class="cyto-q">2 · Which cell type?</div>'
-                    '<div class="cyto-hint">Press the key shown on the button; 0 = cannot tell.</div>',
+                    '<div class="cyto-hint cyto-keys">Press the key shown on the button; 0 = cannot tell.</div>',
                     unsafe_allow_html=True)
-        options = [(CLASS_KEYS[i], c, c.replace("_", " ").capitalize()) for i, c in enumerate(svc.classes)]
-        options.append(("0", CANNOT_TELL, "Cannot tell"))
-        ncol = 3 if len(options) <= 9 else 4
-        for row in range(0, len(options), ncol):       # row by row: a phone stacks them in key order
-            cols = st.columns(ncol, gap="small")
-            for col, (key, c, text) in zip(cols, options[row:row + ncol]):
-                if c == CANNOT_TELL:
-                    col.button(f"{key} · {text}", key=f"class-{trial.assignment_id}-{c}", width="stretch",
-                               on_click=_act, args=("answer_class", token, trial.assignment_id, CANNOT_TELL, 1))
-                else:
-                    col.button(f"{key} · {text}", key=f"class-{trial.assignment_id}-{c}", width="stretch",
-                               on_click=_choose_class, args=(trial.assignment_id, c))
+
+        def button(o):
+            if o.value == CANNOT_TELL:   # ends the trial: no confidence in "cannot tell"
+                st.button(o.label(), key=f"class-{tag}-{o.value}", width="stretch", on_click=act,
+                          args=("answer_class", token, aid, CANNOT_TELL, 1, session_key))
+            else:
+                st.button(o.label(), key=f"class-{tag}-{o.value}", width="stretch", on_click=act,
+                          args=("choose_class", token, aid, o.value, session_key))
+        opts = class_options(svc.classes, CANNOT_TELL)
+        _grid(opts, 3 if len(opts) <= 9 else 4, f"grid-class-{tag}", button)
         return
-    chosen, since = choice[1], choice[2]
-    st.markdown(f'<div class="cyto-q">2 · How sure are you that it is a {chosen.replace("_", " ")}?</div>'
-                f'<div class="cyto-hint">Keys 1–{K}; Backspace to change the cell type.</div>',
+    chosen = trial.class_choice
+    st.markdown(f'<div class="cyto-q">2 · How sure are you that it is {class_phrase(chosen)}?</div>'
+                f'<div class="cyto-hint cyto-keys">Keys 1–{K}; Backspace to change the cell type.</div>',
                 unsafe_allow_html=True)
-    chance = 1.0 / len(svc.classes)
-    cols = st.columns(K, gap="small")
-    for k in range(1, K + 1):
-        lab = cfg.labels[k - 1] + (f" ({_percent(k, K, chance)} %)" if cfg.style == "percent" else "")
-        cols[k - 1].button(f"{k} · {lab}", key=f"cconf-{trial.assignment_id}-{k}", width="stretch", on_click=_act,
-                           args=("answer_class", token, trial.assignment_id, chosen, k, since))
-    st.button("Backspace · ← Change the cell type", key=f"cback-{trial.assignment_id}", on_click=_choose_class,
-              args=(trial.assignment_id, None))
+
+    def button(o):
+        st.button(o.label(), key=f"cconf-{tag}-{o.value}", width="stretch", on_click=act,
+                  args=("answer_class", token, aid, chosen, o.value, session_key))
+    _grid(class_confidence_options(K, cfg.style, cfg.labels, len(svc.classes)), K, f"grid-cconf-{tag}", button)
+    st.button(f"`Backspace` ← Change the cell type ({class_name(chosen).lower()})", key=f"cback-{tag}",
+              on_click=act, args=("choose_class", token, aid, None, session_key))
 
 
 def trial_screen(svc, token: str, state, trial, session_key: str) -> None:
@@ -139,24 +121,24 @@ def trial_screen(svc, token: str, state, trial, session_key: str) -> None:
         st.rerun()
     _header(state, trial)
     aid = trial.assignment_id
-    step = "auth" if trial.auth_response is None else ("class" if _chosen(trial) is None else "cconf")
-    keys = {} if not trial.loaded else (_auth_keys(svc, trial) if step == "auth" else _class_keys(svc, trial))
+    keys = _keymap(svc, trial) if trial.loaded else {}
     url = stimulus_url(svc.image_bytes(trial.stimulus_id), _stimulus_name(trial))
 
     def loaded():
         got = event("loaded") or {}
-        _act("confirm_loaded", token, aid, int(got.get("presentation", -1)))
+        act("confirm_loaded", token, aid, int(got.get("presentation", -1)))
 
     def retry():
-        _act("retry_image", token, aid, session_key)
-    screen(f"t{aid}.p{trial.presentation}.{step}.{'ready' if trial.loaded else 'loading'}", keys,
+        act("retry_image", token, aid, session_key)
+    screen(f"{trial.tag}.p{trial.presentation}.{trial.step}.{'ready' if trial.loaded else 'loading'}", keys,
            svc.cfg.design.min_rt_ms,
            image={"url": url, "width": svc.cfg.stimuli.display_px, "presentation": trial.presentation,
-                  "confirm": not trial.loaded}, on_loaded=loaded, on_retry=retry)
+                  "confirm": not trial.loaded}, on_loaded=loaded, on_retry=retry,
+           notice=st.session_state.get("notice"))
     if not trial.loaded:
         st.caption("Loading the image…")
         return
-    if step == "auth":
-        _auth_buttons(svc, token, trial)
+    if trial.step == "auth":
+        _auth_buttons(svc, token, trial, session_key)
     else:
-        _class_buttons(svc, token, trial)
+        _class_buttons(svc, token, trial, session_key)
