@@ -145,9 +145,16 @@ def build_morph_sdt_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_idx
     coords = {"rater": list(raters), "obs": list(obs_ids) if obs_ids is not None else list(range(len(x)))}
     if dispersion == "stimulus":
         coords["stimulus"] = list(stimuli)
+    # the curve is evaluated once per rater × strength cell and indexed per answer (the costly F calls scale with the
+    # cells, not with the answers)
+    x = np.asarray(x, float)
+    rater_idx = np.asarray(rater_idx, int)
+    cells, cell_idx = np.unique(np.c_[rater_idx, x], axis=0, return_inverse=True)
+    coords["cell"] = [f"{raters[int(r)]}@{v:g}" for r, v in cells]
     with pm.Model(coords=coords) as model:
-        xs = pm.Data("strength", np.asarray(x, float), dims="obs")
-        r = pm.Data("rater_idx", np.asarray(rater_idx, int), dims="obs")
+        xs = pm.Data("strength", cells[:, 1], dims="cell")
+        r = pm.Data("rater_idx", cells[:, 0].astype(int), dims="cell")
+        ci = pm.Data("cell_idx", cell_idx.ravel().astype(int), dims="obs")
         mu_d, d_max = _hier("dmax", (0.0, 1.5), 1.0)
         mu_c, c = _hier("c", (0.0, 1.0), 1.0)
         mu_l, logit_loc = _hier("logit_location", (0.0, 1.5), 1.0)
@@ -158,7 +165,7 @@ def build_morph_sdt_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_idx
         scale = pm.Deterministic("scale", pt.exp(log_scale), dims="rater")
         F0, F1 = _F_pt(-loc / scale, family), _F_pt((1 - loc) / scale, family)
         g = (_F_pt((xs - loc[r]) / scale[r], family) - F0[r]) / (F1[r] - F0[r])
-        eta = d_max[r] * (g - 0.5) - c[r]
+        eta = (d_max[r] * (g - 0.5) - c[r])[ci]
         if dispersion == "stimulus":
             u = _stimulus_effect(meanings, "on the evidence for 'synthetic': some images look more synthetic")
             eta = eta + u[pm.Data("stimulus_idx", np.asarray(stimulus_idx, int), dims="obs")]
