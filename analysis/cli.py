@@ -64,7 +64,7 @@ def _add_report(sub) -> None:
     r.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                    help="config overrides, several after one --set: --set sampler.draws=2000 morph_model=psi")
     r.add_argument("--analyses", type=_csv, default=None,
-                   help="comma-separated subset of sdt,psychometric,metacognition,comparison,power")
+                   help="comma-separated subset of sdt,psychometric,metacognition,comparison,power,mrmc")
     r.add_argument("--rope", type=float, default=None, help="ROPE half-width around chance accuracy 0.5 (0.05)")
     r.add_argument("--interval", type=float, default=None, help="headline interval probability (0.95)")
     r.add_argument("--sdt-synthetic", choices=("full", "all"), default=None,

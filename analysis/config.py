@@ -16,7 +16,7 @@ from .fitting import SamplerConfig
 
 __all__ = ["ALL_ANALYSES", "AnalysisConfig", "ConfigError", "load_analysis_config"]
 
-ALL_ANALYSES = ("sdt", "psychometric", "metacognition", "comparison", "power")
+ALL_ANALYSES = ("sdt", "psychometric", "metacognition", "comparison", "power", "mrmc")
 _CHOICES = {
     "sdt_synthetic": ("full", "all"),
     "morph_model": ("sdt", "psi"),
@@ -24,6 +24,8 @@ _CHOICES = {
     "class_family": ("logistic", "cumulative_normal", "weibull"),
     "class_evidence": ("model_margin", "model_confidence"),
     "confidence_scale": ("auto", "percent", "probability", "levels"),
+    "morph_dispersion": ("stimulus", "betabinomial", "none"),
+    "class_dispersion": ("stimulus", "none"),
 }
 
 
@@ -46,12 +48,21 @@ class AnalysisConfig:
     class_family: str = "logistic"
     class_gamma: float | str = "chance"  # "chance" = 1/n_classes, "free", or a number
     class_evidence: str = "model_margin"
+    # stimulus difficulty in the morph and class-evidence models: a stimulus effect (one row per answer), the
+    # beta-binomial's overdispersion (morph counts only) or neither (docs/analysis.md: chosen by LOO)
+    morph_dispersion: str = "stimulus"
+    class_dispersion: str = "stimulus"
     lapse: float | str = "free"
     anomaly_threshold: float | None = None
     confidence_scale: str = "auto"
     power_raters: tuple[int, ...] = (5, 10, 20, 40)
     power_trials: tuple[int, ...] = (100, 300, 600)
     power_sims: int = 300
+    # MRMC (Obuchowski–Rockette, Hillis df): test level, and the sizing table's AUC difference and grid
+    mrmc_alpha: float = 0.05
+    mrmc_effect: float = 0.05
+    mrmc_readers: tuple[int, ...] = (5, 10, 15, 20)
+    mrmc_cases: tuple[int, ...] = (100, 200, 400)
     min_attention_accuracy: float | None = 0.5
     # analyses whose fits run side by side in separate processes (each fit's chains then one after the other):
     # None = one process per CPU; 1 = one fit after another, each fit's chains in parallel (SamplerConfig.cores)
@@ -80,6 +91,9 @@ class AnalysisConfig:
             raise ConfigError(f"config field 'analyses': unknown {unknown}; choose from {list(ALL_ANALYSES)}")
         if not 0 < self.rope_halfwidth < 0.5 or not 0 < self.interval_prob < 1 or not 0 < self.hdi_prob < 1:
             raise ConfigError("config fields 'rope_halfwidth' (0–0.5), 'interval_prob' and 'hdi_prob' (0–1) are out "
+                              "of range")
+        if not 0 < self.mrmc_alpha < 1 or not 0 < self.mrmc_effect < 0.5:
+            raise ConfigError("config fields 'mrmc_alpha' (0–1) and 'mrmc_effect' (an AUC difference, 0–0.5) are out "
                               "of range")
         if self.power_sims < 0:
             raise ConfigError(f"config field 'power_sims': simulated studies per design, ≥ 0 (got {self.power_sims}; "

@@ -1,5 +1,12 @@
 """Sampling, diagnostics and the priors table shared by every model fit.
 
+The sampler is named explicitly (``SamplerConfig.sampler``, default nutpie's NUTS over a numba-compiled PyTensor
+log-density, :mod:`analysis.nutpie_backend`; ``"pymc"`` is PyMC's own NUTS) and the stack is pinned
+(``pymc<6``: PyMC 6 changes the default backend and, with nutpie installed, the default sampler).  Only the free
+variables are sampled; deterministics (``pm.compute_deterministics``) and the posterior predictive are computed
+afterwards from graphs compiled cheaply (``mode="FAST_COMPILE"``), so a fit compiles one graph with a real
+compiler, not four.  Compile and sampling seconds are recorded separately (``Fit.info``).
+
 The gate is strict (R-hat ≤ 1.01, bulk and tail ESS ≥ 400, no divergences) and a fit that misses it is tried
 again within a stated bound before it is reported as failed: divergences → once more at a higher target
 acceptance (smaller steps); too few effective draws → more draws per chain, doubling up to ``max_draws``. Every
@@ -42,7 +49,8 @@ def set_quiet(q: bool) -> None:
 
 @dataclass
 class SamplerConfig:
-    """How every model is sampled.  ``sampler`` is ``"pymc"`` (PyMC's NUTS, C backend) or ``"nutpie"``."""
+    """How every model is sampled.  ``sampler``: ``"nutpie"`` (nutpie's NUTS, the log-density compiled by PyTensor's
+    ``backend``: ``"numba"`` or ``"c"``) or ``"pymc"`` (PyMC's NUTS, C backend)."""
 
     draws: int = 1000
     tune: int = 500
@@ -51,9 +59,14 @@ class SamplerConfig:
     target_accept: float = 0.9
     # tree depth during the first 200 tuning steps: the initial unit mass matrix forces tiny steps there and
     # uncapped trees spent as many leapfrog steps as all the kept draws (measured, docs/analysis.md)
-    early_max_treedepth: int = 4
+    early_max_treedepth: int = 4   # PyMC's sampler only
+    max_treedepth: int = 10
     seed: int = 0
-    sampler: str = "pymc"
+    sampler: str = "nutpie"
+    # the compiler of the log-density: "numba" (fast loops; each process compiles the whole graph again, cost ∝
+    # graph size), "c" (PyTensor's C: per-op modules cached on disk, slower calls) or "auto": the model's own
+    # hint (``model.backend_hint``: the meta-d′ model, a large graph on small data, says "c"), else numba
+    backend: str = "auto"
     progressbar: bool = False
     posterior_predictive: bool = True
     ppc_draws: int = 500     # posterior draws (thinned evenly) that each replicate the data; 0: all of them
@@ -71,7 +84,9 @@ class SamplerConfig:
         if not 0 < self.target_accept < 1 or not 0 <= self.retry_target_accept < 1:
             raise ValueError("sampler.target_accept and sampler.retry_target_accept must lie in (0, 1)")
         if self.sampler not in ("pymc", "nutpie"):
-            raise ValueError(f"unknown sampler {self.sampler!r}; use 'pymc' or 'nutpie'")
+            raise ValueError(f"sampler.sampler: unknown sampler {self.sampler!r}; use 'nutpie' or 'pymc'")
+        if self.backend not in ("auto", "numba", "c"):
+            raise ValueError(f"sampler.backend: unknown backend {self.backend!r}; use 'auto', 'numba' or 'c'")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,26 +189,72 @@ def check_diagnostics(idata: az.InferenceData, var_names: Sequence[str], cfg: Sa
                        divergences=div, n_draws=n, problems=problems, worst=worst)
 
 
-def _sample(model: pm.Model, cfg: SamplerConfig, draws_: int, target_accept: float, seed: int) -> az.InferenceData:
+def _sample(model: pm.Model, compiled, cfg: SamplerConfig, draws_: int, target_accept: float,
+            seed: int) -> az.InferenceData:
+    """The free variables' draws (and sample stats) of one run of the configured sampler."""
     cores = sampling_cores(cfg)
+    if cfg.sampler == "nutpie":
+        from .nutpie_backend import sample_nutpie
+        return sample_nutpie(compiled, draws=draws_, tune=cfg.tune, chains=cfg.chains, cores=cores, seed=seed,
+                             target_accept=target_accept, max_treedepth=cfg.max_treedepth,
+                             progressbar=cfg.progressbar)
     kwargs: dict[str, Any] = dict(draws=draws_, tune=cfg.tune, chains=cfg.chains, cores=cores, random_seed=seed,
                                   progressbar=cfg.progressbar, target_accept=target_accept, model=model,
-                                  compute_convergence_checks=False)
-    if cores > 1 and cfg.sampler == "pymc" and sys.platform.startswith("linux"):
+                                  compute_convergence_checks=False, var_names=[v.name for v in model.free_RVs],
+                                  idata_kwargs={"log_likelihood": False},
+                                  nuts={"early_max_treedepth": cfg.early_max_treedepth,
+                                        "max_treedepth": cfg.max_treedepth})
+    if cores > 1 and sys.platform.startswith("linux"):
         # fork, not PyMC's default forkserver: a forkserver child re-imports PyMC (seconds of CPU per fit)
         kwargs["mp_ctx"] = "fork"
-    if cfg.sampler == "nutpie":
-        kwargs["nuts_sampler"] = "nutpie"
-    elif cfg.sampler == "pymc":
-        kwargs["nuts"] = {"early_max_treedepth": cfg.early_max_treedepth}
-    else:
-        raise ValueError(f"unknown sampler {cfg.sampler!r}; use 'pymc' or 'nutpie'")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*divergen.*")
         warnings.filterwarnings("ignore", message=".*The number of samples is too small.*")
         warnings.filterwarnings("ignore", message=".*Initializing NUTS.*")
-        return pm.sample(**kwargs)
+        idata = pm.sample(**kwargs)
+    return az.InferenceData(posterior=idata.posterior, sample_stats=idata.sample_stats)
+
+
+def _compile(model: pm.Model, cfg: SamplerConfig):
+    if cfg.sampler == "nutpie":
+        from .nutpie_backend import compile_logp
+        backend = cfg.backend if cfg.backend != "auto" else getattr(model, "backend_hint", "numba")
+        return compile_logp(model, backend)
+    return None
+
+
+def data_groups(model: pm.Model) -> az.InferenceData:
+    """``observed_data`` and ``constant_data`` (the ``pm.Data``: index arrays, covariates) with the model's coords."""
+    coords = {k: list(v) for k, v in model.coords.items() if v is not None}
+    dims = {k: list(v) for k, v in model.named_vars_to_dims.items()}
+
+    def value(v):
+        return np.asarray(v.get_value() if hasattr(v, "get_value") else v.data if hasattr(v, "data") else v.eval())
+
+    observed = {rv.name: value(model.rvs_to_values[rv]) for rv in model.observed_RVs}
+    const = {v.name: value(v) for v in model.data_vars if v.name not in observed}
+    return az.from_dict(observed_data=observed, constant_data=const, coords=coords, dims=dims)
+
+
+def complete_idata(idata: az.InferenceData, model: pm.Model, cfg: SamplerConfig, seed: int) -> az.InferenceData:
+    """Add to the free variables' draws: the deterministics (``pm.compute_deterministics``), the observed and
+    constant data, and the posterior predictive from ``cfg.ppc_draws`` thinned draws — all compiled with
+    ``mode="FAST_COMPILE"``."""
+    from .nutpie_backend import CHEAP
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=".*Runtime broadcasting.*")
+        if model.deterministics:
+            post = pm.compute_deterministics(idata.posterior, model=model, merge_dataset=True, progressbar=False,
+                                             compile_kwargs=dict(CHEAP))
+            idata.posterior = post
+        idata.extend(data_groups(model))
+        if cfg.posterior_predictive and model.observed_RVs:
+            pp = pm.sample_posterior_predictive(thinned(idata, cfg.ppc_draws), model=model, random_seed=seed + 1,
+                                                progressbar=False, compile_kwargs=dict(CHEAP))
+            idata.add_groups(posterior_predictive=pp.posterior_predictive)
+    return idata
 
 
 def _next_attempt(diag: Diagnostics, cfg: SamplerConfig, draws_: int, ta: float, tried_ta: bool, runs: int):
@@ -220,16 +281,19 @@ def _next_attempt(diag: Diagnostics, cfg: SamplerConfig, draws_: int, ta: float,
 def fit_model(name: str, model: pm.Model, cfg: SamplerConfig, *, priors: Mapping[str, str] | None = None,
               seed_offset: int = 0, info: dict[str, Any] | None = None) -> Fit:
     """Sample ``model`` with ``cfg`` (re-running within the bounds of :class:`SamplerConfig` while the gate fails),
-    add the posterior predictive, check diagnostics, log progress.  ``priors``: the meaning of each parameter."""
+    add deterministics and the posterior predictive, check diagnostics, log progress.  ``priors``: the meaning of
+    each parameter.  ``Fit.info`` records the seconds spent compiling, sampling and completing the draws."""
     seed = int(cfg.seed) * 1000 + seed_offset
     t0 = time.perf_counter()
     free = [rv.name for rv in model.free_RVs]
+    compiled = _compile(model, cfg)          # once per fit: a re-run samples the same compiled function
+    t_compile = time.perf_counter() - t0
     draws_, ta, attempts, why = cfg.draws, cfg.target_accept, [], ""
     while True:
-        log(f"  sampling {name} ({cfg.sampler}, {cfg.chains} chains × {draws_} draws after {cfg.tune} tune, "
-            f"target_accept {ta:g}, {sampling_cores(cfg)} process{'es' if sampling_cores(cfg) > 1 else ''}) …")
+        log(f"  sampling {name} ({cfg.sampler}{'/' + compiled.backend if compiled is not None else ''}, {cfg.chains} chains × {draws_} draws after {cfg.tune} tune, "
+            f"target_accept {ta:g}, {sampling_cores(cfg)} core{'s' if sampling_cores(cfg) > 1 else ''}) …")
         t_a = time.perf_counter()
-        idata = _sample(model, cfg, draws_, ta, seed)
+        idata = _sample(model, compiled, cfg, draws_, ta, seed)
         diag = check_diagnostics(idata, free, cfg)
         attempts.append({"draws": draws_, "target_accept": ta, "why": why, "ok": diag.ok,
                          "seconds": round(time.perf_counter() - t_a, 1), "problems": list(diag.problems)})
@@ -239,24 +303,23 @@ def fit_model(name: str, model: pm.Model, cfg: SamplerConfig, *, priors: Mapping
         log(f"    {name}: {diag.line()} — running again with {nxt[0]} draws/chain, target_accept {nxt[1]:g} "
             f"({nxt[2]})")
         draws_, ta, why = nxt
-    t_sample = time.perf_counter() - t0
-    if cfg.posterior_predictive and model.observed_RVs:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=FutureWarning)
-            pp = pm.sample_posterior_predictive(thinned(idata, cfg.ppc_draws), model=model, random_seed=seed + 1,
-                                                progressbar=False)
-        idata.extend(pp)
+    t_sample = time.perf_counter() - t0 - t_compile
+    idata = complete_idata(idata, model, cfg, seed)
     secs = time.perf_counter() - t0
+    timing = {"backend": compiled.backend if compiled is not None else "pymc",
+              "compile_s": round(t_compile, 2), "sample_s": round(t_sample, 2),
+              "complete_s": round(secs - t_compile - t_sample, 2)}
     idata.posterior.attrs["analysis_model"] = name
     idata.posterior.attrs["sampler_config"] = json.dumps(cfg.to_dict())
     idata.posterior.attrs["sampling_attempts"] = json.dumps(attempts)
     idata.posterior.attrs["code_version"] = code_version()
+    idata.posterior.attrs["seconds"] = json.dumps(timing)
     flag = "" if diag.ok else "   <<< DIAGNOSTIC FAILURE"
-    log(f"  {name}: {secs:.1f} s (sampling {t_sample:.1f} s) — {diag.line()}{flag}")
+    log(f"  {name}: {secs:.1f} s (compile {t_compile:.1f} s, sampling {t_sample:.1f} s) — {diag.line()}{flag}")
     for p in diag.problems:
         log(f"    ! {p}")
     return Fit(name=name, model=model, idata=idata, diagnostics=diag, seconds=secs,
-               priors=prior_rows(model, priors), info=info or {}, attempts=attempts)
+               priors=prior_rows(model, priors), info={**(info or {}), **timing}, attempts=attempts)
 
 
 def thinned(idata: az.InferenceData, n: int) -> az.InferenceData:

@@ -1,7 +1,9 @@
 """PyMC model builders: authenticity SDT, meta-d′, experts vs model.  Each takes prepared arrays (see
 :mod:`analysis.prepare`) and returns ``(pm.Model, meanings)`` where ``meanings`` says what each parameter is; the
 priors table of the report is generated from the model itself (:func:`analysis.fitting.prior_rows`), so it cannot
-drift from the code.  Non-centred parameterisations throughout.  Psychometric functions: :mod:`analysis.psychometric`.
+drift from the code.  Index arrays and covariates enter as ``pm.Data`` along an ``obs`` coordinate whose labels are
+the response ids (``participant/trial``; stimulus ids for the model's answers), so every saved fit says which answer
+each observation is.  Non-centred parameterisations throughout.  Psychometric functions: :mod:`analysis.psychometric`.
 
 Φ is the standard normal CDF.
 """
@@ -14,13 +16,17 @@ from typing import Sequence
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
-
-from .psychometric import PsychometricSpec, build_psychometric_model, psychometric_curve  # noqa: F401  (moved)
+from scipy import integrate, stats
 
 __all__ = [
     "build_difference_model",
     "build_metad_model",
     "build_sdt_model",
+    "d_prime_credible",
+    "log_Phi",
+    "log_normal_interval",
+    "metad_counts_layout",
+    "metad_log_probabilities",
     "type1_point_estimates",
 ]
 
@@ -29,16 +35,47 @@ def Phi(x):
     return 0.5 * pt.erfc(-x / math.sqrt(2.0))
 
 
+LOG_PHI_SWITCH = -10.0
+
+
+def log_Phi(x):
+    """log Φ(x), stable in the lower tail: log(erfc(−x/√2)/2) above −10, below it the asymptotic series
+    −x²/2 − log(−x) − ½log 2π + log(1 − x⁻² + 3x⁻⁴ − 15x⁻⁶ + 105x⁻⁸) (relative error < 1e−7 at −10).  Each branch
+    sees only its own range (so neither produces an infinity whose zero-weighted gradient would be NaN), and the
+    graph has no ``erfcx`` — whose numba implementation PyTensor cannot cache, which made every process compile
+    the meta-d′ model again (measured, docs/analysis.md)."""
+    xe = pt.maximum(x, LOG_PHI_SWITCH)
+    direct = pt.log(0.5 * pt.erfc(-xe / math.sqrt(2.0)))
+    xa = pt.minimum(x, LOG_PHI_SWITCH)
+    r = 1.0 / (xa * xa)
+    tail = (-0.5 * xa * xa - pt.log(-xa) - 0.5 * math.log(2 * math.pi)
+            + pt.log1p(r * (-1.0 + r * (3.0 + r * (-15.0 + r * 105.0)))))
+    return pt.switch(pt.lt(x, LOG_PHI_SWITCH), tail, direct)
+
+
+def log_normal_interval(lo, hi):
+    """log(Φ(hi) − Φ(lo)) for lo < hi by a log-diff-exp of log Φ, stable in both tails: above 0 the same mass is
+    computed as Φ(−lo) − Φ(−hi), so two numbers near 1 are never subtracted."""
+    upper = pt.gt(lo + hi, 0.0)
+    a = pt.switch(upper, -lo, hi)
+    b = pt.switch(upper, -hi, lo)
+    return pm.math.logdiffexp(log_Phi(a), log_Phi(b))
+
+
 def _clip(p):
     return pt.clip(p, 1e-9, 1 - 1e-9)
+
+
+def _obs_coord(ids, n: int) -> list:
+    return list(ids) if ids is not None else list(range(n))
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # 1. authenticity as signal detection
 # ---------------------------------------------------------------------------------------------------------------
 def build_sdt_model(y: np.ndarray, s: np.ndarray, rater_idx: np.ndarray, stim_idx: np.ndarray,
-                    raters: Sequence[str], stimuli: Sequence[str], *, stimulus_effects: bool = True
-                    ) -> tuple[pm.Model, dict[str, str]]:
+                    raters: Sequence[str], stimuli: Sequence[str], *, stimulus_effects: bool = True,
+                    obs_ids: Sequence[str] | None = None) -> tuple[pm.Model, dict[str, str]]:
     """Hierarchical probit SDT model: P(answer "real") = Φ(c_r + d_r·s + u_i), s = +½ real, −½ synthetic.
 
     d_r ~ N(μ_d, σ_d), c_r ~ N(μ_c, σ_c) (independent), u_i ~ N(0, σ_u) stimulus effects ("looks real").
@@ -46,7 +83,7 @@ def build_sdt_model(y: np.ndarray, s: np.ndarray, rater_idx: np.ndarray, stim_id
     and ``acc_population`` (a random rater on a random image) — the latter is the study's headline accuracy:
         P(correct) = ½[Φ((μ_c + μ_d/2)/τ) + Φ((μ_d/2 − μ_c)/τ)],  τ² = 1 + σ_c² + σ_d²/4 + σ_u².
     """
-    coords = {"rater": list(raters), "obs": np.arange(len(y))}
+    coords = {"rater": list(raters), "obs": _obs_coord(obs_ids, len(y))}
     if stimulus_effects:
         coords["stimulus"] = list(stimuli)
     priors = {
@@ -64,13 +101,15 @@ def build_sdt_model(y: np.ndarray, s: np.ndarray, rater_idx: np.ndarray, stim_id
         z_c = pm.Normal("z_c", 0.0, 1.0, dims="rater")
         d = pm.Deterministic("d", mu_d + sigma_d * z_d, dims="rater")
         c = pm.Deterministic("c", mu_c + sigma_c * z_c, dims="rater")
-        eta = c[rater_idx] + d[rater_idx] * s
+        r = pm.Data("rater_idx", np.asarray(rater_idx, int), dims="obs")
+        s_ = pm.Data("s", np.asarray(s, float), dims="obs")
+        eta = c[r] + d[r] * s_
         var_u = 0.0
         if stimulus_effects:
             priors["sigma_stimulus"] = "SD of stimulus effects u_i (how real an image looks)"
             sigma_u = pm.HalfNormal("sigma_stimulus", 1.0)
             z_u = pm.Normal("z_u", 0.0, 1.0, dims="stimulus")
-            eta = eta + sigma_u * z_u[stim_idx]
+            eta = eta + sigma_u * z_u[pm.Data("stimulus_idx", np.asarray(stim_idx, int), dims="obs")]
             var_u = sigma_u**2
         tau_r = pt.sqrt(1.0 + var_u)
         pm.Deterministic("accuracy", 0.5 * (Phi((c + d / 2) / tau_r) + Phi((d / 2 - c) / tau_r)), dims="rater")
@@ -82,50 +121,59 @@ def build_sdt_model(y: np.ndarray, s: np.ndarray, rater_idx: np.ndarray, stim_id
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# 3. meta-d′ (HMeta-d style, fully Bayesian over type-1 and type-2 parameters)
+# 3. meta-d′ (HMeta-d's group model)
 # ---------------------------------------------------------------------------------------------------------------
-def _upper_bins(edges, mu):
-    """P(x ∈ [e_j, e_{j+1})) for x ~ N(mu, 1), edges increasing, computed in the upper tail."""
-    sf = Phi(-(edges - mu))  # survival function
-    return sf[..., :-1] - sf[..., 1:]
+SIGMA = np.array([-1.0, 1.0])   # answer S1 / S2: the side of c1 the evidence falls on
+STIM = np.array([-1.0, 1.0])    # stimulus S1 / S2: the sign of its mean
 
 
-def _lower_bins(edges, mu):
-    """P(x ∈ (e_{j+1}, e_j]) for x ~ N(mu, 1), edges decreasing."""
-    cdf = Phi(edges - mu)
-    return cdf[..., :-1] - cdf[..., 1:]
+def metad_log_probabilities(d, c1, meta_d, inc):
+    """Log response probabilities of the meta-d′ model (Maniscalco & Lau 2012) with HMeta-d's meta-c1 = c1.
 
+    d, c1, meta_d: (R,); inc: (R, 2, K−1) positive spacings of the type-2 criteria beyond c1, answer side S1 then S2.
+    Returns (2, R, 2, K): [stimulus S1/S2, observer, answer S1/S2, confidence 1..K].  Type 1: P(answer | stimulus)
+    = Φ(−σ·(c1 − s·d/2)), σ = ∓1 for answer S1/S2, s = ∓1 for stimulus S1/S2.  Type 2: x ~ N(s·meta-d′/2, 1), read
+    on the axis where the answer means x beyond c1: bin edges z_j = σ·(c1 − s·meta-d′/2) + e_j, e_0 = 0, e_j = inc_1
+    + … + inc_j, bin j = [z_{j−1}, z_j), z_K = ∞, conditioned on the answer (÷ Φ(−z_0)).
 
-def metad_probabilities(d, c1, M, inc_pos, inc_neg):
-    """Response probabilities of the meta-d′ model (Maniscalco & Lau 2012) with HMeta-d's criterion convention.
-
-    d, c1, M: shape (R,); inc_pos/inc_neg: (R, K−1) positive type-2 criterion increments beyond c1 on the
-    "S2" and "S1" response sides.  Returns (p_S1, p_S2), each (R, 2K) in the HMeta-d order: answer S1 with
-    confidence K..1, then answer S2 with confidence 1..K.
-
-    The type-2 criteria start at meta-c1 = c1, as in HMeta-d (Fleming 2017), not at M&L's meta-c1 = M·c1
-    ("meta-c′ = c′"): with d′ near 0 — experts at chance on authenticity, the case this toolkit expects — the
-    product M·c1 couples the weakly identified M to the criteria and NUTS diverged (measured in docs/analysis.md).
+    Every bin is a log-diff-exp of log Φ, in the tail-stable form of :func:`log_normal_interval`, and the
+    conditioning a subtraction of log Φ — no clamp, no renormalisation: the bins sum to the normaliser exactly.  The
+    layout is pure broadcasting (no reordering inside the graph), which keeps the compiled graph small.
     """
-    big = 40.0
-    meta_d = M * d
-    mc = c1[:, None]  # meta-c1 = c1
-    edges_pos = pt.concatenate([mc, mc + pt.cumsum(inc_pos, axis=1), pt.full_like(mc, big) + mc], axis=1)
-    edges_neg = pt.concatenate([mc, mc - pt.cumsum(inc_neg, axis=1), mc - pt.full_like(mc, big)], axis=1)
-    out = []
-    for sign in (-1.0, 1.0):
-        mu = sign * d / 2
-        mmu = (sign * meta_d / 2)[:, None]
-        p_r1 = Phi(c1 - mu)[:, None]
-        p_r2 = Phi(mu - c1)[:, None]
-        up = pt.maximum(_upper_bins(edges_pos, mmu), 1e-12)
-        dn = pt.maximum(_lower_bins(edges_neg, mmu), 1e-12)
-        up = up / up.sum(axis=1, keepdims=True)
-        dn = dn / dn.sum(axis=1, keepdims=True)
-        p = pt.concatenate([p_r1 * dn[:, ::-1], p_r2 * up], axis=1)
-        p = pt.maximum(p, 1e-12)
-        out.append(p / p.sum(axis=1, keepdims=True))
-    return out[0], out[1]
+    sig = pt.as_tensor_variable(SIGMA)[None, None, :, None]
+    st = pt.as_tensor_variable(STIM)[:, None, None, None]
+    e = pt.concatenate([pt.zeros_like(inc[..., 0])[..., None], pt.cumsum(inc, axis=-1)], axis=-1)[None]  # (1,R,2,K)
+    z = sig * (c1[None, :, None, None] - st * meta_d[None, :, None, None] / 2) + e                  # (2, R, 2, K)
+    lo, hi = z[..., :-1], z[..., 1:]
+    upper = pt.gt(lo + hi, 0.0)
+    inner = pm.math.logdiffexp(log_Phi(pt.switch(upper, -lo, hi)), log_Phi(pt.switch(upper, -hi, lo)))
+    cond = pt.concatenate([inner, log_Phi(-z[..., -1])[..., None]], axis=-1) - log_Phi(-z[..., 0])[..., None]
+    type1 = log_Phi(-sig * (c1[None, :, None, None] - st * d[None, :, None, None] / 2))
+    return type1 + cond
+
+
+def metad_counts_layout(counts_S1: np.ndarray | None, counts_S2: np.ndarray) -> np.ndarray:
+    """HMeta-d counts (R, 2K each: answer S1 at confidence K..1, then answer S2 at 1..K) → (2, R, 2, K) in the
+    layout of :func:`metad_log_probabilities` (stimulus, observer, answer, confidence 1..K).  ``counts_S1`` None:
+    folded counts, all on S2 stimuli."""
+    c2 = np.asarray(counts_S2, int)
+    c1 = np.zeros_like(c2) if counts_S1 is None else np.asarray(counts_S1, int)
+    K = c2.shape[1] // 2
+
+    def one(c):
+        return np.stack([c[:, :K][:, ::-1], c[:, K:]], axis=1)
+    return np.stack([one(c1), one(c2)])
+
+
+def _multinomial_logp(value, n, log_p):
+    """Multinomial log-probability from log-probabilities (no exp/log round trip, no parameter checks: the bins
+    come from :func:`metad_log_probabilities` and sum to 1 by construction)."""
+    return (value * log_p).sum(axis=-1) + pt.gammaln(n + 1) - pt.gammaln(value + 1).sum(axis=-1)
+
+
+def _multinomial_random(n, log_p, rng=None, size=None):
+    p = np.exp(log_p - np.max(log_p, axis=-1, keepdims=True))
+    return rng.multinomial(n, p / p.sum(axis=-1, keepdims=True), size=size)
 
 
 def type1_point_estimates(counts_S1: np.ndarray | None, counts_S2: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
@@ -141,58 +189,118 @@ def type1_point_estimates(counts_S1: np.ndarray | None, counts_S2: np.ndarray, K
     return est[:, 0], est[:, 1]
 
 
-def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, raters: Sequence[str], K: int, *,
-                      hierarchical: bool = True, folded: bool = False) -> tuple[pm.Model, dict[str, str]]:
-    """Meta-d′ model over raters, as HMeta-d's default group model (Fleming 2017).
+def d_prime_credible(counts_S1: np.ndarray | None, counts_S2: np.ndarray, prob: float = 0.975) -> tuple[np.ndarray,
+                                                                                                     np.ndarray]:
+    """P(d′ > 0) per rater and whether it reaches ``prob`` (d′ credibly above zero).
+
+    d′ > 0 exactly when the hit rate exceeds the false-alarm rate; with uniform priors on both rates their posteriors
+    are Beta(1 + hits, 1 + misses) and Beta(1 + false alarms, 1 + correct rejections), and P(H > F) is one
+    integral.  Folded counts (``counts_S1`` None): d′ = 2Φ⁻¹(accuracy) > 0 exactly when accuracy > ½, P from
+    Beta(1 + correct, 1 + incorrect)."""
+    c2 = np.asarray(counts_S2, float)
+    K = c2.shape[1] // 2
+    out = []
+    for r in range(c2.shape[0]):
+        if counts_S1 is None:
+            out.append(float(stats.beta.sf(0.5, 1 + c2[r, K:].sum(), 1 + c2[r, :K].sum())))
+            continue
+        c1 = np.asarray(counts_S1, float)[r]
+        h = stats.beta(1 + c2[r, K:].sum(), 1 + c2[r, :K].sum())
+        f = stats.beta(1 + c1[K:].sum(), 1 + c1[:K].sum())
+        out.append(float(integrate.quad(lambda x: h.pdf(x) * f.cdf(x), 0.0, 1.0, limit=200)[0]))
+    p = np.asarray(out)
+    return p, p >= prob
+
+
+def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, observers: Sequence[str], K: int, *,
+                      pooled: Sequence[bool] | None = None, folded: bool = False, credible: float = 0.975
+                      ) -> tuple[pm.Model, dict[str, str]]:
+    """Meta-d′ model over observers, as HMeta-d's default group model (Fleming 2017), with an M-ratio only where it
+    means something, and the model as one more (unpooled) observer in the same fit.
 
     Unfolded (a two-choice task such as authenticity, S1 = synthetic, S2 = real): ``counts_S1``/``counts_S2`` are
     (R, 2K) counts in the HMeta-d order for S1 and S2 stimuli.  Folded (correct/incorrect of a many-choice task such
-    as classification): ``counts_S2`` is (R, 2K) with "incorrect, confidence K..1" then "correct, confidence
-    1..K"; the observer is treated as unbiased (c1 = 0) with symmetric type-2 criteria, so d′ = 2Φ⁻¹(accuracy)
-    is the two-choice-equivalent sensitivity and meta-d′ the sensitivity that explains the type-2 ROC.
+    as classification, ``counts_S1`` None): ``counts_S2`` is (R, 2K) with "incorrect, confidence K..1" then
+    "correct, confidence 1..K".  The observed variable ``counts`` has dims (stimulus, observer, bin), bin = answer
+    S1 at confidence 1..K then answer S2 at 1..K (:func:`metad_counts_layout`).  Folded, the observer is treated as unbiased (c1 = 0) with symmetric type-2 criteria, so
+    d′ = 2Φ⁻¹(accuracy) is the two-choice-equivalent sensitivity and meta-d′ the sensitivity that explains the
+    type-2 ROC.
 
     d′ and c1 are held at their type-1 point estimates (:func:`type1_point_estimates`) and meta-c1 = c1, as in
-    HMeta-d; log M_r is hierarchical (normal, non-centred) and meta-d′_r = M_r·d′_r; K−1 type-2 criteria per
-    response side per rater.  Why: with d′ near 0 (experts at chance) the old form — d′ and c1 estimated jointly,
-    meta-c1 = M·c1 — diverged in every run on the report's simulated study, and fixing d′ alone did not cure it
-    (docs/analysis.md, *Meta-d′ robustness*); d′ itself is estimated, with its uncertainty, by the SDT model.
-    M-ratio is only interpretable where d′ is clearly above 0.
+    HMeta-d.  ``pooled`` (default: every observer when there are several) marks the raters of the group: their log
+    M is hierarchical normal (non-centred) and their type-2 criteria are pooled across them as in HMeta-d (log
+    spacing ~ N(μ_j, σ), centred, μ per criterion shared by both answer sides); an unpooled observer (the model)
+    has log M ~ N(0, 1) and log spacings ~ N(log ½, 1).  Observers whose d′ is credibly above 0 (:func:`d_prime_credible`,
+    P(d′ > 0) ≥ ``credible``) get an M-ratio, meta-d′ = M·d′; for the others M = meta-d′/d′ would be a ratio over
+    a d′ indistinguishable from 0, so their meta-d′ is a parameter of its own (N(0, 1.5)) and M is NaN
+    (``model.metad_info`` says who and why).  Bin probabilities are differences of log Φ
+    (:func:`metad_log_probabilities`); counts are multinomial.
+
+    One graph for every data set (which observers have an M-ratio, pooling, folding and the counts are all
+    ``pm.Data``), so a compiled model is reused from the cache across studies, tasks and observers; the parameters
+    an observer does not use (log M where there is no M-ratio, the free meta-d′ where there is, the second side's
+    criteria when folded) are left to their priors and never reported.
     """
     counts_S2 = np.asarray(counts_S2, int)
-    d_hat, c_hat = type1_point_estimates(counts_S1, counts_S2, K)
-    coords = {"rater": list(raters), "bin": np.arange(2 * K), "criterion": np.arange(1, K)}
-    priors = {"d, c1": "type-1 point estimates per rater (counts padded by 1/(2K)), held fixed as in HMeta-d"
-                       + ("; c1 = 0 (folded)" if folded else "")}
+    R = counts_S2.shape[0]
+    counts_S1 = np.zeros_like(counts_S2) if folded or counts_S1 is None else np.asarray(counts_S1, int)
+    folded = folded or counts_S1.sum() == 0
+    d_hat, c_hat = type1_point_estimates(None if folded else counts_S1, counts_S2, K)
+    p_pos, ok = d_prime_credible(None if folded else counts_S1, counts_S2, credible)
+    if folded:
+        c_hat = np.zeros(R)
+    pooled_ = np.asarray(pooled if pooled is not None else [R > 1] * R, bool)
+    observers = [str(r) for r in observers]
+    coords = {"observer": observers, "criterion": np.arange(1, K), "side": ["S1", "S2"], "stimulus": ["S1", "S2"],
+              "bin": [f"{a}{k}" for a in ("S1", "S2") for k in range(1, K + 1)]}
+    priors = {"d, c1": "type-1 point estimates per observer (counts padded by 1/(2K)), held fixed as in HMeta-d"
+                       + ("; c1 = 0 (folded)" if folded else ""),
+              "mu_log_M": "group log M-ratio (HMeta-d), pooled raters with d′ credibly > 0",
+              "sigma_log_M": "between-rater SD of log M-ratio",
+              "z_log_M": "log M-ratio: μ + σ·z for a pooled rater, z (N(0, 1)) for an unpooled observer",
+              "meta_d_free": "meta-d′ of an observer whose d′ is not credibly above 0 (no M-ratio)",
+              "mu_log_inc": "group log spacing of the type-2 criteria (per criterion, both answer sides)",
+              "sigma_log_inc": "between-rater SD of the log spacings",
+              "log_inc": "log spacing of an observer's type-2 criteria: N(μ_j, σ) pooled, N(log ½, 1) unpooled"}
     with pm.Model(coords=coords) as model:
-        d = pm.Deterministic("d", pt.as_tensor_variable(d_hat), dims="rater")
-        c1 = pt.zeros((len(d_hat),)) if folded else pm.Deterministic("c1", pt.as_tensor_variable(c_hat), dims="rater")
-        if hierarchical:
-            mu_lm = pm.Normal("mu_log_M", 0.0, 1.0)
-            sigma_lm = pm.HalfNormal("sigma_log_M", 1.0)
-            logM = mu_lm + sigma_lm * pm.Normal("z_log_M", 0, 1, dims="rater")
-            pm.Deterministic("group_M", pt.exp(mu_lm))
-            priors.update({"mu_log_M": "group log M-ratio (HMeta-d)",
-                           "sigma_log_M": "between-rater SD of log M-ratio"})
-        else:
-            logM = pm.Normal("log_M", 0.0, 1.0, dims="rater")
-            priors["log_M"] = "log M-ratio"
-        M = pm.Deterministic("M", pt.exp(logM), dims="rater")
-        pm.Deterministic("meta_d", M * d, dims="rater")
-        lin_pos = pm.Normal("log_inc_pos", math.log(0.5), 1.0, dims=("rater", "criterion"))
-        inc_pos = pt.exp(lin_pos)
-        if folded:
-            inc_neg = inc_pos
-        else:
-            inc_neg = pt.exp(pm.Normal("log_inc_neg", math.log(0.5), 1.0, dims=("rater", "criterion")))
-        priors["log_inc_pos"] = ("log spacing of the type-2 criteria beyond c1 per rater, answer 'S2' side"
-                                 + (" (and, symmetric, the other side)" if folded else ""))
-        if not folded:
-            priors["log_inc_neg"] = "log spacing of the type-2 criteria beyond c1 per rater, answer 'S1' side"
-        pS1, pS2 = metad_probabilities(d, c1, M, inc_pos, inc_neg)
-        if not folded:
-            cS1 = np.asarray(counts_S1, int)
-            pm.Multinomial("counts_S1", n=cS1.sum(axis=1), p=pS1, observed=cS1, dims=("rater", "bin"))
-        pm.Multinomial("counts_S2", n=counts_S2.sum(axis=1), p=pS2, observed=counts_S2, dims=("rater", "bin"))
+        d = pm.Data("d", d_hat, dims="observer")
+        c1 = pm.Data("c1", c_hat, dims="observer")
+        has_M = pm.Data("has_M", ok.astype(float), dims="observer")
+        pool = pm.Data("pooled", pooled_.astype(float), dims="observer")
+        tied = pm.Data("folded", float(folded))
+        mu_lm = pm.Normal("mu_log_M", 0.0, 1.0)
+        sigma_lm = pm.HalfNormal("sigma_log_M", 1.0)
+        z_lm = pm.Normal("z_log_M", 0.0, 1.0, dims="observer")
+        log_M = pool * (mu_lm + sigma_lm * z_lm) + (1 - pool) * z_lm
+        md_free = pm.Normal("meta_d_free", 0.0, 1.5, dims="observer")
+        meta_d = pm.Deterministic("meta_d", pt.switch(has_M > 0, pt.exp(log_M) * d, md_free), dims="observer")
+        pm.Deterministic("M", pt.switch(has_M > 0, pt.exp(log_M), np.nan), dims="observer")
+        pm.Deterministic("group_M", pt.exp(mu_lm))
+        mu_inc = pm.Normal("mu_log_inc", math.log(0.5), 1.0, dims="criterion")
+        sd_inc = pm.HalfNormal("sigma_log_inc", 1.0)
+        # centred: each observer's criteria are pinned by hundreds of answers, where the non-centred form puts the
+        # posterior in a funnel (150 divergences, R-hat 1.43 in tests/analysis/test_recovery.py).  Spacings no
+        # answer informs (the S1 side when folded) get the unpooled prior, or they would make the funnel instead.
+        unused_side = tied * pt.as_tensor_variable(np.array([1.0, 0.0]))
+        pl = pool[:, None, None] * (1 - unused_side)[None, :, None]
+        log_inc = pm.Normal("log_inc", pl * mu_inc[None, None, :] + (1 - pl) * math.log(0.5),
+                            pl * sd_inc + (1 - pl) * 1.0, dims=("observer", "side", "criterion"))
+        inc = pt.exp(log_inc)
+        # folded: both answer sides use the S2 side's criteria
+        inc = pt.stack([pt.switch(tied > 0, inc[:, 1, :], inc[:, 0, :]), inc[:, 1, :]], axis=1)
+        lp = metad_log_probabilities(d, c1, meta_d, inc)
+        counts = metad_counts_layout(None if folded else counts_S1, counts_S2).reshape(2, R, 2 * K)
+        pm.CustomDist("counts", pm.Data("n_counts", counts.sum(axis=-1), dims=("stimulus", "observer")),
+                      lp.reshape((2, lp.shape[1], -1)), logp=_multinomial_logp, random=_multinomial_random,
+                      signature="(),(k)->(k)", observed=pm.Data("counts_obs", counts, dims=("stimulus", "observer",
+                                                                                           "bin")),
+                      dims=("stimulus", "observer", "bin"))
+    # PyTensor's C backend: numba compiles this graph (~150 nodes) again in every process, 20–60 s even with a warm
+    # cache, while C loads its cached per-op modules in seconds; the data are small, so C's slower calls cost little
+    model.backend_hint = "c"
+    model.metad_info = {"P(d′ > 0)": dict(zip(observers, p_pos.round(4))),
+                        "no_M_raters": [o for o, k in zip(observers, ok) if not k], "credible": credible,
+                        "pooled": [o for o, k in zip(observers, pooled_) if k], "folded": bool(folded)}
     return model, priors
 
 
@@ -200,7 +308,8 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, rater
 # 4. human vs model on the same stimuli
 # ---------------------------------------------------------------------------------------------------------------
 def build_difference_model(y_h: np.ndarray, rater_idx: np.ndarray, stim_idx_h: np.ndarray, y_m: np.ndarray,
-                           stim_idx_m: np.ndarray, raters: Sequence[str], stimuli: Sequence[str]
+                           stim_idx_m: np.ndarray, raters: Sequence[str], stimuli: Sequence[str], *,
+                           obs_ids: Sequence[str] | None = None, model_obs_ids: Sequence[str] | None = None
                            ) -> tuple[pm.Model, dict[str, str]]:
     """Probit model of correctness with shared stimulus difficulty.
 
@@ -208,7 +317,8 @@ def build_difference_model(y_h: np.ndarray, rater_idx: np.ndarray, stim_idx_h: n
     a_r ~ N(0, σ_r), b_i ~ N(0, σ_b).  Population accuracies: experts Φ(α/√(1 + σ_r² + σ_b²)), model
     Φ((α + δ)/√(1 + σ_b²)); ``difference`` = model − experts on the probability scale.
     """
-    coords = {"rater": list(raters), "stimulus": list(stimuli)}
+    coords = {"rater": list(raters), "stimulus": list(stimuli), "obs": _obs_coord(obs_ids, len(y_h)),
+              "obs_model": _obs_coord(model_obs_ids, len(y_m))}
     priors = {"alpha": "experts' probit accuracy", "delta": "model − experts (probit scale)",
               "sigma_rater": "between-rater SD of probit accuracy",
               "sigma_stimulus": "SD of stimulus difficulty, shared by experts and model"}
@@ -222,6 +332,11 @@ def build_difference_model(y_h: np.ndarray, rater_idx: np.ndarray, stim_idx_h: n
         acc_h = pm.Deterministic("acc_experts", Phi(alpha / pt.sqrt(1 + s_r**2 + s_b**2)))
         acc_m = pm.Deterministic("acc_model", Phi((alpha + delta) / pt.sqrt(1 + s_b**2)))
         pm.Deterministic("difference", acc_m - acc_h)
-        pm.Bernoulli("correct_experts", p=_clip(Phi(alpha + a[rater_idx] + b[stim_idx_h])), observed=y_h.astype(int))
-        pm.Bernoulli("correct_model", p=_clip(Phi(alpha + delta + b[stim_idx_m])), observed=y_m.astype(int))
+        r = pm.Data("rater_idx", np.asarray(rater_idx, int), dims="obs")
+        i_h = pm.Data("stimulus_idx", np.asarray(stim_idx_h, int), dims="obs")
+        i_m = pm.Data("stimulus_idx_model", np.asarray(stim_idx_m, int), dims="obs_model")
+        pm.Bernoulli("correct_experts", p=_clip(Phi(alpha + a[r] + b[i_h])), observed=np.asarray(y_h, int),
+                     dims="obs")
+        pm.Bernoulli("correct_model", p=_clip(Phi(alpha + delta + b[i_m])), observed=np.asarray(y_m, int),
+                     dims="obs_model")
     return model, priors

@@ -54,7 +54,8 @@ class OutputFolder:
         atomic_write_text(self.root / "fits" / f"{fit.name}.json", json.dumps({
             "model": fit.name, "ok": d.ok, "rhat_max": d.rhat_max, "ess_bulk_min": d.ess_bulk_min,
             "ess_tail_min": d.ess_tail_min, "divergences": d.divergences, "draws": d.n_draws,
-            "problems": d.problems, "attempts": fit.attempts, "seconds": fit.seconds, "priors": fit.priors,
+            "problems": d.problems, "attempts": fit.attempts, "seconds": fit.seconds, "info": fit.info,
+            "priors": fit.priors,
             "netcdf_sha256": sha256_file(path), **attrs}, indent=2, default=str))
         return path
 

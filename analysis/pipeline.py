@@ -80,9 +80,11 @@ def diagnostics_table(fits) -> pd.DataFrame:
         "model": f.name, "ok": f.diagnostics.ok, "rhat_max": f.diagnostics.rhat_max,
         "ess_bulk_min": f.diagnostics.ess_bulk_min, "ess_tail_min": f.diagnostics.ess_tail_min,
         "divergences": f.diagnostics.divergences, "draws": f.diagnostics.n_draws, "runs": len(f.attempts),
-        "seconds": f.seconds, "problems": "; ".join(f.diagnostics.problems), "reruns": f.retried} for f in fits],
+        "seconds": f.seconds, "backend": f.info.get("backend", ""), "compile_s": f.info.get("compile_s", float("nan")),
+        "sample_s": f.info.get("sample_s", float("nan")), "problems": "; ".join(f.diagnostics.problems),
+        "reruns": f.retried} for f in fits],
         columns=["model", "ok", "rhat_max", "ess_bulk_min", "ess_tail_min", "divergences", "draws", "runs", "seconds",
-                 "problems", "reruns"])
+                 "backend", "compile_s", "sample_s", "problems", "reruns"])
 
 
 def analysis_jobs(cfg: AnalysisConfig, n_groups: int) -> int:

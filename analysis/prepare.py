@@ -17,6 +17,8 @@ __all__ = [
     "metad_counts_auth",
     "model_answers",
     "morph_arrays",
+    "morph_trials",
+    "response_ids",
     "quantile_levels",
     "sdt_arrays",
 ]
@@ -26,6 +28,11 @@ def _index(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     cats = sorted(values.unique())
     lut = {c: i for i, c in enumerate(cats)}
     return values.map(lut).to_numpy(int), cats
+
+
+def response_ids(df: pd.DataFrame) -> list[str]:
+    """The id of each answer, ``participant/trial_index`` (the ``obs`` coordinate of every per-answer model)."""
+    return (df["participant_id"].astype(str) + "/" + df["trial_index"].astype(str)).tolist()
 
 
 def auth_subset(df: pd.DataFrame, synthetic: str = "full") -> pd.DataFrame:
@@ -50,7 +57,7 @@ def sdt_arrays(df: pd.DataFrame, synthetic: str = "full") -> dict:
     return {
         "y": (d["auth_response"] == "real").to_numpy(int),
         "s": np.where(d["source"] == "real", 0.5, -0.5),
-        "rater_idx": r_idx, "stim_idx": s_idx, "raters": raters, "stimuli": stimuli,
+        "rater_idx": r_idx, "stim_idx": s_idx, "raters": raters, "stimuli": stimuli, "obs_ids": response_ids(d),
     }
 
 
@@ -60,15 +67,28 @@ def morph_arrays(df: pd.DataFrame) -> dict:
     g = d.groupby(["participant_id", "morph_strength"])["k"].agg(["sum", "count"]).reset_index()
     r_idx, raters = _index(g["participant_id"])
     return {"x": g["morph_strength"].to_numpy(float), "k": g["sum"].to_numpy(int), "n": g["count"].to_numpy(int),
-            "rater_idx": r_idx, "raters": raters}
+            "rater_idx": r_idx, "raters": raters,
+            "obs_ids": [f"{p}@{x:g}" for p, x in zip(g["participant_id"], g["morph_strength"])]}
+
+
+def morph_trials(df: pd.DataFrame) -> dict:
+    """One row per answer (all trials; real = strength 0) with its stimulus: the input of the morph model with
+    stimulus effects."""
+    r_idx, raters = _index(df["participant_id"])
+    s_idx, stimuli = _index(df["stimulus_id"])
+    return {"x": df["morph_strength"].to_numpy(float), "k": (df["auth_response"] == "synthetic").to_numpy(int),
+            "n": np.ones(len(df), int), "rater_idx": r_idx, "raters": raters, "stimulus_idx": s_idx,
+            "stimuli": stimuli, "obs_ids": response_ids(df)}
 
 
 def class_psychometric_arrays(df: pd.DataFrame, evidence: str = "model_margin") -> dict:
     """Experts' class correctness against the model-evidence axis (one row per trial)."""
     d = df[df[evidence].notna()]
     r_idx, raters = _index(d["participant_id"])
+    s_idx, stimuli = _index(d["stimulus_id"])
     return {"x": d[evidence].to_numpy(float), "k": (d["class_response"] == d["true_class"]).to_numpy(int),
-            "n": np.ones(len(d), int), "rater_idx": r_idx, "raters": raters}
+            "n": np.ones(len(d), int), "rater_idx": r_idx, "raters": raters, "stimulus_idx": s_idx,
+            "stimuli": stimuli, "obs_ids": response_ids(d)}
 
 
 def quantile_levels(x: np.ndarray, K: int) -> np.ndarray:

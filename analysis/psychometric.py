@@ -54,8 +54,64 @@ def _quantile_strength(loc, scale, q, family, F0, F1):
     return loc + scale * _Finv_pt(F0 + q * (F1 - F0), family)
 
 
+DISPERSIONS = ("none", "stimulus", "betabinomial")
+
+
+def _hier(name: str, mu_prior: tuple[float, float], sd_prior: float):
+    """Group mean, and per-rater values mean + SD·z (non-centred)."""
+    mu = pm.Normal(f"mu_{name}", *mu_prior)
+    sd = pm.HalfNormal(f"sigma_{name}", sd_prior)
+    return mu, mu + sd * pm.Normal(f"z_{name}", 0.0, 1.0, dims="rater")
+
+
+def _stimulus_effect(meanings: dict[str, str], what: str):
+    """σ·z_i per stimulus (non-centred); ``stimulus_idx`` must be in the model."""
+    sigma = pm.HalfNormal("sigma_stimulus", 1.0)
+    meanings["sigma_stimulus"] = f"SD of the stimulus effects ({what})"
+    return sigma * pm.Normal("z_stimulus", 0.0, 1.0, dims="stimulus")
+
+
+def _binomial(name: str, p, k, n, dispersion: str, meanings: dict[str, str]):
+    """The observed counts: Binomial, or beta-binomial with overdispersion η (psignifit 4's: the variance of a cell
+    of n trials is n·p(1 − p)·(1 + (n − 1)·η²), η ~ Beta(1, 9))."""
+    if dispersion == "betabinomial":
+        eta = pm.Beta("eta", 1.0, 9.0)
+        meanings["eta"] = "overdispersion η (0 = binomial; psignifit 4's beta-binomial)"
+        kappa = 1.0 / eta**2 - 1.0
+        p = _clip(p)
+        return pm.BetaBinomial(name, n=n, alpha=p * kappa, beta=(1 - p) * kappa, observed=k, dims="obs")
+    return pm.Binomial(name, n=n, p=_clip(p), observed=k, dims="obs")
+
+
+MORPH_MEANINGS = {
+    "mu_dmax": "group d′ for fully synthetic images (strength 1)",
+    "sigma_dmax": "between-rater SD of d′max",
+    "mu_c": "group criterion (> 0: bias to answer 'real')",
+    "sigma_c": "between-rater SD of the criterion",
+    "mu_logit_location": "group location ℓ of F on the strength axis (logit scale)",
+    "sigma_logit_location": "between-rater SD of logit ℓ",
+    "mu_log_scale": "group log scale σ of F (strength units)",
+    "sigma_log_scale": "between-rater SD of log σ",
+}
+
+
+def _morph_quantiles(loc, scale, mu_l, mu_s, family: str) -> None:
+    """Deterministics threshold / width per rater and for the group (typical rater)."""
+    def curve_parts(l, s):
+        return _F_pt(-l / s, family), _F_pt((1 - l) / s, family)
+
+    for prefix, (l, s), dims in (("", (loc, scale), "rater"),
+                                 ("group_", (pm.math.sigmoid(mu_l), pt.exp(mu_s)), None)):
+        F0_, F1_ = curve_parts(l, s)
+        q = {p: _quantile_strength(l, s, p, family, F0_, F1_) for p in (0.25, 0.5, 0.75)}
+        pm.Deterministic(f"{prefix}threshold", q[0.5], dims=dims)
+        pm.Deterministic(f"{prefix}width", q[0.75] - q[0.25], dims=dims)
+
+
 def build_morph_sdt_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_idx: np.ndarray,
-                          raters: Sequence[str], family: str = "cumulative_normal"
+                          raters: Sequence[str], family: str = "cumulative_normal", *,
+                          dispersion: str = "none", stimulus_idx: np.ndarray | None = None,
+                          stimuli: Sequence[str] | None = None, obs_ids: Sequence[str] | None = None
                           ) -> tuple[pm.Model, dict[str, str]]:
     """Yes/no SDT over morph strength: ``k`` 'synthetic' answers of ``n`` at strength ``x`` (0 = real image).
 
@@ -65,7 +121,7 @@ def build_morph_sdt_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_idx
     sensitivity to a fully synthetic image, the quantity the SDT model estimates). Evidence for "real" is centred
     on d′max/2 − d′(s), so
 
-        P("synthetic" | s) = Φ(d′max·(g(s) − ½) − c),
+        P("synthetic" | s) = Φ(d′max·(g(s) − ½) − c [+ u_i]),
 
     with one criterion c per rater for every strength, real images included, and c > 0 = a bias to answer "real"
     (conservative about "synthetic"; with "synthetic" as the signal this is Macmillan & Creelman's c, and it is
@@ -73,50 +129,48 @@ def build_morph_sdt_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_idx
     the strength from 25 % to 75 % of d′max, ``d_max``, ``c`` — per rater and for the group (the typical rater,
     ``group_*``). Hierarchical (non-centred): d′max_r, c_r normal; logit ℓ_r, log σ_r normal. A rater at chance
     (d′max ≈ 0) leaves threshold and width to the group prior — their intervals then say so.
+
+    Stimulus difficulty (``dispersion``): ``"stimulus"`` — one answer per row (n = 1) with ``stimulus_idx``, and a
+    stimulus effect u_i ~ N(0, σ_u) on the evidence (images differ in how synthetic they look, the same image for
+    every rater); ``"betabinomial"`` — counts per rater and strength with psignifit 4's overdispersion η;
+    ``"none"`` — binomial counts.
     """
     if family not in MORPH_FAMILIES:
         raise ValueError(f"unknown morph family {family!r}; use one of {MORPH_FAMILIES}")
+    if dispersion not in DISPERSIONS:
+        raise ValueError(f"unknown dispersion {dispersion!r}; use one of {DISPERSIONS}")
+    if dispersion == "stimulus" and (stimulus_idx is None or stimuli is None):
+        raise ValueError("dispersion='stimulus' needs stimulus_idx and stimuli (one row per answer)")
+    meanings = dict(MORPH_MEANINGS)
+    coords = {"rater": list(raters), "obs": list(obs_ids) if obs_ids is not None else list(range(len(x)))}
+    if dispersion == "stimulus":
+        coords["stimulus"] = list(stimuli)
+    # the curve is evaluated once per rater × strength cell and indexed per answer (the costly F calls scale with the
+    # cells, not with the answers)
     x = np.asarray(x, float)
-    r = np.asarray(rater_idx, int)
-    meanings = {
-        "mu_dmax": "group d′ for fully synthetic images (strength 1)",
-        "sigma_dmax": "between-rater SD of d′max",
-        "mu_c": "group criterion (> 0: bias to answer 'real')",
-        "sigma_c": "between-rater SD of the criterion",
-        "mu_logit_location": "group location ℓ of F on the strength axis (logit scale)",
-        "sigma_logit_location": "between-rater SD of logit ℓ",
-        "mu_log_scale": "group log scale σ of F (strength units)",
-        "sigma_log_scale": "between-rater SD of log σ",
-    }
-    with pm.Model(coords={"rater": list(raters)}) as model:
-        def hier(name, mu_prior, sd_prior):
-            mu = pm.Normal(f"mu_{name}", *mu_prior)
-            sd = pm.HalfNormal(f"sigma_{name}", sd_prior)
-            return mu, mu + sd * pm.Normal(f"z_{name}", 0.0, 1.0, dims="rater")
-
-        mu_d, d_max = hier("dmax", (0.0, 1.5), 1.0)
-        mu_c, c = hier("c", (0.0, 1.0), 1.0)
-        mu_l, logit_loc = hier("logit_location", (0.0, 1.5), 1.0)
-        mu_s, log_scale = hier("log_scale", (math.log(0.15), 1.0), 0.5)
+    rater_idx = np.asarray(rater_idx, int)
+    cells, cell_idx = np.unique(np.c_[rater_idx, x], axis=0, return_inverse=True)
+    coords["cell"] = [f"{raters[int(r)]}@{v:g}" for r, v in cells]
+    with pm.Model(coords=coords) as model:
+        xs = pm.Data("strength", cells[:, 1], dims="cell")
+        r = pm.Data("rater_idx", cells[:, 0].astype(int), dims="cell")
+        ci = pm.Data("cell_idx", cell_idx.ravel().astype(int), dims="obs")
+        mu_d, d_max = _hier("dmax", (0.0, 1.5), 1.0)
+        mu_c, c = _hier("c", (0.0, 1.0), 1.0)
+        mu_l, logit_loc = _hier("logit_location", (0.0, 1.5), 1.0)
+        mu_s, log_scale = _hier("log_scale", (math.log(0.15), 1.0), 0.5)
         d_max = pm.Deterministic("d_max", d_max, dims="rater")
         c = pm.Deterministic("c", c, dims="rater")
         loc = pm.Deterministic("location", pm.math.sigmoid(logit_loc), dims="rater")
         scale = pm.Deterministic("scale", pt.exp(log_scale), dims="rater")
-
-        def curve_parts(l, s):
-            return _F_pt(-l / s, family), _F_pt((1 - l) / s, family)
-
-        F0, F1 = curve_parts(loc, scale)
-        g = (_F_pt((x - loc[r]) / scale[r], family) - F0[r]) / (F1[r] - F0[r])
-        p_syn = Phi(d_max[r] * (g - 0.5) - c[r])
-        for prefix, (l, s, F0_, F1_), dims in (
-                ("", (loc, scale, F0, F1), "rater"),
-                ("group_", (pm.math.sigmoid(mu_l), pt.exp(mu_s)) + curve_parts(pm.math.sigmoid(mu_l),
-                                                                               pt.exp(mu_s)), None)):
-            q = {p: _quantile_strength(l, s, p, family, F0_, F1_) for p in (0.25, 0.5, 0.75)}
-            pm.Deterministic(f"{prefix}threshold", q[0.5], dims=dims)
-            pm.Deterministic(f"{prefix}width", q[0.75] - q[0.25], dims=dims)
-        pm.Binomial("k", n=np.asarray(n, int), p=_clip(p_syn), observed=np.asarray(k, int))
+        F0, F1 = _F_pt(-loc / scale, family), _F_pt((1 - loc) / scale, family)
+        g = (_F_pt((xs - loc[r]) / scale[r], family) - F0[r]) / (F1[r] - F0[r])
+        eta = (d_max[r] * (g - 0.5) - c[r])[ci]
+        if dispersion == "stimulus":
+            u = _stimulus_effect(meanings, "on the evidence for 'synthetic': some images look more synthetic")
+            eta = eta + u[pm.Data("stimulus_idx", np.asarray(stimulus_idx, int), dims="obs")]
+        _morph_quantiles(loc, scale, mu_l, mu_s, family)
+        _binomial("k", Phi(eta), np.asarray(k, int), np.asarray(n, int), dispersion, meanings)
     return model, meanings
 
 
@@ -161,9 +215,70 @@ class PsychometricSpec:
         return f"{self.family}, {g}, {l}"
 
 
+def _psi_axis(x: np.ndarray, family: str, x_range: tuple[float, float] | None):
+    """The standardised axis z of the intercept–slope form: (z, centre, scale, description)."""
+    lo, hi = x_range if x_range is not None else (float(np.min(x)), float(np.max(x)))
+    span = max(hi - lo, 1e-3)
+    mid = lo + span / 2
+    if family == "weibull":
+        if lo < 0:
+            raise ValueError("the Weibull psychometric function needs non-negative stimulus values")
+        centre = math.log(max(mid, 1e-3))
+        return (np.log(np.maximum(x, 1e-9)) - centre, centre, 1.0, "ln x − ln %.3g" % max(mid, 1e-3))
+    return (x - mid) / span, mid, span, "(x − %.3g)/%.3g" % (mid, span)
+
+
+def _psi_slopes(hierarchical: bool, axis: str, meanings: dict[str, str], r):
+    """Intercept and slope per rater (hierarchical, non-centred) or of one observer; returns (a, b, a[r], b[r],
+    group (μ_α, μ_β) or None)."""
+    if not hierarchical:
+        a = pm.Normal("intercept", 0.0, 1.5)
+        b = pm.Normal("slope", 2.0, 5.0)
+        meanings.update({"intercept": f"F⁻¹(ψ) at the centre of the axis z = {axis}",
+                         "slope": "slope per unit of z (0 = at chance)"})
+        return a, b, a, b, None
+    mu_a = pm.Normal("mu_intercept", 0.0, 1.5)
+    mu_b = pm.Normal("mu_slope", 2.0, 5.0)
+    sigma_a = pm.HalfNormal("sigma_intercept", 1.0)
+    sigma_b = pm.HalfNormal("sigma_slope", 2.5)
+    a = pm.Deterministic("intercept", mu_a + sigma_a * pm.Normal("z_intercept", 0, 1, dims="rater"), dims="rater")
+    b = pm.Deterministic("slope", mu_b + sigma_b * pm.Normal("z_slope", 0, 1, dims="rater"), dims="rater")
+    meanings.update({
+        "mu_intercept": f"group F⁻¹(ψ) at the centre of the axis z = {axis}",
+        "mu_slope": "group slope per unit of z (0 = an observer at chance)",
+        "sigma_intercept": "between-rater SD of the intercept",
+        "sigma_slope": "between-rater SD of the slope"})
+    return a, b, a[r], b[r], (mu_a, mu_b)
+
+
+def _psi_asymptotes(spec: PsychometricSpec, meanings: dict[str, str]):
+    """γ and λ: Beta(1, 20) when free, constants otherwise."""
+    if isinstance(spec.gamma, str):
+        gamma = pm.Beta("gamma", 1.0, 20.0)
+        meanings["gamma"] = "guess rate (lower asymptote)"
+    else:
+        gamma = pt.as_tensor_variable(float(spec.gamma))
+    if isinstance(spec.lapse, str):
+        lapse = pm.Beta("lapse", 1.0, 20.0)
+        meanings["lapse"] = "lapse rate (1 − upper asymptote − γ)"
+    else:
+        lapse = pt.as_tensor_variable(float(spec.lapse))
+    return gamma, lapse
+
+
+def _psi_F(eta, family: str, positive):
+    if family == "logistic":
+        return pm.math.sigmoid(eta)
+    if family == "cumulative_normal":
+        return Phi(eta)
+    return pt.switch(positive, -pt.expm1(-pt.exp(eta)), 0.0)  # Weibull: x = 0 gives F = 0
+
+
 def build_psychometric_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_idx: np.ndarray | None,
                              raters: Sequence[str], spec: PsychometricSpec, *, hierarchical: bool = True,
-                             x_range: tuple[float, float] | None = None) -> tuple[pm.Model, dict[str, str]]:
+                             x_range: tuple[float, float] | None = None, dispersion: str = "none",
+                             stimulus_idx: np.ndarray | None = None, stimuli: Sequence[str] | None = None,
+                             obs_ids: Sequence[str] | None = None) -> tuple[pm.Model, dict[str, str]]:
     """ψ-form psychometric function fitted to ``k`` successes out of ``n`` at stimulus values ``x``.
 
     Sampled in intercept–slope form, F(α + β·z) with z = (x − centre)/span of the x range (for the Weibull
@@ -175,24 +290,21 @@ def build_psychometric_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_
 
     Hierarchical: α_r ~ N(μ_α, σ_α), β_r ~ N(μ_β, σ_β) (non-centred), ``group_threshold``/``group_width`` from
     (μ_α, μ_β); γ and λ shared.  Non-hierarchical (one observer, e.g. the model): one α and β.
+    Stimulus difficulty (``dispersion``): ``"stimulus"`` adds u_i ~ N(0, σ_u) per stimulus to α + β·z (one row
+    per answer, ``stimulus_idx``), ``"betabinomial"`` makes the counts beta-binomial (η), ``"none"`` binomial.
     """
-    lo, hi = x_range if x_range is not None else (float(np.min(x)), float(np.max(x)))
-    span = max(hi - lo, 1e-3)
-    mid = lo + span / 2
-    weib = spec.family == "weibull"
-    if weib and lo < 0:
-        raise ValueError("the Weibull psychometric function needs non-negative stimulus values")
     if spec.family not in ("logistic", "cumulative_normal", "weibull"):
         raise ValueError(f"unknown psychometric family {spec.family!r}")
+    if dispersion not in DISPERSIONS:
+        raise ValueError(f"unknown dispersion {dispersion!r}; use one of {DISPERSIONS}")
     x = np.asarray(x, float)
-    if weib:
-        centre, scale = math.log(max(mid, 1e-3)), 1.0
-        z = np.log(np.maximum(x, 1e-9)) - centre
-    else:
-        centre, scale = mid, span
-        z = (x - mid) / span
-    coords = {"rater": list(raters)} if hierarchical else {}
-    axis = "ln x − ln %.3g" % max(mid, 1e-3) if weib else "(x − %.3g)/%.3g" % (mid, span)
+    z, centre, scale, axis = _psi_axis(x, spec.family, x_range)
+    weib = spec.family == "weibull"
+    coords = {"obs": list(obs_ids) if obs_ids is not None else list(range(len(x)))}
+    if hierarchical:
+        coords["rater"] = list(raters)
+    if dispersion == "stimulus":
+        coords["stimulus"] = list(stimuli)
     meanings: dict[str, str] = {}
 
     def to_threshold(a, b):
@@ -200,54 +312,27 @@ def build_psychometric_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_
         return pt.exp(t) if weib else t
 
     with pm.Model(coords=coords) as model:
-        if hierarchical:
-            mu_a = pm.Normal("mu_intercept", 0.0, 1.5)
-            mu_b = pm.Normal("mu_slope", 2.0, 5.0)
-            sigma_a = pm.HalfNormal("sigma_intercept", 1.0)
-            sigma_b = pm.HalfNormal("sigma_slope", 2.5)
-            a = pm.Deterministic("intercept", mu_a + sigma_a * pm.Normal("z_intercept", 0, 1, dims="rater"),
-                                 dims="rater")
-            b = pm.Deterministic("slope", mu_b + sigma_b * pm.Normal("z_slope", 0, 1, dims="rater"), dims="rater")
-            pm.Deterministic("group_threshold", to_threshold(mu_a, mu_b))
-            pm.Deterministic("group_width", scale / mu_b)
-            eta = a[rater_idx] + b[rater_idx] * z
-            meanings.update({
-                "mu_intercept": f"group F⁻¹(ψ) at the centre of the axis z = {axis}",
-                "mu_slope": "group slope per unit of z (0 = an observer at chance)",
-                "sigma_intercept": "between-rater SD of the intercept",
-                "sigma_slope": "between-rater SD of the slope"})
-        else:
-            a = pm.Normal("intercept", 0.0, 1.5)
-            b = pm.Normal("slope", 2.0, 5.0)
-            eta = a + b * z
-            meanings.update({"intercept": f"F⁻¹(ψ) at the centre of the axis z = {axis}",
-                             "slope": "slope per unit of z (0 = at chance)"})
+        zd = pm.Data("z", z, dims="obs")
+        r = pm.Data("rater_idx", np.asarray(rater_idx, int), dims="obs") if hierarchical else None
+        a, b, a_obs, b_obs, group = _psi_slopes(hierarchical, axis, meanings, r)
+        if group is not None:
+            pm.Deterministic("group_threshold", to_threshold(*group))
+            pm.Deterministic("group_width", scale / group[1])
         pm.Deterministic("threshold", to_threshold(a, b), dims="rater" if hierarchical else None)
         pm.Deterministic("width", scale / b, dims="rater" if hierarchical else None)
-        if isinstance(spec.gamma, str):
-            gamma = pm.Beta("gamma", 1.0, 20.0)
-            meanings["gamma"] = "guess rate (lower asymptote)"
-        else:
-            gamma = pt.as_tensor_variable(float(spec.gamma))
-        if isinstance(spec.lapse, str):
-            lapse = pm.Beta("lapse", 1.0, 20.0)
-            meanings["lapse"] = "lapse rate (1 − upper asymptote − γ)"
-        else:
-            lapse = pt.as_tensor_variable(float(spec.lapse))
-        if spec.family == "logistic":
-            F = pm.math.sigmoid(eta)
-        elif spec.family == "cumulative_normal":
-            F = Phi(eta)
-        else:  # Weibull: 1 − exp(−exp((ln x − ln t)/w)); x = 0 gives F = 0
-            F = pt.switch(pt.as_tensor_variable(x > 0), -pt.expm1(-pt.exp(eta)), 0.0)
-        psi = gamma + (1 - gamma - lapse) * F
-        pm.Binomial("k", n=np.asarray(n, int), p=_clip(psi), observed=np.asarray(k, int))
+        eta = a_obs + b_obs * zd
+        if dispersion == "stimulus":
+            u = _stimulus_effect(meanings, "added to α + β·z: some images are harder than their evidence says")
+            eta = eta + u[pm.Data("stimulus_idx", np.asarray(stimulus_idx, int), dims="obs")]
+        gamma, lapse = _psi_asymptotes(spec, meanings)
+        psi = gamma + (1 - gamma - lapse) * _psi_F(eta, spec.family, pt.as_tensor_variable(x > 0))
+        _binomial("k", psi, np.asarray(k, int), np.asarray(n, int), dispersion, meanings)
     return model, meanings
 
 
 def psychometric_curve(x, threshold, width, gamma, lapse, family: str) -> np.ndarray:
     """NumPy ψ(x) for plotting; parameters may be arrays of draws (broadcast against x[None])."""
-    from .simulate import psychometric_F
+    from .rater_model import psychometric_F
     x = np.asarray(x, float)[None, :]
     t = np.asarray(threshold, float)[:, None]
     w = np.asarray(width, float)[:, None]

@@ -46,7 +46,8 @@ def provenance(res: AnalysisResult, out: OutputFolder, figs: dict[str, dict[str,
     return {**out.stamp, "input": input_path, "input_file_sha256": input_sha256,
             "lineage_sources": res.lineage.get("sources", {}),
             "versions": {"python": platform.python_version(), "pymc": pymc.__version__, "pytensor": pytensor.__version__,
-                         "arviz": arviz.__version__, "numpy": np.__version__, "pandas": pd.__version__},
+                         "arviz": arviz.__version__, "numpy": np.__version__, "pandas": pd.__version__,
+                         **_optional_versions()},
             "analysis_seconds": res.seconds, "fits": fit_hash, "figures": figures,
             "failed_steps": {r.step: {"message": r.message, "traceback": r.trace} for r in res.failed},
             "skipped_steps": {r.step: r.reason for r in res.skipped}}
@@ -137,11 +138,25 @@ def _step_section(step, r, res: AnalysisResult) -> str:
     return "\n".join(L) + "\n"
 
 
+def _optional_versions() -> dict[str, str]:
+    """Versions of the sampler and compilers (nutpie, numba) where installed."""
+    from importlib.metadata import PackageNotFoundError, version
+    out = {}
+    for pkg in ("nutpie", "numba"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
 def _diagnostics(res: AnalysisResult, tables) -> str:
     cfg = res.config.sampler
     L = ["## Diagnostics\n",
          f"Gate: R-hat ≤ {cfg.rhat_max}, bulk and tail ESS ≥ {cfg.ess_min:.0f}, divergences ≤ {cfg.max_divergences}; "
-         f"{cfg.chains} chains × {cfg.draws} draws after {cfg.tune} tuning steps. A fit that misses the gate is run "
+         f"{cfg.chains} chains × {cfg.draws} draws after {cfg.tune} tuning steps, sampler {cfg.sampler} (the "
+         "compiler of each fit's log-density and its compile and sampling seconds: `tables/diagnostics.csv`). "
+         "A fit that misses the gate is run "
          f"again, within bounds: with divergences once at target_accept {cfg.retry_target_accept:g}; with too few "
          f"effective draws (or R-hat above the gate) with twice the draws per chain, up to {cfg.max_draws}.\n"]
     fits = list(res.fits.values())

@@ -1,6 +1,6 @@
 """Simulated studies: a stimulus set with the simulated classifier's outputs, raters drawn around a group profile,
 and the tidy response table with the true parameters in ``df.attrs`` (the per-trial model is in
-:mod:`analysis.simulate`)."""
+:mod:`analysis.rater_model`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from scipy.special import ndtr
 
 from cytocore.schema import MODEL_PROB_PREFIX
 
-from .simulate import DEFAULT_CLASSES, ModelProfile, RaterProfile, morph_psychometric_truth, simulate_response
+from .rater_model import DEFAULT_CLASSES, ModelProfile, RaterProfile, morph_psychometric_truth, simulate_response
 
 __all__ = ["draw_raters", "simulate_single_rater_auth_counts", "simulate_stimuli", "simulate_study"]
 
@@ -136,44 +136,10 @@ def simulate_study(
     if any(r.confidence_levels != K for r in raters):
         raise ValueError("all raters must use the same confidence scale")
     rows = []
-    t0 = pd.Timestamp("2025-01-01T09:00:00Z")
     recs = stimuli.to_dict("records")
     for r_i, prof in enumerate(raters):
-        pid = f"r{r_i:02d}"
-        role = "bot"
-        years = float(rng.integers(1, 30))
-        order = rng.permutation(n_stimuli)[:n_trials]
-        seq: list[tuple[str, bool, dict]] = []
-        for j in range(practice_trials):
-            seq.append(("practice", False, recs[int(rng.integers(n_stimuli))]))
-        main = [("main", False, recs[int(k)]) for k in order]
-        if attention_checks:
-            full = [s for s in recs if s["morph_strength"] in (0.0, 1.0)]
-            for j in range(attention_checks):
-                st = dict(full[int(rng.integers(len(full)))])
-                st["stimulus_effect"] = 0.0
-                st["stimulus_id"] = f"att{j:02d}_" + st["stimulus_id"]
-                main.insert(int(rng.integers(len(main) + 1)), ("main", True, st))
-        seq += main
-        t = t0 + pd.Timedelta(hours=r_i)
-        counters = {"practice": 0, "main": 0}
-        for phase, is_att, st in seq:
-            resp = simulate_response(prof if not is_att else dataclasses.replace(prof, d_prime=4.0), st, classes, rng)
-            t = t + pd.Timedelta(milliseconds=resp["class_rt_ms"] + 800)
-            idx = counters[phase]
-            counters[phase] += 1
-            row = {
-                "study_id": study_id, "participant_id": pid, "participant_role": role, "years_experience": years,
-                "trial_index": idx, "block": idx // 100 if phase == "main" else 0, "phase": phase,
-                "is_attention_check": is_att, "stimulus_id": st["stimulus_id"], "source": st["source"],
-                "morph_strength": st["morph_strength"], "true_class": st["true_class"],
-                **resp, "confidence_levels": K, "responded_at": t,
-                "model_pred_class": st["model_pred_class"], "model_confidence": st["model_confidence"],
-                "model_margin": st["model_margin"], "model_anomaly": st["model_anomaly"],
-            }
-            for k in classes:
-                row[f"{MODEL_PROB_PREFIX}{k}"] = st[f"{MODEL_PROB_PREFIX}{k}"]
-            rows.append(row)
+        rows += _rater_rows(r_i, prof, recs, classes, rng, n_trials=n_trials, practice_trials=practice_trials,
+                            attention_checks=attention_checks, study_id=study_id)
     df = pd.DataFrame(rows)
     from cytocore.schema import REQUIRED_COLUMNS
     cols = list(REQUIRED_COLUMNS) + [f"{MODEL_PROB_PREFIX}{k}" for k in classes]
@@ -187,6 +153,55 @@ def simulate_study(
         "practice_trials": practice_trials, "attention_checks": attention_checks,
     }
     return df
+
+
+def _trial_sequence(recs: list[dict], rng: np.random.Generator, n_trials: int, practice_trials: int,
+                    attention_checks: int) -> list[tuple[str, bool, dict]]:
+    """One rater's (phase, is_attention_check, stimulus) sequence: practice, then the main trials in a random order
+    with the attention checks (unmorphed real or fully synthetic images) inserted at random places."""
+    n_stimuli = len(recs)
+    order = rng.permutation(n_stimuli)[:n_trials]
+    seq: list[tuple[str, bool, dict]] = []
+    for _ in range(practice_trials):
+        seq.append(("practice", False, recs[int(rng.integers(n_stimuli))]))
+    main = [("main", False, recs[int(k)]) for k in order]
+    if attention_checks:
+        full = [s for s in recs if s["morph_strength"] in (0.0, 1.0)]
+        for j in range(attention_checks):
+            st = dict(full[int(rng.integers(len(full)))])
+            st["stimulus_effect"] = 0.0
+            st["stimulus_id"] = f"att{j:02d}_" + st["stimulus_id"]
+            main.insert(int(rng.integers(len(main) + 1)), ("main", True, st))
+    return seq + main
+
+
+def _rater_rows(r_i: int, prof: RaterProfile, recs: list[dict], classes: tuple[str, ...], rng: np.random.Generator,
+                *, n_trials: int, practice_trials: int, attention_checks: int, study_id: str) -> list[dict]:
+    """The tidy rows of rater ``r_i`` (answers simulated trial by trial with :func:`simulate_response`)."""
+    pid = f"r{r_i:02d}"
+    years = float(rng.integers(1, 30))
+    seq = _trial_sequence(recs, rng, n_trials, practice_trials, attention_checks)
+    t = pd.Timestamp("2025-01-01T09:00:00Z") + pd.Timedelta(hours=r_i)
+    counters = {"practice": 0, "main": 0}
+    rows = []
+    for phase, is_att, st in seq:
+        resp = simulate_response(prof if not is_att else dataclasses.replace(prof, d_prime=4.0), st, classes, rng)
+        t = t + pd.Timedelta(milliseconds=resp["class_rt_ms"] + 800)
+        idx = counters[phase]
+        counters[phase] += 1
+        row = {
+            "study_id": study_id, "participant_id": pid, "participant_role": "bot", "years_experience": years,
+            "trial_index": idx, "block": idx // 100 if phase == "main" else 0, "phase": phase,
+            "is_attention_check": is_att, "stimulus_id": st["stimulus_id"], "source": st["source"],
+            "morph_strength": st["morph_strength"], "true_class": st["true_class"],
+            **resp, "confidence_levels": prof.confidence_levels, "responded_at": t,
+            "model_pred_class": st["model_pred_class"], "model_confidence": st["model_confidence"],
+            "model_margin": st["model_margin"], "model_anomaly": st["model_anomaly"],
+        }
+        for k in classes:
+            row[f"{MODEL_PROB_PREFIX}{k}"] = st[f"{MODEL_PROB_PREFIX}{k}"]
+        rows.append(row)
+    return rows
 
 
 def _truth(profile: RaterProfile, raters: Sequence[RaterProfile], rater_sd, stimulus_sd: float,

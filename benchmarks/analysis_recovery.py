@@ -10,6 +10,9 @@ Scenarios (each simulated with analysis.simulate and fitted with the model the r
              simulated one by one as an evidence sample against a criterion on the noise axis; criteria ≠ 0,
              d′ 0.3–1.5, thresholds 0.3–0.8; targets: coverage ≥ 0.85 for threshold and criterion per rater,
              |mean group-threshold bias| ≤ 0.05
+  morph_dispersion  stimulus difficulty: the same independent generator with stimulus effects (uniform, SD 0.5,
+             shared by the raters) fitted per answer with and without a stimulus effect and per cell binomial and
+             beta-binomial; LOO between forms fitted to the same observations, coverage for each
   morph      (ψ form) hierarchical cumulative-normal psychometric function over morph strength (γ, λ free)
   cls_psych  hierarchical logistic psychometric function over the model margin (γ = 1/C fixed, λ free)
 
@@ -51,6 +54,8 @@ def cover(rows, scen, rep, name, post, truth):
     lo, hi = interval(post)
     lo, hi, truth = np.atleast_1d(lo), np.atleast_1d(hi), np.atleast_1d(truth)
     for l, h, t in zip(lo, hi, truth):
+        if not (np.isfinite(l) and np.isfinite(h)):   # not estimated (an M-ratio where d′ is not credibly > 0)
+            continue
         rows.append({"scenario": scen, "rep": rep, "parameter": name, "truth": float(t), "lo": float(l),
                      "hi": float(h), "covered": bool(l <= t <= h)})
 
@@ -89,6 +94,7 @@ def run_metad_auth(rep, cfg, R, T, rows):
     f = fit_model("metad_auth", m, cfg, seed_offset=rep)
     cover(rows, "metad_auth", rep, "mu_log_M", np.log(draws(f.idata, "group_M")), tr["group"]["mu_log_meta_ratio"])
     cover(rows, "metad_auth", rep, "M[rater]", draws(f.idata, "M"), [tr["raters"][r]["meta_ratio"] for r in raters])
+    rows[-1]["reruns"] = len(f.attempts) - 1
     cover(rows, "metad_auth", rep, "meta_d[rater]", draws(f.idata, "meta_d"), [tr["raters"][r]["meta_d"] for r in raters])
     return f
 
@@ -131,7 +137,7 @@ def run_morph(rep, cfg, R, T, rows):
 YESNO_LEVELS = (0.2, 0.4, 0.6, 0.8, 1.0)
 
 
-def yesno_study(rep: int, R: int, T: int) -> dict:
+def yesno_study(rep: int, R: int, T: int, stimulus_sd: float = 0.0) -> dict:
     """Independent generator for the yes/no morph design: half the trials real images, the rest spread over the
     strengths in YESNO_LEVELS.  Rater r: d′_r(s) = dmax_r·W(s)/W(1), W(s) = 1 − exp(−(s/a_r)^b_r) with a_r solved so
     that d′_r(t_r) = dmax_r/2; evidence x ~ N(d′_r(s), 1), answer 'synthetic' iff x > k_r.  In the analysis'
@@ -151,15 +157,21 @@ def yesno_study(rep: int, R: int, T: int) -> dict:
         raters.append({"t": t, "b": b, "a": a, "dmax": dmax, "c": c, "k": c + dmax / 2, "W": W})
     n_real = T // 2
     strengths = np.r_[np.zeros(n_real), np.resize(np.asarray(YESNO_LEVELS), T - n_real)]
-    x, k, n, idx = [], [], [], []
+    # stimulus effects: uniform with the given SD (not normal, the fitted form), the same image for every rater
+    u = rng.uniform(-1, 1, T) * stimulus_sd * np.sqrt(3)
+    x, k, n, idx, trials = [], [], [], [], []
     for i, p in enumerate(raters):
         d_s = p["dmax"] * p["W"](strengths, p["a"]) / p["W"](1.0, p["a"])
-        said_syn = rng.normal(d_s, 1.0) > p["k"]
+        said_syn = rng.normal(d_s + u, 1.0) > p["k"]
+        trials.append(said_syn.astype(int))
         for s in np.unique(strengths):
             m = strengths == s
             x.append(s), k.append(int(said_syn[m].sum())), n.append(int(m.sum())), idx.append(i)
     return {"x": np.array(x), "k": np.array(k), "n": np.array(n), "rater_idx": np.array(idx),
-            "raters": [f"r{i:02d}" for i in range(R)], "truth": raters, "t_group": t_group}
+            "raters": [f"r{i:02d}" for i in range(R)], "truth": raters, "t_group": t_group,
+            "trials": {"x": np.tile(strengths, R), "k": np.concatenate(trials), "n": np.ones(R * T, int),
+                       "rater_idx": np.repeat(np.arange(R), T), "stimulus_idx": np.tile(np.arange(T), R),
+                       "stimuli": [f"s{j}" for j in range(T)]}}
 
 
 def run_morph_yesno(rep, cfg, R, T, rows):
@@ -173,6 +185,43 @@ def run_morph_yesno(rep, cfg, R, T, rows):
     cover(rows, "morph_yesno", rep, "group_threshold", draws(f.idata, "group_threshold"), sim["t_group"])
     rows[-1]["bias"] = float(np.median(draws(f.idata, "group_threshold")) - sim["t_group"])
     return f
+
+
+LOO_ROWS: list[dict] = []
+
+
+def _loo(f):
+    import arviz as az
+    import pymc as pm
+    pm.compute_log_likelihood(f.idata, model=f.model, progressbar=False, compile_kwargs={"mode": "FAST_COMPILE"})
+    return az.loo(f.idata)
+
+
+def run_morph_dispersion(rep, cfg, R, T, rows, stimulus_sd: float = 0.5):
+    """Stimulus difficulty: the independent yes/no generator with stimulus effects (uniform, SD 0.5, shared by the
+    raters), fitted four ways — per answer with a stimulus effect or without; per rater × strength cell binomial or
+    beta-binomial (η).  LOO (PSIS) compares the forms fitted to the same observations; coverage of the group
+    threshold and the per-rater thresholds says which intervals are honest."""
+    sim = yesno_study(rep, R, T, stimulus_sd)
+    tr, ts = sim["truth"], sim["trials"]
+    fits = {}
+    for form, data, disp in (("trial+stimulus", ts, "stimulus"), ("trial", ts, "none"),
+                             ("cell+betabinomial", sim, "betabinomial"), ("cell", sim, "none")):
+        extra = {"stimulus_idx": ts["stimulus_idx"], "stimuli": ts["stimuli"]} if disp == "stimulus" else {}
+        m, meanings = build_morph_sdt_model(data["x"], data["k"], data["n"], data["rater_idx"], sim["raters"],
+                                            dispersion=disp, **extra)
+        f = fit_model(f"morph_{form}", m, cfg, priors=meanings, seed_offset=rep)
+        fits[form] = f
+        scen = f"dispersion:{form}"
+        cover(rows, scen, rep, "threshold[rater]", draws(f.idata, "threshold"), [p["t"] for p in tr])
+        cover(rows, scen, rep, "group_threshold", draws(f.idata, "group_threshold"), sim["t_group"])
+        rows[-1]["bias"] = float(np.median(draws(f.idata, "group_threshold")) - sim["t_group"])
+    for a, b in (("trial+stimulus", "trial"), ("cell+betabinomial", "cell")):
+        la, lb = _loo(fits[a]), _loo(fits[b])
+        LOO_ROWS.append({"rep": rep, "comparison": f"{a} vs {b}", "elpd_diff": float(la.elpd_loo - lb.elpd_loo),
+                         "se_diff_approx": float(np.sqrt(la.se**2 + lb.se**2)),
+                         "pareto_k_bad": int((la.pareto_k > 0.7).sum() + (lb.pareto_k > 0.7).sum())})
+    return fits["trial+stimulus"]
 
 
 def run_cls_psych(rep, cfg, R, T, rows):
@@ -196,7 +245,8 @@ def run_cls_psych(rep, cfg, R, T, rows):
 
 
 SCENARIOS = {"sdt": run_sdt, "metad_auth": run_metad_auth, "metad_cls": run_metad_cls,
-             "morph_yesno": run_morph_yesno, "morph": run_morph, "cls_psych": run_cls_psych}
+             "morph_yesno": run_morph_yesno, "morph_dispersion": run_morph_dispersion, "morph": run_morph,
+             "cls_psych": run_cls_psych}
 
 
 def summarise(df: pd.DataFrame, target: float = 0.85) -> pd.DataFrame:
@@ -215,7 +265,7 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=SamplerConfig.draws, help="per chain (default: the report's)")
     ap.add_argument("--tune", type=int, default=SamplerConfig.tune)
     ap.add_argument("--chains", type=int, default=SamplerConfig.chains)
-    ap.add_argument("--sampler", default="pymc", choices=("pymc", "nutpie"))
+    ap.add_argument("--sampler", default=SamplerConfig.sampler, choices=("pymc", "nutpie"))
     ap.add_argument("--out", default=None, help="CSV of every interval")
     a = ap.parse_args(argv)
     set_quiet(True)
@@ -241,11 +291,19 @@ def main(argv=None) -> int:
           f"wall {time.perf_counter() - t0:.0f} s")
     print(res.to_string(index=False))
     df = pd.DataFrame(rows)
+    if LOO_ROWS:
+        lt = pd.DataFrame(LOO_ROWS)
+        print("\nLOO (elpd difference, positive = the first form predicts held-out answers better):")
+        print(lt.groupby("comparison")[["elpd_diff", "se_diff_approx", "pareto_k_bad"]].agg(["mean", "min", "max"])
+              .round(2).to_string())
+        if a.out:
+            lt.to_csv(a.out.replace(".csv", "_loo.csv"), index=False)
     if "bias" in df:
-        b = df["bias"].dropna()
-        print(f"\nmorph_yesno group threshold (posterior median − truth) over {len(b)} studies: mean bias "
-              f"{b.mean():+.4f} (target |bias| ≤ 0.05: {'PASS' if abs(b.mean()) <= 0.05 else 'MISSED'}), mean |error| "
-              f"{b.abs().mean():.4f}, max |error| {b.abs().max():.4f}")
+        for scen, g in df.dropna(subset=["bias"]).groupby("scenario", sort=False):
+            b = g["bias"]
+            print(f"\n{scen} group threshold (posterior median − truth) over {len(b)} studies: mean bias "
+                  f"{b.mean():+.4f} (target |bias| ≤ 0.05: {'PASS' if abs(b.mean()) <= 0.05 else 'MISSED'}), "
+                  f"mean |error| {b.abs().mean():.4f}, max |error| {b.abs().max():.4f}")
     return 0
 
 

@@ -8,11 +8,12 @@ from .comparison import AGREEMENT_STEP, DIFFERENCE_STEP, AgreementResult, Differ
 from .metacog_observed import OBSERVED_STEP, ObservedMetacognition
 from .metad import METAD_AUTH_STEP, METAD_CLASS_STEP, MetadResult
 from .morph import MORPH_STEP, MorphResult
+from .mrmc import MRMC_STEP, MRMCResult
 from .sdt import POWER_STEP, SDT_STEP, Headline, PowerResult, SDTResult
 
 STEPS: tuple[Step, ...] = (SDT_STEP, POWER_STEP, MORPH_STEP, CLASS_EVIDENCE_STEP, OBSERVED_STEP, METAD_AUTH_STEP,
-                           METAD_CLASS_STEP, AGREEMENT_STEP, DIFFERENCE_STEP)
+                           METAD_CLASS_STEP, AGREEMENT_STEP, DIFFERENCE_STEP, MRMC_STEP)
 
 __all__ = ["STEPS", "AgreementResult", "ClassEvidenceResult", "Context", "DifferenceResult", "Failed", "Headline",
-           "MetadResult", "MorphResult", "ObservedMetacognition", "PowerResult", "SDTResult", "Skipped", "Step",
+           "MRMCResult", "MetadResult", "MorphResult", "ObservedMetacognition", "PowerResult", "SDTResult", "Skipped", "Step",
            "StepResult", "timed_run"]

@@ -23,13 +23,13 @@ if TYPE_CHECKING:
     from ..config import AnalysisConfig
     from ..outputs import OutputFolder
 
-__all__ = ["Context", "Failed", "Skipped", "Step", "StepResult", "summary_table", "ppc_table", "contraction"]
+__all__ = ["Context", "Failed", "Skipped", "Step", "StepResult", "summary_table", "ppc_table", "dispersion_ppc",
+           "contraction"]
 
 # every fit, in report order; its position fixes its seed offset, so a fit draws the same samples whichever
 # analyses run and in whichever process
 FIT_ORDER = ("sdt_authenticity", "psychometric_morph", "psychometric_class_experts", "psychometric_class_model",
-             "metad_authenticity_experts", "metad_classification_experts", "metad_authenticity_model",
-             "metad_classification_model", "difference_authenticity", "difference_classification")
+             "metad_authenticity", "metad_classification", "difference_authenticity", "difference_classification")
 
 
 @dataclass
@@ -171,6 +171,8 @@ def ppc_table(fit: Fit, groups: dict[str, dict[str, np.ndarray]] | None = None) 
         rep = np.asarray(idata.posterior_predictive[var], float)
         rep = rep.reshape((-1,) + rep.shape[2:])
         if obs.ndim == 2:  # counts (rater, bin): statistic = share of each bin, pooled over raters
+            if obs.sum() == 0:   # no observations of this kind (folded meta-d′: no S1 stimuli)
+                continue
             o = obs.sum(0) / obs.sum()
             r = rep.sum(1) / rep.sum(axis=(1, 2))[:, None]
             for j in range(obs.shape[1]):
@@ -182,6 +184,35 @@ def ppc_table(fit: Fit, groups: dict[str, dict[str, np.ndarray]] | None = None) 
                 m = g == key
                 rows.append(_ppc_row(fit.name, var, f"{gname}={key}", obs[m].mean(), rep[:, m].mean(1)))
     return pd.DataFrame(rows)
+
+
+def dispersion_ppc(fit: Fit, var: str, group_idx: np.ndarray | None = None) -> pd.DataFrame:
+    """Posterior predictive check of dispersion, not only of means: a χ² discrepancy of ``var`` summed within
+    groups — per stimulus when ``group_idx`` gives each observation's stimulus (images differing in difficulty
+    make their totals vary more than the model's binomial noise), else per observed cell.
+
+    T(y) = Σ_g (y_g − E_g)²/V_g with E_g, V_g the mean and variance of the replicated group totals, computed for the
+    observed data and for every replicate; p = P(T_rep ≥ T_obs). p near 0: the data are more dispersed than the
+    model predicts (missing stimulus effects or overdispersion); near 1: less."""
+    idata = fit.idata
+    if "posterior_predictive" not in idata.groups() or var not in idata.posterior_predictive:
+        return pd.DataFrame()
+    obs = np.asarray(idata.observed_data[var], float).ravel()
+    rep = np.asarray(idata.posterior_predictive[var], float)
+    rep = rep.reshape(rep.shape[0] * rep.shape[1], -1)
+    what = "per stimulus" if group_idx is not None else "per cell"
+    if group_idx is not None:
+        g = np.asarray(group_idx, int)
+        G = int(g.max()) + 1
+        obs = np.bincount(g, weights=obs, minlength=G)
+        rep = np.stack([np.bincount(g, weights=r, minlength=G) for r in rep])
+    E, V = rep.mean(0), rep.var(0)
+    keep = V > 0
+    t_obs = float(np.sum((obs[keep] - E[keep]) ** 2 / V[keep]))
+    t_rep = np.sum((rep[:, keep] - E[keep]) ** 2 / V[keep], axis=1)
+    row = _ppc_row(fit.name, var, what, t_obs, t_rep)
+    row["statistic"] = f"χ² dispersion ({what}, {int(keep.sum())} groups)"
+    return pd.DataFrame([row])
 
 
 def _ppc_row(model, var, group, t_obs, t_rep) -> dict:
@@ -200,7 +231,9 @@ def contraction(fit: Fit, var_names, n_prior: int = 1000) -> pd.DataFrame:
     names = [v for v in var_names if v in fit.idata.posterior]
     if fit.model is None or not names:
         return pd.DataFrame(columns=["model", "parameter", "contraction"])
-    prior = pm.sample_prior_predictive(draws=n_prior, model=fit.model, var_names=names, random_seed=0).prior
+    from ..nutpie_backend import CHEAP
+    prior = pm.sample_prior_predictive(draws=n_prior, model=fit.model, var_names=names, random_seed=0,
+                                       compile_kwargs=dict(CHEAP)).prior
     rows = []
     for v in names:
         post = np.asarray(fit.idata.posterior[v]).reshape((-1,) + fit.idata.posterior[v].shape[2:])

@@ -13,7 +13,7 @@ from ..figstyle import EXPERT, MODEL, new_figure, save_figure
 from ..fitting import Fit, draws
 from ..markdown import md_table
 from ..psychometric import PsychometricSpec, build_psychometric_model, psychometric_curve
-from .base import Context, Step, StepResult, ppc_table, summary_table
+from .base import Context, Step, StepResult, dispersion_ppc, ppc_table, summary_table
 from .morph import PSI_TABLE
 
 
@@ -45,18 +45,24 @@ def run_class_evidence(ctx: Context) -> ClassEvidenceResult:
     spec = PsychometricSpec(cfg.class_family, gamma, cfg.lapse)
     c = prepare.class_psychometric_arrays(ctx.cls, ev)
     xr = (float(min(c["x"].min(), mod[ev].min())), float(max(c["x"].max(), mod[ev].max())))
-    model, meanings = build_psychometric_model(c["x"], c["k"], c["n"], c["rater_idx"], c["raters"], spec, x_range=xr)
-    fe = ctx.fit("psychometric_class_experts", model, meanings, {"spec": spec.describe(), "evidence": ev})
+    disp = cfg.class_dispersion
+    extra = {"stimulus_idx": c["stimulus_idx"], "stimuli": c["stimuli"]} if disp == "stimulus" else {}
+    model, meanings = build_psychometric_model(c["x"], c["k"], c["n"], c["rater_idx"], c["raters"], spec, x_range=xr,
+                                               dispersion=disp, obs_ids=c["obs_ids"], **extra)
+    fe = ctx.fit("psychometric_class_experts", model, meanings, {"spec": spec.describe(), "evidence": ev,
+                                                                 "dispersion": disp})
     mx = mod[mod[ev].notna()]
     model, meanings = build_psychometric_model(mx[ev].to_numpy(float), mx["class_correct"].to_numpy(int),
                                                np.ones(len(mx), int), None, ["model"], spec, hierarchical=False,
-                                               x_range=xr)
+                                               x_range=xr, obs_ids=mx["stimulus_id"].tolist())
     fm = ctx.fit("psychometric_class_model", model, meanings, {"spec": spec.describe(), "evidence": ev})
-    table = pd.concat([summary_table(fe, PSI_TABLE, cfg.hdi_prob), summary_table(fm, PSI_TABLE, cfg.hdi_prob)],
-                      ignore_index=True)
+    table = pd.concat([summary_table(fe, PSI_TABLE + ("sigma_stimulus",), cfg.hdi_prob),
+                       summary_table(fm, PSI_TABLE, cfg.hdi_prob)], ignore_index=True)
     return ClassEvidenceResult(
         "class_evidence", fits=[fe, fm],
-        tables={"psychometric_class": table, "ppc_psychometric_class_experts": ppc_table(fe),
+        tables={"psychometric_class": table,
+                "ppc_psychometric_class_experts": pd.concat([ppc_table(fe), dispersion_ppc(fe, "k", c["stimulus_idx"])],
+                                                            ignore_index=True),
                 "ppc_psychometric_class_model": ppc_table(fm)},
         experts=fe, model=fm, spec=spec, evidence=ev, x_range=xr,
         expert_points=pd.DataFrame({"x": c["x"], "k": c["k"], "n": c["n"]}),

@@ -15,7 +15,7 @@ from ..figstyle import GREY, new_figure, save_figure
 from ..fitting import Fit, draws
 from ..markdown import md_table
 from ..models import build_difference_model
-from .base import Context, Step, StepResult, ppc_table, summary_table
+from .base import Context, Step, StepResult, dispersion_ppc, ppc_table, summary_table
 
 
 @dataclass
@@ -132,11 +132,14 @@ def run_difference(ctx: Context) -> DifferenceResult:
         stimuli = list(mod["stimulus_id"])
         lut = {s: i for i, s in enumerate(stimuli)}
         model, meanings = build_difference_model(y_h, r_idx, d["stimulus_id"].map(lut).to_numpy(int), y_m,
-                                                 np.arange(len(mod)), raters, stimuli)
+                                                 np.arange(len(mod)), raters, stimuli,
+                                                 obs_ids=prepare.response_ids(d), model_obs_ids=stimuli)
         fit = ctx.fit(f"difference_{task}", model, meanings)
         res.fits.append(fit)
         res.fits_by_task[task] = fit
-        res.tables[f"ppc_difference_{task}"] = ppc_table(fit, {"correct_experts": {"rater": np.asarray(raters)[r_idx]}})
+        res.tables[f"ppc_difference_{task}"] = pd.concat(
+            [ppc_table(fit, {"correct_experts": {"rater": np.asarray(raters)[r_idx]}}),
+             dispersion_ppc(fit, "correct_experts", d["stimulus_id"].map(lut).to_numpy(int))], ignore_index=True)
         diff = draws(fit.idata, "difference")
         s = summary_table(fit, ["acc_experts", "acc_model", "difference", "delta", "sigma_rater", "sigma_stimulus"],
                           ctx.cfg.hdi_prob)

@@ -9,7 +9,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from .. import prepare
+from .. import metrics, prepare
 from ..figstyle import EXPERT, GREY, MODEL, forest, log_ticks, new_figure, save_figure
 from ..fitting import Fit, draws, hdi_bounds
 from ..markdown import md_table
@@ -22,9 +22,10 @@ WEAK_D = 1.0   # below this type-1 d′ the M-ratio is reported as not identifie
 @dataclass
 class MetadResult(StepResult):
     task: str = "authenticity"
-    experts: Fit | None = None
-    model: Fit | None = None
+    fit: Fit | None = None
+    with_M: list[str] = field(default_factory=list)
     identification: pd.DataFrame = field(default_factory=pd.DataFrame)
+    observers: pd.DataFrame = field(default_factory=pd.DataFrame)
     weak: list[str] = field(default_factory=list)
 
 
@@ -35,20 +36,21 @@ def needs_metad(task: str, ctx: Context) -> str | None:
 
 
 def _expert_counts(ctx: Context, task: str):
+    """(counts_S1 or None, counts_S2, raters, correct, level, rater index) of the experts for ``task``."""
     K = ctx.K
     if task == "authenticity":
         sub = prepare.auth_subset(ctx.auth, ctx.cfg.sdt_synthetic)
-        r_idx, raters = prepare._index(sub["participant_id"])
         if not (sub["source"] == "real").any() or not (sub["source"] == "synthetic").any():
             return None
-        cS1, cS2 = prepare.metad_counts_auth(sub["source"].to_numpy(), sub["auth_response"].to_numpy(),
-                                             sub["auth_confidence_level"].to_numpy(), r_idx, len(raters), K)
-        return build_metad_model(cS1, cS2, raters, K)
+        r_idx, raters = prepare._index(sub["participant_id"])
+        lev = sub["auth_confidence_level"].to_numpy()
+        cS1, cS2 = prepare.metad_counts_auth(sub["source"].to_numpy(), sub["auth_response"].to_numpy(), lev, r_idx,
+                                             len(raters), K)
+        return cS1, cS2, raters, (sub["auth_response"] == sub["source"]).to_numpy(), lev, r_idx
     dc = ctx.cls
     r_idx, raters = prepare._index(dc["participant_id"])
-    cc = prepare.folded_counts(prepare.is_correct_class(dc), dc["class_confidence_level"].to_numpy(), r_idx,
-                               len(raters), K)
-    return build_metad_model(None, cc, raters, K, folded=True)
+    corr, lev = prepare.is_correct_class(dc), dc["class_confidence_level"].to_numpy()
+    return None, prepare.folded_counts(corr, lev, r_idx, len(raters), K), raters, corr, lev, r_idx
 
 
 def _model_counts(ctx: Context, task: str):
@@ -57,86 +59,126 @@ def _model_counts(ctx: Context, task: str):
         msub = mod[(mod["source"] == "real") | (mod["morph_strength"] >= 1.0)] if ctx.cfg.sdt_synthetic == "full" else mod
         if not (msub["source"] == "real").any() or not (msub["source"] == "synthetic").any():
             return None
-        mS1, mS2 = prepare.metad_counts_auth(msub["source"].to_numpy(), msub["auth_response"].to_numpy(),
-                                             msub["auth_level_q"].to_numpy(), np.zeros(len(msub), int), 1, K)
-        return build_metad_model(mS1, mS2, ["model"], K, hierarchical=False)
-    mc = prepare.folded_counts(mod["class_correct"].to_numpy(), mod["class_level_q"].to_numpy(),
-                               np.zeros(len(mod), int), 1, K)
-    return build_metad_model(None, mc, ["model"], K, hierarchical=False, folded=True)
+        lev, zero = msub["auth_level_q"].to_numpy(), np.zeros(len(msub), int)
+        mS1, mS2 = prepare.metad_counts_auth(msub["source"].to_numpy(), msub["auth_response"].to_numpy(), lev, zero,
+                                             1, K)
+        return mS1, mS2, ["model"], msub["auth_correct"].to_numpy(), msub["auth_conf"].to_numpy(), zero
+    corr, lev, zero = mod["class_correct"].to_numpy(), mod["class_level_q"].to_numpy(), np.zeros(len(mod), int)
+    return None, prepare.folded_counts(corr, lev, zero, 1, K), ["model"], corr, mod["model_confidence"].to_numpy(), zero
+
+
+def _observer_table(f: Fit, info: dict, task: str, correct: dict, conf: dict) -> pd.DataFrame:
+    """Per observer: type-1 d′ (the fixed point estimate), P(d′ > 0), type-2 AUROC (model-free), and why there is
+    or is not an M-ratio."""
+    obs = [str(r) for r in f.idata.posterior["observer"].values]
+    d = np.asarray(f.idata.constant_data["d"])
+    rows = []
+    for i, r in enumerate(obs):
+        no_m = r in info["no_M_raters"]
+        p = info["P(d′ > 0)"][r]
+        rows.append({"task": task, "observer": r, "d_prime": float(d[i]), "P(d′>0)": float(p),
+                     "type2_auroc": metrics.type2_auroc(correct[r], conf[r]),
+                     "M_ratio": "not estimated" if no_m else "estimated",
+                     "reason": (f"d′ not credibly above 0 (P(d′ > 0) = {p:.3f} < {info['credible']}): M = meta-d′/d′ "
+                                "would be a ratio over ≈ 0; meta-d′ and the type-2 AUROC are reported" if no_m else "")})
+    return pd.DataFrame(rows)
 
 
 def run_metad(task: str, ctx: Context) -> MetadResult:
+    """One fit per task: the experts (pooled, HMeta-d's group model) and the model (one unpooled observer) in the
+    same PyMC model, so one compiled graph serves both."""
     res = MetadResult(f"metad_{task}", task=task)
-    rows, ident = [], []
     expert_rows = ctx.auth if task == "authenticity" else ctx.cls
-    for who, build, ok in (("experts", _expert_counts, len(expert_rows) > 0),
-                           ("model", _model_counts, ctx.model is not None)):
+    parts = []
+    for who, counts, ok in (("experts", _expert_counts, len(expert_rows) > 0),
+                            ("model", _model_counts, ctx.model is not None)):
         if not ok:
             res.notes.append(f"no {who} data for meta-d′ ({task}): that part is skipped.")
             continue
-        built = build(ctx, task)
-        if built is None:
+        got = counts(ctx, task)
+        if got is None:
             res.notes.append(f"{who}: the {task} meta-d′ needs both real and synthetic images; skipped.")
             continue
-        f = ctx.fit(f"metad_{task}_{who}", *built)
-        setattr(res, who, f)
-        res.fits.append(f)
-        s = summary_table(f, ["d", "meta_d", "M"] + (["group_M"] if who == "experts" else []), ctx.cfg.hdi_prob)
-        s.insert(1, "task", task)
-        s.insert(2, "observer", who)
-        rows.append(s)
-        res.tables[f"ppc_metad_{task}_{who}"] = ppc_table(f)
-        ident.append(_identification(f))
-    if not rows:
+        parts.append((who, got))
+    if not parts:
         raise ValueError(f"no meta-d′ fit possible for {task}")
-    res.tables[f"metad_{task}"] = pd.concat(rows, ignore_index=True)
-    res.identification = pd.concat(ident, ignore_index=True)
+    folded = task != "authenticity"
+    cS2 = np.concatenate([g[1] for _, g in parts])
+    cS1 = None if folded else np.concatenate([g[0] for _, g in parts])
+    observers = [r for _, g in parts for r in g[2]]
+    pooled = [who == "experts" for who, g in parts for _ in g[2]]
+    correct, conf = {}, {}
+    for who, (_, _, names, corr, cf, r_idx) in parts:
+        for i, r in enumerate(names):
+            m = np.asarray(r_idx) == i
+            correct[r], conf[r] = np.asarray(corr)[m], np.asarray(cf)[m]
+    model, meanings = build_metad_model(cS1, cS2, observers, ctx.K, pooled=pooled, folded=folded)
+    f = ctx.fit(f"metad_{task}", model, meanings, {k: v for k, v in model.metad_info.items()})
+    res.fit = f
+    res.fits.append(f)
+    res.observers = _observer_table(f, model.metad_info, task, correct, conf)
+    res.tables[f"metad_observers_{task}"] = res.observers
+    with_M = [o for o in observers if o not in model.metad_info["no_M_raters"]]
+    s = summary_table(f, ["meta_d", "M"] + (["group_M"] if any(p and o in with_M for o, p in zip(observers, pooled))
+                                             else []), ctx.cfg.hdi_prob)
+    s = s[~s["parameter"].isin([f"M[{o}]" for o in model.metad_info["no_M_raters"]])]
+    s.insert(1, "task", task)
+    res.tables[f"metad_{task}"] = s.reset_index(drop=True)
+    res.tables[f"ppc_metad_{task}"] = ppc_table(f)
+    res.identification = _identification(f, with_M)
     res.tables[f"identification_metad_{task}"] = res.identification
     res.weak = list(res.identification.loc[~res.identification["identified"], "parameter"])
+    res.with_M = with_M
     return res
 
 
-def _identification(f: Fit) -> pd.DataFrame:
-    """Per observer: type-1 d′ (fixed point estimate) and the posterior contraction of log M: an M-ratio is
-    identified only where the data narrow its prior (contraction ≥ 0.5) — at d′ ≈ 0.5 they mostly do not."""
-    d = draws(f.idata, "d")[0]
+def _identification(f: Fit, with_M: list[str]) -> pd.DataFrame:
+    """Per observer with an M-ratio: type-1 d′ (fixed point estimate) and the posterior contraction of M: an M-ratio
+    is identified only where the data narrow its prior (contraction ≥ 0.5 with d′ ≥ 1, or ≥ 0.8)."""
     c = contraction(f, ["M"])
-    c["d_prime"] = d[: len(c)]
+    keep = c["parameter"].isin([f"M[{o}]" for o in with_M])
+    c = c[keep].reset_index(drop=True)
+    d = dict(zip([str(r) for r in f.idata.posterior["observer"].values], np.asarray(f.idata.constant_data["d"])))
+    c["d_prime"] = [d.get(p.split("[", 1)[1].rstrip("]"), np.nan) for p in c["parameter"]]
     c["identified"] = (c["contraction"] >= 0.5) & (c["d_prime"] >= WEAK_D) | (c["contraction"] >= 0.8)
     return c
 
 
 def figures_metad(res: MetadResult, out, meta) -> dict:
-    fe, fm = res.experts, res.model
-    raters = [str(r) for r in fe.idata.posterior["rater"].values] if fe is not None else []
-    fig, ax = new_figure(0.2 * len(raters) + 1.3)
-    ax.axvline(1, color=GREY, lw=0.6, ls="--")
-    vals = []
-    labels = list(raters)
-    if fe is not None:
-        M = draws(fe.idata, "M")
-        forest(ax, raters, M, EXPERT)
-        g = draws(fe.idata, "group_M")
-        ax.plot(hdi_bounds(g), [len(raters) + 0.6] * 2, color="k", lw=1.6)
-        ax.plot(g.mean(), len(raters) + 0.6, "D", color="k", ms=4)
-        vals += [hdi_bounds(M).ravel(), hdi_bounds(g)]
+    f = res.fit
+    obs = [str(o) for o in f.idata.posterior["observer"].values]
+    use_M = bool(res.with_M)
+    var, xlabel = ("M", "M-ratio (meta-d′/d′), 94 % HDI") if use_M else ("meta_d", "meta-d′, 94 % HDI")
+    show = [o for o in obs if not use_M or o in res.with_M]
+    x = draws(f.idata, var)[:, [obs.index(o) for o in show]]
+    fig, ax = new_figure(0.2 * len(show) + 1.3)
+    ax.axvline(1 if use_M else 0, color=GREY, lw=0.6, ls="--")
+    hum = [i for i, o in enumerate(show) if o != "model"]
+    if hum:
+        forest(ax, [show[i] for i in hum], x[:, hum], EXPERT)
+    labels = [show[i] for i in hum]
+    vals = [hdi_bounds(x).ravel()]
+    y = len(hum)
+    if use_M and "group_M" in res.tables[f"metad_{res.task}"]["parameter"].values:
+        g = draws(f.idata, "group_M")
+        ax.plot(hdi_bounds(g), [y] * 2, color="k", lw=1.6)
+        ax.plot(g.mean(), y, "D", color="k", ms=4)
+        vals.append(hdi_bounds(g))
         labels.append("experts")
-    if fm is not None:
-        mm = draws(fm.idata, "M")[:, 0]
-        y = len(raters) + (1.6 if fe is not None else 0)
+        y += 1
+    if "model" in show:
+        mm = x[:, show.index("model")]
         ax.plot(hdi_bounds(mm), [y] * 2, color=MODEL, lw=1.6)
         ax.plot(mm.mean(), y, "s", color=MODEL, ms=4)
-        vals.append(hdi_bounds(mm))
         labels.append("model")
-    ticks = list(range(len(raters))) + ([len(raters) + 0.6] if fe is not None else []) + (
-        [len(raters) + (1.6 if fe is not None else 0)] if fm is not None else [])
-    ax.set_yticks(ticks, labels)
-    ax.set_xscale("log")
+    ax.set_yticks(range(len(labels)), labels)
     allv = np.concatenate([np.ravel(v) for v in vals])
     lo, hi = float(np.nanmin(allv)), float(np.nanmax(allv))
-    ax.set_xlim(lo / 1.15, hi * 1.15)
-    log_ticks(ax.xaxis, lo / 1.15, hi * 1.15)
-    ax.set_xlabel("M-ratio (meta-d′/d′), 94 % HDI")
+    if use_M:
+        ax.set_xscale("log")
+        ax.set_xlim(lo / 1.15, hi * 1.15)
+        log_ticks(ax.xaxis, lo / 1.15, hi * 1.15)
+    ax.set_xlabel(xlabel)
     ax.set_title(res.task, loc="left", fontweight="bold")
     name = f"metad_{res.task}"
     return {name: save_figure(fig, out, f"fig_{name}", meta)}
@@ -145,15 +187,23 @@ def figures_metad(res: MetadResult, out, meta) -> dict:
 def section_metad(res: MetadResult, figs: dict, cfg) -> list[str]:
     t = res.tables[f"metad_{res.task}"]
     L = [md_table(t[t["parameter"].str.startswith(("M", "group_M", "meta_d"))][
-        ["observer", "parameter", "mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "r_hat"]]) + "\n"]
+        ["parameter", "mean", "sd", "hdi_3%", "hdi_97%", "ess_bulk", "r_hat"]]) + "\n"]
+    o = res.observers
+    no_m = o[o["M_ratio"] == "not estimated"]
+    if len(no_m):
+        L.append(f"**No M-ratio for {', '.join(map(str, no_m['observer']))}:** their type-1 d′ is not credibly above 0 "
+                 "(P(d′ > 0) < 0.975 from the hit and false-alarm rates), so M = meta-d′/d′ would be a ratio over a "
+                 "number indistinguishable from 0; their meta-d′ (above) and type-2 AUROC (below) say how well "
+                 "confidence tracks correctness.\n")
+    L.append(md_table(o[["observer", "d_prime", "P(d′>0)", "type2_auroc", "M_ratio"]]) + "\n")
     if res.weak:
-        L.append(f"**What this design cannot identify:** the M-ratio of {', '.join(res.weak)} — their type-1 d′ is "
-                 f"small (M-ratio = meta-d′/d′ is a ratio over a d′ near 0: at d′ ≈ 0.5 a few hundred trials "
-                 "barely narrow its prior) or the data narrowed the prior of log M by less than half (posterior "
-                 "contraction < 0.5, `tables/identification_metad_*.csv`). Read those intervals as the prior, not "
-                 "as evidence about metacognition.\n")
+        L.append(f"**What this design cannot identify:** the M-ratio of {', '.join(res.weak)} — the data narrowed the "
+                 "prior of M by less than half (posterior contraction < 0.5, or < 0.8 where d′ < 1; "
+                 "`tables/identification_metad_*.csv`). Read those intervals as the prior, not as evidence about "
+                 "metacognition.\n")
     L.append("d′ and c1 are held at their type-1 point estimates (HMeta-d), so the M-ratio interval does not include "
-             "d′'s uncertainty; the SDT model above estimates d′ with its interval.\n")
+             "d′'s uncertainty; the SDT model above estimates d′ with its interval. The type-2 criteria are pooled "
+             "across raters as in HMeta-d's group model.\n")
     name = f"metad_{res.task}"
     if name in figs:
         L.append(f"![{name}](figures/fig_{name}.png)\n")

@@ -19,11 +19,12 @@ from ..markdown import md_table
 from ..metrics import beta_interval
 from ..psychometric import (PsychometricSpec, build_morph_sdt_model, build_psychometric_model, morph_sdt_curve,
                             psychometric_curve)
-from .base import Context, Step, StepResult, contraction, ppc_table, summary_table
+from .base import Context, Step, StepResult, contraction, dispersion_ppc, ppc_table, summary_table
 from .sdt import CRITERION_SIGN
 
 SDT_TABLE = ("group_threshold", "group_width", "mu_dmax", "mu_c", "sigma_dmax", "sigma_c", "threshold", "width",
              "d_max", "c")
+DISPERSION_TABLE = ("sigma_stimulus", "eta")
 PSI_TABLE = ("group_threshold", "group_width", "mu_slope", "sigma_intercept", "sigma_slope", "gamma", "lapse",
              "threshold", "width", "slope")
 
@@ -55,24 +56,32 @@ def run_morph(ctx: Context) -> MorphResult:
     m = prepare.morph_arrays(ctx.auth)
     counts = pd.DataFrame({"participant_id": np.asarray(m["raters"])[m["rater_idx"]], "strength": m["x"],
                            "k": m["k"], "n": m["n"]})
+    disp = cfg.morph_dispersion
+    a = prepare.morph_trials(ctx.auth) if disp == "stimulus" else m
+    extra = {"stimulus_idx": a["stimulus_idx"], "stimuli": a["stimuli"]} if disp == "stimulus" else {}
     if cfg.morph_model == "sdt":
-        model, meanings = build_morph_sdt_model(m["x"], m["k"], m["n"], m["rater_idx"], m["raters"],
-                                                family=cfg.morph_family)
-        fit = ctx.fit("psychometric_morph", model, meanings, {"form": "yes/no SDT", "family": cfg.morph_family})
-        names, spec = SDT_TABLE, None
+        model, meanings = build_morph_sdt_model(a["x"], a["k"], a["n"], a["rater_idx"], a["raters"],
+                                                family=cfg.morph_family, dispersion=disp, obs_ids=a["obs_ids"],
+                                                **extra)
+        fit = ctx.fit("psychometric_morph", model, meanings, {"form": "yes/no SDT", "family": cfg.morph_family,
+                                                              "dispersion": disp})
+        names, spec = SDT_TABLE + DISPERSION_TABLE, None
     else:
         spec = PsychometricSpec(cfg.morph_family, cfg.morph_gamma, cfg.lapse)
-        model, meanings = build_psychometric_model(m["x"], m["k"], m["n"], m["rater_idx"], m["raters"], spec,
-                                                   x_range=(0.0, 1.0))
-        fit = ctx.fit("psychometric_morph", model, meanings, {"form": "psi", "spec": spec.describe()})
-        names = PSI_TABLE
+        model, meanings = build_psychometric_model(a["x"], a["k"], a["n"], a["rater_idx"], a["raters"], spec,
+                                                   x_range=(0.0, 1.0), dispersion=disp, obs_ids=a["obs_ids"],
+                                                   **extra)
+        fit = ctx.fit("psychometric_morph", model, meanings, {"form": "psi", "spec": spec.describe(),
+                                                              "dispersion": disp})
+        names = PSI_TABLE + DISPERSION_TABLE
     table = summary_table(fit, names, cfg.hdi_prob)
     if cfg.morph_model == "sdt":
         table["note"] = np.where(table["parameter"].str.match(r"^(mu_c|c\[)"), CRITERION_SIGN, "")
     ident = contraction(fit, ["group_threshold", "group_width", "threshold", "width", "d_max", "c"])
     weak = list(ident.loc[ident["contraction"] < 0.5, "parameter"]) if len(ident) else []
+    ppc = pd.concat([ppc_table(fit), dispersion_ppc(fit, "k", a.get("stimulus_idx"))], ignore_index=True)
     return MorphResult("morph", fits=[fit], tables={"psychometric_morph": table,
-                                                     "ppc_psychometric_morph": ppc_table(fit),
+                                                     "ppc_psychometric_morph": ppc,
                                                      "identification_morph": ident},
                        fit=fit, form=cfg.morph_model, family=cfg.morph_family, spec=spec, counts=counts, weak=weak)
 

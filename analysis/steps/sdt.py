@@ -14,7 +14,7 @@ from ..fitting import Fit, draws, hdi_bounds
 from ..markdown import fmt_iv, md_table
 from ..models import build_sdt_model
 from ..power import decide, equivalence_power
-from .base import Context, Step, StepResult, contraction, ppc_table, summary_table
+from .base import Context, Step, StepResult, contraction, dispersion_ppc, ppc_table, summary_table
 
 CRITERION_SIGN = ("criterion c > 0: a bias to answer 'real' (conservative about 'synthetic'; with 'synthetic' as the "
                   "signal this is Macmillan & Creelman's c); c < 0: a bias to answer 'synthetic'")
@@ -67,7 +67,7 @@ def run_sdt(ctx: Context) -> SDTResult:
     cfg = ctx.cfg
     a = prepare.sdt_arrays(ctx.auth, cfg.sdt_synthetic)
     model, meanings = build_sdt_model(a["y"], a["s"], a["rater_idx"], a["stim_idx"], a["raters"], a["stimuli"],
-                                      stimulus_effects=cfg.stimulus_effects)
+                                      stimulus_effects=cfg.stimulus_effects, obs_ids=a["obs_ids"])
     fit = ctx.fit("sdt_authenticity", model, meanings, {"n_obs": len(a["y"]), "subset": cfg.sdt_synthetic})
     src = np.where(a["s"] > 0, "real", "synthetic")
     rat = np.asarray(a["raters"])[a["rater_idx"]]
@@ -90,6 +90,7 @@ def run_sdt(ctx: Context) -> SDTResult:
     obs = (sub["auth_response"] == sub["source"]).groupby(sub["participant_id"]).mean()
     ppc = ppc_table(fit, {"said_real": {"rater": rat, "source": src,
                                         "rater/source": np.char.add(np.char.add(rat.astype(str), "/"), src)}})
+    ppc = pd.concat([ppc, dispersion_ppc(fit, "said_real", a["stim_idx"])], ignore_index=True)
     ident = contraction(fit, ["d", "c", "mu_d", "mu_c"])
     return SDTResult("sdt", fits=[fit], tables={"sdt": table, "ppc_sdt": ppc, "identification_sdt": ident},
                      fit=fit, headline=head, rater_observed_accuracy=obs, synthetic=cfg.sdt_synthetic,

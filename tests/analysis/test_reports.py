@@ -43,7 +43,7 @@ def human_only(tmp_path_factory):
 def test_human_only_export_gives_a_report(human_only):
     out, res, md = human_only
     assert not res.failed
-    assert {"sdt_authenticity", "psychometric_morph", "metad_authenticity_experts"} <= set(res.fits)
+    assert {"sdt_authenticity", "psychometric_morph", "metad_authenticity"} <= set(res.fits)
     assert not any("model" in n for n in res.fits)
     skipped = {r.step: r.reason for r in res.skipped}
     assert "no model outputs" in skipped["class_evidence"] and "no model outputs" in skipped["comparison"]
@@ -57,7 +57,8 @@ def test_model_only_table_gives_a_report(tmp_path):
     df[list(ANSWER_COLUMNS) + ["auth_confidence", "class_confidence"]] = np.nan
     res, md = _report(df, tmp_path, ("sdt", "psychometric", "metacognition", "comparison"))
     assert not res.failed
-    assert set(res.fits) == {"metad_authenticity_model", "metad_classification_model"}
+    assert set(res.fits) == {"metad_authenticity", "metad_classification"}
+    assert list(res.fits["metad_authenticity"].idata.posterior["observer"].values) == ["model"]
     assert "no human authenticity answers" in md and "model-only" in md
     assert (tmp_path / "tables" / "metacognition_observed.csv").exists()
 
@@ -65,11 +66,31 @@ def test_model_only_table_gives_a_report(tmp_path):
 @pytest.mark.slow
 def test_one_rater_and_no_morphs_give_reports(tmp_path):
     res, md = _report(simulate_study(1, 60, CLASSES, seed=3), tmp_path / "one", ("sdt", "metacognition"))
-    assert not res.failed and {"sdt_authenticity", "metad_authenticity_experts"} <= set(res.fits)
+    assert not res.failed and {"sdt_authenticity", "metad_authenticity"} <= set(res.fits)
     res, md = _report(simulate_study(2, 40, CLASSES, seed=4, morph_fraction=0.0), tmp_path / "nomorph",
                       ("sdt", "psychometric"))
     assert not res.failed and "psychometric_morph" not in res.fits
     assert "the study has no morphs" in md and "sdt_authenticity" in res.fits
+
+
+@pytest.mark.slow
+def test_report_with_the_power_step_gives_a_design_table_that_favours_bigger_studies(tmp_path):
+    """The power step runs inside a report (after the SDT fit): simulated at chance, a study of 40 raters × 600
+    trials decides 'equivalent' far more often than one of 5 × 100 (the approximation is checked against full fits
+    by benchmarks/analysis_power.py)."""
+    cfg = dataclasses.replace(TINY, analyses=("sdt", "power"), power_sims=60, power_raters=(5, 40),
+                              power_trials=(100, 600))
+    df = simulate_study(3, 40, CLASSES, seed=7)
+    res = run_analysis(df, cfg, out_dir=tmp_path)
+    write_report(res, tmp_path)
+    assert not res.failed and "power" not in {r.step for r in res.skipped}
+    pw = res.tables["power"]
+    chance = pw[pw["scenario"].str.contains("chance")].set_index(["n_raters", "n_trials"])
+    assert chance.loc[(40, 600), "p_equivalent"] >= 0.8 > chance.loc[(5, 100), "p_equivalent"]
+    assert np.allclose(pw[["p_equivalent", "p_different", "p_undecided"]].sum(axis=1), 1)
+    md = (tmp_path / "report.md").read_text()
+    assert "Data needed for a decision" in md and "smallest design in the grid" in md
+    assert (tmp_path / "tables" / "power.csv").exists()
 
 
 @pytest.mark.slow
