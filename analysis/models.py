@@ -278,11 +278,9 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
         pm.Deterministic("group_M", pt.exp(mu_lm))
         mu_inc = pm.Normal("mu_log_inc", math.log(0.5), 1.0, dims="criterion")
         sd_inc = pm.HalfNormal("sigma_log_inc", 1.0)
+        pl = pool[:, None, None]
         # centred: each observer's criteria are pinned by hundreds of answers, where the non-centred form puts the
-        # posterior in a funnel (150 divergences, R-hat 1.43 in tests/analysis/test_recovery.py).  Spacings no
-        # answer informs (the S1 side when folded) get the unpooled prior, or they would make the funnel instead.
-        unused_side = tied * pt.as_tensor_variable(np.array([1.0, 0.0]))
-        pl = pool[:, None, None] * (1 - unused_side)[None, :, None]
+        # posterior in a funnel (150 divergences, R-hat 1.43 in tests/analysis/test_recovery.py)
         log_inc = pm.Normal("log_inc", pl * mu_inc[None, None, :] + (1 - pl) * math.log(0.5),
                             pl * sd_inc + (1 - pl) * 1.0, dims=("observer", "side", "criterion"))
         inc = pt.exp(log_inc)
