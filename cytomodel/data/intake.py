@@ -138,6 +138,10 @@ class Intake:
         n = len(cells)
         if not n:
             return msgs
+        if self.contract is None:
+            msgs.append("this model has no framing record: images are only resized, so cells framed unlike its "
+                        "training images are misread; record it with `cytomodel framing measure --model DIR --data "
+                        "TRAINING_DATA --split train`")
         bad = [c for c in cells if c.status not in FRAMED]
         if bad:
             kinds = {}

@@ -134,6 +134,9 @@ class _Session:
             self.state["step"] = int(warm.metadata.get("train_steps", 0))
             self.state["wall_seconds"] = float(warm.metadata.get("wall_seconds", 0.0))
             self.state["fine_tune_from"] = {"path": str(init_from), "step": self.state["step"]}
+            if warm.metadata.get("data_hash") == data.data_hash:   # the same training images: the same framing
+                self.state["framing_records"] = {k: warm.metadata[k] for k in ("framing", "source_framing")
+                                                 if warm.metadata.get(k)}
 
     # ------------------------------------------------------------------ step 2: network, EMA, optimiser
     def build(self) -> None:
@@ -170,6 +173,7 @@ class _Session:
                          class_counts=dict(zip(self.data.class_names, self.counts.tolist())))
         if "fine_tune_from" in self.state:
             self.meta["fine_tune_from"] = self.state["fine_tune_from"]
+        self.meta.update(self.state.get("framing_records", {}))
 
     def _parameters(self, unet) -> list[torch.nn.Parameter]:
         """Everything trained: the UNet's parameters and those of the objective's extra modules."""

@@ -3,6 +3,7 @@ embedding is exactly zero for "no augmentation" (a fine-tune starts as the model
 reads the no-augmentation model); a model trained with it saves, loads, resumes and classifies under "unknown"."""
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -92,17 +93,24 @@ def test_encode_withholds_the_unknown_rows():
 
 
 def test_fine_tune_starts_as_its_model_saves_loads_and_resumes(tiny_model_dir, tiny_dataset, tmp_path):
-    base = load_model(tiny_model_dir)
+    start = tmp_path / "start"                      # the model fine-tuned from, with a framing record of its images
+    shutil.copytree(tiny_model_dir, start)
+    record = json.loads((start / "cytomodel.json").read_text())
+    framing = {"window_rbc": 3.4, "window_cell": 1.8, "training_px": [32, 32]}
+    (start / "cytomodel.json").write_text(json.dumps({**record, "framing": framing}))
+    base = load_model(start)
     data = load_dataset(tiny_dataset, 16)
     cfg = load_config("tiny-16", overrides={"max_steps": 36, "checkpoint_every": 3, "sample_every": 10_000,
                                             "lab_augment": 0.8, "source_resolution": 32})
     # stop after the first step, then resume: the result is a model with a lab embedding
-    first = train(cfg, data, tmp_path / "ft", init_from=tiny_model_dir, progress=False, max_minutes=0)
+    first = train(cfg, data, tmp_path / "ft", init_from=start, progress=False, max_minutes=0)
     assert first.metadata["train_steps"] == 31 and first.metadata["fine_tune_from"]["step"] == 30
     model = train(cfg, data, tmp_path / "ft", resume=True, progress=False)
     assert model.metadata["train_steps"] == 36 and model.augmentation is not None
     meta = json.loads((tmp_path / "ft" / "model" / "cytomodel.json").read_text())
     assert meta["augmentation"]["parameters"] == list(lab_embedding.PARAMETERS)
+    # the same training images: the fine-tune keeps the framing record of the model it started from
+    assert meta["framing"] == framing and first.metadata["framing"] == framing
     assert (tmp_path / "ft" / "model" / lab_embedding.WEIGHTS_FILE).is_file()
     # plain diffusers reads the UNet: the model under no augmentation
     plain = UNet2DModel.from_pretrained(tmp_path / "ft" / "model")
