@@ -106,6 +106,11 @@ class Cascade:
     def superres_steps(self) -> int:
         return int(self.metadata.get("sampling", {}).get("superres_steps", DEFAULT_SUPERRES_STEPS))
 
+    @property
+    def superres_eta(self) -> float:
+        """DDIM η of the super-resolution stage's sampler (0: deterministic; the record's ``sampling``)."""
+        return float(self.metadata.get("sampling", {}).get("superres_eta", 0.0))
+
     def class_index(self, name: str | int) -> int:
         return self.base.class_index(name)
 
@@ -153,7 +158,7 @@ class Cascade:
                 "preprocessing": {"crop_fraction": self.crop_fraction, "resize": "lanczos"},
                 "data_hash": self.base.metadata.get("data_hash"),
                 "stages": {"base": stage(BASE_DIR, self.base), "superres": stage(SUPERRES_DIR, self.superres)},
-                "sampling": {"superres_steps": superres_steps,
+                "sampling": {"superres_steps": superres_steps, "superres_eta": self.superres_eta,
                              "superres_level": self.superres.cond_noise_sample,
                              "strength": "one strength s for both stages (see cytomodel.models.cascade)"},
                 "checks": "classes, base resolution = super-resolution input size, crop_fraction, training data"}

@@ -23,10 +23,10 @@ from .superres import super_resolve
 def sample_cascade(cascade: Cascade, class_ids: Sequence[int | str], seeds: Sequence[int], guidance: float = 2.0,
                    steps: int = 50, superres_steps: int | None = None, superres_level: float | None = None,
                    init_images: np.ndarray | None = None, strength: float = 1.0, precision: str = "bf16",
-                   batch_size: int = 64, progress: bool = False) -> np.ndarray:
+                   batch_size: int = 64, progress: bool = False, superres_eta: float | None = None) -> np.ndarray:
     """(N, H, W, 3) uint8 cells at the cascade's resolution: the base stage draws each cell at low resolution
     (``guidance``, ``steps``), the super-resolution stage draws its detail (``superres_steps``, conditioned on its
-    class, conditioning augmentation ``superres_level``). Both stages use the image's own seed, so an image does not
+    class, conditioning augmentation ``superres_level``, DDIM η ``superres_eta``; defaults: the cascade's own). Both stages use the image's own seed, so an image does not
     depend on the batch. With ``init_images`` (N, H, W, 3) at the cascade's resolution this is an SDEdit morph at
     ``strength`` (module docstring)."""
     if not 0.0 <= strength <= 1.0:
@@ -45,4 +45,5 @@ def sample_cascade(cascade: Cascade, class_ids: Sequence[int | str], seeds: Sequ
                  strength=strength, precision=precision, batch_size=batch_size, progress=progress)
     return super_resolve(cascade.superres, low, class_ids, seeds, steps=superres_steps or cascade.superres_steps,
                          level=superres_level, init_images=init_images, strength=strength, precision=precision,
-                         batch_size=min(batch_size, 16), progress=progress)
+                         batch_size=min(batch_size, 16), progress=progress,
+                         eta=cascade.superres_eta if superres_eta is None else superres_eta)

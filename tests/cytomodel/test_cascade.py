@@ -76,6 +76,15 @@ def test_super_resolution_stage_checks_its_input(cascade, real32):
         super_resolve(sr, real32, [0] * len(real32), list(range(len(real32))))
     with pytest.raises(ValueError, match="level"):
         super_resolve(sr, downsample(real32, 16), None, list(range(len(real32))), level=5.0)
+    with pytest.raises(ValueError, match="eta"):
+        super_resolve(sr, downsample(real32, 16), None, list(range(len(real32))), eta=1.5)
+    # ancestral sampling (eta 1) draws its fresh noise from each image's seed: reproducible, batch-independent,
+    # and another draw than deterministic DDIM
+    low, seeds = downsample(real32[:3], 16), [3, 4, 5]
+    a = super_resolve(sr, low, [0, 1, 0], seeds, steps=4, eta=1.0, batch_size=3)
+    b = super_resolve(sr, low[2:], [0], seeds[2:], steps=4, eta=1.0, batch_size=1)
+    d = super_resolve(sr, low, [0, 1, 0], seeds, steps=4, eta=0.0)
+    assert np.array_equal(a[2], b[0]) and not np.array_equal(a, d)
     # the residual convention round-trips
     hi, lo = sr.encode(real32), sr.encode(downsample(real32, 16))
     assert torch.allclose(sr.from_residual(sr.to_residual(hi, lo), lo), hi, atol=1e-5)
