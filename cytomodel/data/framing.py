@@ -365,6 +365,7 @@ class Scale:
     window_fraction: float | None     # None: keep the known framing (see ``rule``)
     rule: str
     n: int                            # images it was measured on
+    cell_spread: float | None = None  # robust log-SD of the white cells' size over the set (image side / diameter)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -396,6 +397,7 @@ def plan_scale(measurements: Sequence[CellMeasurement], contract: FramingContrac
         return Scale(contract.window_um / um_per_px * crop_fraction / side, "scale from um_per_px", len(found))
     rbc = [side / d for m in found for d in m.rbc_diameters]
     cell = [side / m.cell_diameter for m in found if m.cell_diameter]
+    spread = _robust_log_sd(cell) if len(cell) >= MIN_SET else None
     measured, sd, rule, n = None, 0.0, "", 0
     # the red cells when the set shows enough of them (pooled over its images), else the white cells' size
     if contract.window_rbc is not None and len(rbc) >= max(MIN_RBC, min(10, 2 * len(found))):
@@ -408,14 +410,28 @@ def plan_scale(measurements: Sequence[CellMeasurement], contract: FramingContrac
     if known is not None:
         fraction, how = known
         if n < MIN_SET:  # one cell's size says more about its type than about the magnification
-            return Scale(None, how, len(found))
+            return Scale(None, how, len(found), spread)
         # the known framing stands unless the set's median is off by more than its sampling error allows
         tolerance = max(0.1, 2.5 * 1.25 * sd / math.sqrt(n))
         if measured is None or abs(math.log(measured * crop_fraction / fraction)) <= tolerance:
-            return Scale(None, how, len(found))
+            return Scale(None, how, len(found), spread)
     if measured is None:
-        return Scale(None, "no scale", len(found))
-    return Scale(measured * crop_fraction, rule, n)
+        return Scale(None, "no scale", len(found), spread)
+    return Scale(measured * crop_fraction, rule, n, spread)
+
+
+def _robust_log_sd(values: Sequence[float]) -> float:
+    logs = np.log(np.asarray(values, float))
+    return round(1.4826 * float(np.median(np.abs(logs - np.median(logs)))), 4)
+
+
+def cropped_per_cell(scale: Scale, contract: FramingContract) -> bool:
+    """Whether a set's white cells are all about one size in their images, much more alike than the training
+    images' cells (less than half their spread, over >= 20 images): crops cut to each cell's own bounding box, or
+    one cell type. In such crops a cell's size no longer tells the magnification (a lymphocyte fills the image as a
+    neutrophil does), so a scale taken from the white cells is unreliable (the intake warns when it used one)."""
+    return (scale.cell_spread is not None and contract.cell_log_sd and scale.n >= 20
+            and scale.cell_spread < 0.5 * contract.cell_log_sd)
 
 
 def _check_um_per_px(um_per_px: float) -> None:

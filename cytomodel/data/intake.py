@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .dataset import DataError, load_image
-from .framing import (STATUS_OK, FramedCell, FramingContract, FramingError, Scale, frame_image, known_window,
-                      lab_statistics, measure_cell, plan_scale, reinhard)
+from .framing import (STATUS_OK, FramedCell, FramingContract, FramingError, Scale, cropped_per_cell, frame_image,
+                      known_window, lab_statistics, measure_cell, plan_scale, reinhard)
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,13 @@ class Intake:
                 msgs.append(f"images of {w}x{h} px are framed differently from the training images: the cell "
                             f"appears at {1 / change:.2f}x the scale the model knows ({s.rule}, from {s.n} images); "
                             "each row says how it was framed")
-            elif s.rule == "no scale":
+            if s.rule == "scale from white-cell size" and cropped_per_cell(s, self.contract):
+                msgs.append(f"images of {w}x{h} px: the white cells are all about one size in their images (spread "
+                            f"{s.cell_spread:.2f} vs {self.contract.cell_log_sd:.2f} in the training images) — crops "
+                            "cut to each cell's own size, or a single cell type. Cell size then cannot tell the "
+                            "magnification and small cells (lymphocytes) look as large as big ones: pass um_per_px "
+                            "if it is known, or crop a fixed field around each cell")
+            if s.rule == "no scale":
                 msgs.append(f"images of {w}x{h} px: no scale could be measured; they were cut as the training images "
                             "were. Pass um_per_px if the cells look larger or smaller than the model's")
         if sources is not None and self.contract is not None and self.contract.lab_mean_low is not None:

@@ -79,6 +79,27 @@ def test_a_set_at_another_magnification_is_brought_to_the_training_scale(contrac
     assert math.hypot(m.centre[0] - 63.5, m.centre[1] - 63.5) < 6
 
 
+def test_crops_cut_to_each_cells_own_size_are_flagged():
+    """In crops cut around each cell's bounding box every cell fills the image alike, so cell size no longer tells
+    the magnification (BCCD's crops: spread 0.12 against PBC's 0.24): the intake says so. Fields at one
+    magnification, with cells of many sizes, are not flagged."""
+    rng = np.random.default_rng(5)
+    train = [make_smear(128, um_per_px=0.2, cell_um=float(c), n_rbc=12, seed=i)
+             for i, c in enumerate(rng.uniform(7, 18, 40))]
+    contract = measure_contract(train, training_px=(128, 128))
+    crops = [make_smear(96, um_per_px=float(c) / (0.6 * 96), cell_um=float(c), n_rbc=0, seed=50 + i)
+             for i, c in enumerate(rng.uniform(7, 18, 24))]
+    fields = [make_smear(96, um_per_px=0.3, cell_um=float(c), n_rbc=0, seed=80 + i)
+              for i, c in enumerate(rng.uniform(7, 18, 24))]
+
+    def warned(images):
+        intake = Intake(contract, 32)
+        cells = intake.frame(images)
+        return [w for w in intake.warnings(cells) if "all about one size" in w]
+
+    assert warned(crops) and not warned(fields)
+
+
 def test_known_framings_are_kept_exactly(contract):
     # a pre-cropped training copy stays exactly as the training pipeline cut it; an "original" (240 px, the record's
     # source size) is cut to its recorded crop — both bit-identical to the old centre crop
