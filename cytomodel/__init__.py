@@ -32,7 +32,7 @@ __getattr__, _lazy = lazy_exports(__name__, {
     "load_config": "train.config", "TrainConfig": "train.config", "PRESETS": "train.config",
     "load_dataset": "data", "scan_dataset": "data", "load_image": "data", "DataError": "data",
 })
-__all__ = sorted([*_lazy, "bundled_model_path", "bundled_baseline_path"])
+__all__ = sorted([*_lazy, "bundled_model_path", "bundled_classifier_path", "bundled_baseline_path"])
 
 _MODELS = Path(__file__).resolve().parent.parent / "data" / "models"
 
@@ -40,6 +40,13 @@ _MODELS = Path(__file__).resolve().parent.parent / "data" / "models"
 def bundled_model_path() -> Path:
     """The base stage shipped in the repository's data/ folder."""
     return _MODELS / "cpu-32"
+
+
+def bundled_classifier_path() -> Path:
+    """The base stage the classification commands use by default: the bundled model fine-tuned for other labs'
+    stains and scopes (data/models/cpu-32-lab; docs/real-images.md), else the bundled base stage."""
+    lab = _MODELS / "cpu-32-lab"
+    return lab if (lab / "cytomodel.json").is_file() else bundled_model_path()
 
 
 def bundled_baseline_path() -> Path:

@@ -12,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from .. import bundled_model_path
+from .. import bundled_classifier_path, bundled_model_path
 from ..data import DataError
 from . import baseline, classify, evaluate, framing, generate, train, triage
 
@@ -31,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    if getattr(args, "model", "unset") is None:
-        args.model = str(bundled_model_path())
+    if getattr(args, "model", "unset") is None:    # classification commands default to the bundled classifier
+        args.model = str(bundled_classifier_path() if getattr(args, "bundled", "") == "classifier"
+                         else bundled_model_path())
     try:
         return args.func(args) or 0
     except (DataError, ValueError, FileNotFoundError) as exc:  # FramingError is a ValueError

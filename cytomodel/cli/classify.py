@@ -120,7 +120,7 @@ def register(sub) -> None:
                        description="Classify a folder, class tree or manifest with the diffusion classifier. "
                        "Resumable: images already in --out are skipped. Data-parallel with "
                        "`accelerate launch -m cytomodel classify ...`.")
-    p.add_argument("--model", default=None, help="model folder (default: the bundled data/models/cpu-32)")
+    p.add_argument("--model", default=None, help="model folder (default: the bundled classifier, cpu-32-lab)")
     p.add_argument("--data", required=True, help="a folder of images, class sub-folders, a manifest CSV, or one image")
     p.add_argument("--split", default=None, help="manifest split (e.g. test)")
     p.add_argument("--out", required=True, help="results .csv or .parquet")
@@ -130,12 +130,12 @@ def register(sub) -> None:
     add_device_arg(p)
     add_classifier_args(p)
     add_intake_args(p)
-    p.set_defaults(func=cmd_classify)
+    p.set_defaults(func=cmd_classify, bundled="classifier")
 
     p = sub.add_parser("calibrate", help="fit the softmax temperature on validation data",
                        description="Classify labelled validation images and fit T by NLL; T is written into the "
                        "model's cytomodel.json (everything else kept).")
-    p.add_argument("--model", default=None)
+    p.add_argument("--model", default=None, help="model folder (default: the bundled classifier)")
     add_data_args(p)
     p.add_argument("--results", help="where to keep the per-image validation results (resumable)")
     p.add_argument("--from-results", help="fit from an existing classify output (with a label column)")
@@ -145,12 +145,12 @@ def register(sub) -> None:
     add_device_arg(p)
     add_classifier_args(p)
     add_intake_args(p)
-    p.set_defaults(func=cmd_calibrate)
+    p.set_defaults(func=cmd_calibrate, bundled="classifier")
 
     p = sub.add_parser("explain", help="counterfactual heat map: where the image would change to be TARGET",
                        description="Average the per-pixel residuals under the predicted and the target class and "
                        "show where they differ most, as an overlay PNG.")
-    p.add_argument("--model", default=None)
+    p.add_argument("--model", default=None, help="model folder (default: the bundled classifier)")
     p.add_argument("--image", required=True)
     p.add_argument("--target", required=True, help="the counterfactual class")
     p.add_argument("--predicted", help="compare against this class instead of the predicted one")
@@ -161,4 +161,4 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="overlay .png")
     add_device_arg(p)
     add_intake_args(p)
-    p.set_defaults(func=cmd_explain)
+    p.set_defaults(func=cmd_explain, bundled="classifier")
