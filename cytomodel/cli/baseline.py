@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import bundled_baseline_path, data, evaluate, runtime
 from .common import add_device_arg, add_intake_args
+from .framing import record_framing_if_missing
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -48,6 +49,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"{name.split('_')[0]}: accuracy {m['accuracy']:.4f}, balanced accuracy "
                   f"{m['balanced_accuracy']:.4f} (n={m['n']})")
     print(f"baseline saved to {args.out}")
+    record_framing_if_missing(Path(args.out), args.data, args.split)
     return 0
 
 

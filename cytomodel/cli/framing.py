@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 
 from cytocore.provenance import write_json
 
-from ..data import Intake, list_inputs, load_image, measure_contract, scan_dataset
+from ..data import Intake, list_inputs, measure_training_framing
 from .common import add_intake_args, check_out_suffix
 
 
@@ -43,29 +44,43 @@ def _records(folder: Path) -> list[tuple[Path, dict]]:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
-    records = scan_dataset(args.data, split=args.split)
-    step = max(1, len(records) // args.limit) if args.limit else 1
-    picked = records[::step][:args.limit] if args.limit else records
-    sizes = {}
-    for r in picked[:50]:
-        img = load_image(r.path)
-        sizes[img.size] = sizes.get(img.size, 0) + 1
-    training_px = max(sizes, key=sizes.get)
     model_records = [rec for folder in args.model for rec in _records(Path(folder))]
     sf = next((m.get("source_framing") for _, m in model_records if m.get("source_framing")), {}) or {}
     original = _size(args.original_px) or (tuple(sf["original_px"]) if sf.get("original_px") else None)
     crop = args.crop_of_original if args.crop_of_original is not None else sf.get("crop_of_original")
-    contract = measure_contract((load_image(r.path) for r in picked), training_px=training_px,
-                                original_px=original, crop_of_original=crop, progress=True)
-    record = {**contract.to_dict(), "data": str(args.data), "split": args.split, "images_measured": len(picked)}
+    record = measure_training_framing(args.data, args.split, args.limit, original, crop, progress=True)
     for path, meta in model_records:
         meta["framing"] = record
         write_json(path, meta)
-    print(f"framing of {len(picked)} images of {args.data} ({args.split or 'all'}): window {contract.window_rbc} "
-          f"red-cell / {contract.window_cell} white-cell diameters (red cells measurable in "
-          f"{contract.rbc_found_share:.1%}), centre within {contract.centre_tolerance:.3f} of the window; "
+    print(f"framing of {record['images_measured']} images of {args.data} ({args.split or 'all'}): window "
+          f"{record['window_rbc']} red-cell / {record['window_cell']} white-cell diameters (red cells measurable in "
+          f"{record['rbc_found_share']:.1%}), centre within {record['centre_tolerance']:.3f} of the window; "
           f"written to {', '.join(str(p) for p, _ in model_records)}")
     return 0
+
+
+def record_framing_if_missing(folder: Path, data, split: str | None, limit: int = 2000) -> None:
+    """After a training run: a model without a framing record gets one, measured on (a sample of) its training
+    images, so that every command frames inputs like them (a fine-tune on the same images keeps its model's)."""
+    records = _records(Path(folder))
+    if all(meta.get("framing") for _, meta in records):
+        return
+    print(f"recording how the training images are framed (cytomodel framing measure, {limit} images at most) ...")
+    try:
+        record = measure_training_framing(data, split, limit, progress=True)
+    except (ValueError, IndexError) as exc:   # no cell found in any image (e.g. synthetic test shapes)
+        record, why = None, str(exc)
+    if record is None or (record.get("window_rbc") is None and record.get("window_cell") is None):
+        why = why if record is None else "no cells measurable"
+        print(f"warning: the training images' framing could not be measured ({why}); inputs will only be resized. "
+              f"Record it with `cytomodel framing measure --model {folder} --data ...`", file=sys.stderr)
+        return
+    for path, meta in records:
+        if not meta.get("framing"):
+            meta["framing"] = record
+            write_json(path, meta)
+    print(f"framing recorded in {Path(folder)}: window {record['window_rbc']} red-cell / {record['window_cell']} "
+          "white-cell diameters")
 
 
 def cmd_show(args: argparse.Namespace) -> int:

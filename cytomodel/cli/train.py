@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import data, train
 from ..train.config import PRESETS, load_config
 from .common import add_data_args, add_set_arg
+from .framing import record_framing_if_missing
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -21,6 +22,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = train.train(cfg, images, args.out, resume=args.resume, init_from=args.init_from,
                         max_minutes=args.max_minutes, data_source=str(args.data))
     print(f"model saved to {Path(args.out) / 'model'} (step {model.metadata.get('train_steps')})")
+    record_framing_if_missing(Path(args.out) / "model", args.data, args.split)
     return 0
 
 

@@ -7,10 +7,10 @@ from .dataset import (IMAGE_SUFFIXES, MANIFEST_NAMES, DataError, ImageArrays, Im
                       cache_dir, list_inputs, load_arrays, load_dataset, load_image, preprocess, scan_dataset,
                       to_rgb)
 from .framing import FramedCell, FramingContract, FramingError, measure_contract
-from .intake import FRAMED, Intake, frame_or_raise, framed_arrays
+from .intake import FRAMED, Intake, frame_or_raise, framed_arrays, measure_training_framing
 
 __all__ = ["IMAGE_SUFFIXES", "MANIFEST_NAMES", "DataError", "ImageArrays", "ImageDecodeError", "LabelledImage",
            "cache_dir", "list_inputs", "load_arrays", "load_dataset", "load_image", "preprocess", "scan_dataset",
            "to_rgb",
            "FramedCell", "FramingContract", "FramingError", "measure_contract",
-           "FRAMED", "Intake", "frame_or_raise", "framed_arrays"]
+           "FRAMED", "Intake", "frame_or_raise", "framed_arrays", "measure_training_framing"]

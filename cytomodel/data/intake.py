@@ -200,6 +200,27 @@ def frame_or_raise(intake: Intake, image) -> np.ndarray:
     return cell.image
 
 
+def measure_training_framing(data, split: str | None = None, limit: int | None = None,
+                             original_px: tuple[int, int] | None = None, crop_of_original: float | None = None,
+                             progress: bool = False) -> dict[str, Any]:
+    """The framing record of a model's training images (``framing`` in its record): measured on ``limit`` of them
+    (every n-th, all when None), at their most common size. ``original_px`` / ``crop_of_original`` say which
+    originals they were cut from, when known."""
+    from .dataset import scan_dataset
+    from .framing import measure_contract
+
+    records = scan_dataset(data, split=split)
+    step = max(1, len(records) // limit) if limit else 1
+    picked = records[::step][:limit] if limit else records
+    sizes: dict[tuple[int, int], int] = {}
+    for r in picked[:50]:
+        size = load_image(r.path).size
+        sizes[size] = sizes.get(size, 0) + 1
+    contract = measure_contract((load_image(r.path) for r in picked), training_px=max(sizes, key=sizes.get),
+                                original_px=original_px, crop_of_original=crop_of_original, progress=progress)
+    return {**contract.to_dict(), "data": str(data), "split": split, "images_measured": len(picked)}
+
+
 def contract_of(meta: dict[str, Any]) -> FramingContract | None:
     """The framing contract of a model record (``framing``, completed by ``source_framing``), or None."""
     return FramingContract.from_dict(meta.get("framing"), meta.get("source_framing"))

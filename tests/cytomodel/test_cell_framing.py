@@ -100,6 +100,28 @@ def test_crops_cut_to_each_cells_own_size_are_flagged():
     assert warned(crops) and not warned(fields)
 
 
+def test_a_trained_model_without_a_framing_record_gets_one(tmp_path):
+    """`cytomodel train` / `baseline train` end by recording how their training images are framed (a fresh model
+    had no record, so every command only resized its inputs); a record already there is kept."""
+    from cytomodel.cli.framing import record_framing_if_missing
+
+    data = tmp_path / "cells"
+    for k, cls in enumerate(("a", "b")):
+        (data / cls).mkdir(parents=True)
+        for i, img in enumerate(_training_set(80)[k::2]):
+            img.save(data / cls / f"{i}.png")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "baseline.json").write_text(json.dumps({"resolution": 32}))
+    record_framing_if_missing(model, data, None)
+    framing = json.loads((model / "baseline.json").read_text())["framing"]
+    # the smears are 25.6 µm fields with 7.5 µm red cells: 3.41 red-cell diameters
+    assert framing["window_rbc"] == pytest.approx(25.6 / 7.5, rel=0.1) and framing["training_px"] == [128, 128]
+    (model / "baseline.json").write_text(json.dumps({"framing": {"window_rbc": 9.0}}))
+    record_framing_if_missing(model, data, None)
+    assert json.loads((model / "baseline.json").read_text())["framing"] == {"window_rbc": 9.0}
+
+
 def test_known_framings_are_kept_exactly(contract):
     # a pre-cropped training copy stays exactly as the training pipeline cut it; an "original" (240 px, the record's
     # source size) is cut to its recorded crop — both bit-identical to the old centre crop
