@@ -17,9 +17,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
-from .dataset import DataError, load_image
+from .dataset import DataError, load_image, scan_dataset
 from .framing import (STATUS_OK, FramedCell, FramingContract, FramingError, Scale, cropped_per_cell, frame_image,
-                      known_window, lab_statistics, measure_cell, plan_scale, reinhard)
+                      known_window, lab_statistics, measure_cell, measure_contract, plan_scale, reinhard)
 
 log = logging.getLogger(__name__)
 
@@ -206,9 +206,6 @@ def measure_training_framing(data, split: str | None = None, limit: int | None =
     """The framing record of a model's training images (``framing`` in its record): measured on ``limit`` of them
     (every n-th, all when None), at their most common size. ``original_px`` / ``crop_of_original`` say which
     originals they were cut from, when known."""
-    from .dataset import scan_dataset
-    from .framing import measure_contract
-
     records = scan_dataset(data, split=split)
     step = max(1, len(records) // limit) if limit else 1
     picked = records[::step][:limit] if limit else records
