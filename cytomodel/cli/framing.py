@@ -67,11 +67,10 @@ def record_framing_if_missing(folder: Path, data, split: str | None, limit: int 
         return
     print(f"recording how the training images are framed (cytomodel framing measure, {limit} images at most) ...")
     try:
-        record = measure_training_framing(data, split, limit, progress=True)
+        record, why = measure_training_framing(data, split, limit, progress=True), "no cells measurable"
     except (ValueError, IndexError) as exc:   # no cell found in any image (e.g. synthetic test shapes)
         record, why = None, str(exc)
     if record is None or (record.get("window_rbc") is None and record.get("window_cell") is None):
-        why = why if record is None else "no cells measurable"
         print(f"warning: the training images' framing could not be measured ({why}); inputs will only be resized. "
               f"Record it with `cytomodel framing measure --model {folder} --data ...`", file=sys.stderr)
         return
