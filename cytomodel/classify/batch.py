@@ -20,6 +20,7 @@ from ..data import DataError, Intake, framed_arrays, list_inputs
 from ..models.base import CytoModel
 from .config import ClassifierConfig
 from .errors import estimate_errors
+from .novelty import model_reference
 from .scores import model_temperature, results_frame
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,8 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
     done = _already_classified(out)
     todo = [(p, lab) for p, lab in items if str(p) not in done][state.process_index::state.num_processes]
     cfg_run = dataclasses.replace(cfg, temperature=model_temperature(model, cfg, warn=state.is_main_process))
+    if cfg.anomaly != "zeta":   # said once here, not per chunk
+        model_reference(model.metadata, cfg, warn=state.is_main_process)
     if progress and state.is_local_main_process and done:
         print(f"resuming: {len(done)} of {len(items)} images already classified", file=sys.stderr)
     _classify_part(model, todo, out, cfg_run, cls_idx, intake, state, progress, chunk)

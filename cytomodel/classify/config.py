@@ -14,6 +14,7 @@ SELECTIONS = ("vdc", "stratified", "random")
 WEIGHTINGS = ("uniform", "min-snr")
 ERROR_REGIONS = ("image", "disc")
 LAB_CONDITIONS = ("none", "unknown")
+ANOMALY_SCORES = ("zeta", "best-error", "class-gain")
 # fields that change the scale of the errors, and so the meaning of a fitted temperature
 PLAN_LENGTH = 256
 SCALE_FIELDS = ("t_min", "t_max", "weighting", "min_snr_gamma", "tta", "error_region", "disc_radius", "lab_condition")
@@ -43,6 +44,10 @@ class ClassifierConfig:
     image_batch: int = 64                     # images processed together
     seed: int = 0
     anomaly_k: int = 10                       # ζ uses the best class and the next k-1
+    anomaly: str = "zeta"                     # what anomaly_score is: "zeta" (−ζ, CytoDiffusion), "best-error" (how
+                                              # poorly the predicted class explains the cell) or "class-gain" (how
+                                              # little it explains beyond no class; one null-class call per draw),
+                                              # the last two standardised against validation cells of that class
     error_region: str = "image"               # "image": mean squared error over the whole image; "disc": inside a
     disc_radius: float = 0.35                 # centred disc of this radius (fraction of the width) — the cell
     lab_condition: str = "none"               # "none": the training lab's look; "unknown": a model trained with lab
@@ -81,6 +86,8 @@ class ClassifierConfig:
             bad("error_region", f"use one of {', '.join(ERROR_REGIONS)}")
         if not 0.05 <= self.disc_radius <= 0.71:
             bad("disc_radius", "must be in [0.05, 0.71] (a fraction of the image width)")
+        if self.anomaly not in ANOMALY_SCORES:
+            bad("anomaly", f"use one of {', '.join(ANOMALY_SCORES)}")
         if self.lab_condition not in LAB_CONDITIONS:
             bad("lab_condition", f"use one of {', '.join(LAB_CONDITIONS)}")
         return self

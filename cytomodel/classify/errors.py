@@ -21,7 +21,8 @@ from .draw_plan import _decide, _ImageState, _next_decision, _paired_means, dihe
 class ErrorEstimate:
     """Per image: paired-adjusted mean errors (N, C), per-draw errors (N, K, C; NaN where a class was not
     evaluated), the draws' timesteps (N, K), the number of draws made and UNet calls; with ``keep_residuals`` the
-    mean residual per image and class (N, C, 3, H, W) and how many draws it averages (N, C)."""
+    mean residual per image and class (N, C, 3, H, W) and how many draws it averages (N, C); with the class-gain
+    anomaly score the null (unconditional) class's error at every draw (N, K)."""
     errors: np.ndarray
     draw_errors: np.ndarray
     timesteps: np.ndarray
@@ -30,6 +31,10 @@ class ErrorEstimate:
     seconds: float = 0.0
     residuals: np.ndarray | None = None
     residual_counts: np.ndarray | None = None
+    null_errors: np.ndarray | None = None
+
+
+NULL = -1   # the candidate index of the null class in a draw's pairs
 
 
 def _timestep_weights(model: CytoModel, cfg: ClassifierConfig, t: torch.Tensor) -> torch.Tensor:
@@ -105,7 +110,9 @@ class _Estimation:
         self.calls = np.zeros(n, dtype=np.int64)
         self.res_sum = torch.zeros((n, self.n_classes, 3, res, res)) if keep_residuals else None
         self.res_cnt = np.zeros((n, self.n_classes)) if keep_residuals else None
-        self.cand_t = torch.tensor(cand, device=self.device)
+        self.cand_t = torch.tensor(cand + [model.null_class], device=self.device)   # index -1: the null class
+        # the class-gain anomaly score needs the null class's error on every draw (one more UNet call per draw)
+        self.null_err = np.full((n, cfg.trials), np.nan) if cfg.anomaly == "class-gain" else None
         self.region = None if cfg.error_region == "image" else error_weights(cfg, res).to(self.device)
 
     def batch(self, images: np.ndarray, idx: list[int], bar) -> None:
@@ -132,7 +139,10 @@ class _Estimation:
         owners, xs, tt, labels = self._pairs(x0, states, stops)
         errs = self._errors(owners, xs, tt, labels, idx)
         for (j, k, ci, _, _), e in zip(owners, errs.tolist()):
-            self.draw_err[idx[j], k, ci] = e
+            if ci == NULL:
+                self.null_err[idx[j], k] = e
+            else:
+                self.draw_err[idx[j], k, ci] = e
             states[j].calls += 1
         for j in live:
             s = states[j]
@@ -155,7 +165,7 @@ class _Estimation:
                 eps = torch.randn((3, res, res), generator=s.gen)
                 a = self.alphas[int(s.ts[k])]
                 xt = a.sqrt() * dihedral(x0[j], view) + (1 - a).sqrt() * eps.to(self.device)
-                for ci in s.active:
+                for ci in s.active + ([NULL] if self.null_err is not None else []):
                     xs.append(xt)
                     tt.append(int(s.ts[k]))
                     labels.append(ci)
@@ -182,6 +192,8 @@ class _Estimation:
             errs[sl] = (sq * w[sl]).cpu()
             if self.res_sum is not None:
                 for (jj, _, ci, view, _), r in zip(owners[sl], resid.cpu()):
+                    if ci == NULL:
+                        continue
                     self.res_sum[idx[jj], ci] += dihedral(r, view, inverse=True)
                     self.res_cnt[idx[jj], ci] += 1
         return errs
@@ -189,7 +201,8 @@ class _Estimation:
     def estimate(self, seconds: float) -> ErrorEstimate:
         errors = np.stack([_final_errors(self.draw_err[i], int(k)) for i, k in enumerate(self.draws_run)]) \
             if len(self.draws_run) else np.zeros((0, self.n_classes))
-        est = ErrorEstimate(errors, self.draw_err, self.timesteps, self.draws_run, self.calls, seconds)
+        est = ErrorEstimate(errors, self.draw_err, self.timesteps, self.draws_run, self.calls, seconds,
+                            null_errors=self.null_err)
         if self.res_sum is not None:
             counts = torch.from_numpy(np.maximum(self.res_cnt, 1))[..., None, None, None].float()
             est.residuals = (self.res_sum / counts).numpy()

@@ -16,6 +16,7 @@ from cytocore.provenance import provenance_record, write_json
 from ..models.base import METADATA_FILE, CytoModel
 from .config import SCALE_DEFAULTS, SCALE_FIELDS, ClassifierConfig
 from .errors import ErrorEstimate
+from .novelty import model_reference, novelty_statistic, standardise
 
 
 def softmax_neg(errors: np.ndarray, temperature: float) -> np.ndarray:
@@ -123,7 +124,15 @@ def model_temperature(model: CytoModel, cfg: ClassifierConfig, warn: bool = True
 def results_frame(model: CytoModel, est: ErrorEstimate, cfg: ClassifierConfig,
                   classes: Sequence[int] | None = None, warn: bool = True) -> pd.DataFrame:
     names = [model.class_names[c] for c in (classes if classes is not None else range(len(model.class_names)))]
-    df = scores_frame(est.errors, names, model_temperature(model, cfg, warn=warn), cfg.anomaly_k)
+    raw = anomaly = None
+    if cfg.anomaly != "zeta" and len(est.errors):
+        best = np.argmin(est.errors, axis=1)
+        raw = novelty_statistic(est.draw_errors, est.draws_run, best, cfg.anomaly, est.null_errors)
+        ref = model_reference(model.metadata, cfg, warn=warn)
+        anomaly = standardise(raw, [names[b] for b in best], ref) if ref is not None else raw
+    df = scores_frame(est.errors, names, model_temperature(model, cfg, warn=warn), cfg.anomaly_k, anomaly)
+    if raw is not None:
+        df.insert(df.columns.get_loc("zeta") + 1, "novelty_raw", raw)
     df.insert(df.columns.get_loc("temperature"), "unet_calls", est.unet_calls)
     df.insert(df.columns.get_loc("temperature"), "trials", est.draws_run)
     for j, name in enumerate(names):
@@ -131,9 +140,10 @@ def results_frame(model: CytoModel, est: ErrorEstimate, cfg: ClassifierConfig,
     return df
 
 
-def scores_frame(errors: np.ndarray, names: Sequence[str], temperature: float, anomaly_k: int = 10) -> pd.DataFrame:
+def scores_frame(errors: np.ndarray, names: Sequence[str], temperature: float, anomaly_k: int = 10,
+                 anomaly: np.ndarray | None = None) -> pd.DataFrame:
     """The score columns of a results table from (N, C) errors: prediction, runner-up, confidence, entropy, margin,
-    anomaly score and ζ, the temperature and one ``prob_<class>`` column per class."""
+    anomaly score (``anomaly``, else −ζ) and ζ, the temperature and one ``prob_<class>`` column per class."""
     probs = softmax_neg(errors, temperature)
     order = np.argsort(-probs, axis=1, kind="stable")
     top = probs[np.arange(len(probs)), order[:, 0]]
@@ -145,16 +155,18 @@ def scores_frame(errors: np.ndarray, names: Sequence[str], temperature: float, a
         "pred_class": [names[i] for i in order[:, 0]],
         "runner_up": [names[i] for i in order[:, 1]] if probs.shape[1] > 1 else [None] * len(probs),
         "confidence": top, "entropy": ent, "margin": top - second,
-        "anomaly_score": -zeta, "zeta": zeta, "temperature": temperature,
+        "anomaly_score": -zeta if anomaly is None else anomaly, "zeta": zeta, "temperature": temperature,
     })
     for j, name in enumerate(names):
         df[f"prob_{name}"] = probs[:, j]
     return df
 
 
-def rescored(table: pd.DataFrame, temperature: float, anomaly_k: int = 10) -> pd.DataFrame:
+def rescored(table: pd.DataFrame, temperature: float, anomaly_k: int = 10,
+             novelty_reference: dict[str, Any] | None = None) -> pd.DataFrame:
     """A results table (``cytomodel classify`` output) with its scores recomputed at ``temperature`` from its
-    ``err_<class>`` columns; every other column kept.
+    ``err_<class>`` columns; every other column kept. A table with a ``novelty_raw`` column keeps that anomaly
+    score (standardised again by ``novelty_reference`` when one is given).
 
     Why: a temperature fitted after classifying (``cytomodel calibrate --from-results``) needs no new UNet calls."""
     names = [c[len("err_"):] for c in table.columns if c.startswith("err_")]
@@ -162,7 +174,14 @@ def rescored(table: pd.DataFrame, temperature: float, anomaly_k: int = 10) -> pd
         raise ValueError("the table has no err_<class> columns; give the output of `cytomodel classify`")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    scores = scores_frame(table[[f"err_{n}" for n in names]].to_numpy(np.float64), names, temperature, anomaly_k)
+    errors = table[[f"err_{n}" for n in names]].to_numpy(np.float64)
+    anomaly = None
+    if "novelty_raw" in table:
+        anomaly = table["anomaly_score"].to_numpy(np.float64)
+        if novelty_reference is not None:
+            best = [names[b] for b in np.argmin(errors, axis=1)]
+            anomaly = standardise(table["novelty_raw"].to_numpy(np.float64), best, novelty_reference)
+    scores = scores_frame(errors, names, temperature, anomaly_k, anomaly)
     out = table.copy()
     for c in scores.columns:
         out[c] = scores[c].to_numpy()

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from .. import classify, evaluate, models, runtime
-from ..classify.config import ERROR_REGIONS, LAB_CONDITIONS, STRATEGIES, WEIGHTINGS, ClassifierConfig
+from ..classify.config import ANOMALY_SCORES, ERROR_REGIONS, LAB_CONDITIONS, STRATEGIES, WEIGHTINGS, ClassifierConfig
 from .common import add_data_args, add_device_arg, add_intake_args, check_out_suffix
 
 
@@ -32,6 +32,11 @@ def add_classifier_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lab-condition", default=d.lab_condition, choices=LAB_CONDITIONS,
                    help="'unknown' for images from another lab, with a model trained with lab variation "
                    "(%(default)s)")
+    g.add_argument("--anomaly", default=d.anomaly, choices=ANOMALY_SCORES,
+                   help="what anomaly_score measures: 'zeta' (−ζ: no class stands out), 'best-error' (how poorly the "
+                   "predicted class explains the cell) or 'class-gain' (how little it explains beyond no class; one "
+                   "more UNet call per draw); the last two against validation cells of that class, fitted by "
+                   "`cytomodel calibrate` with the same option (%(default)s)")
 
 
 def config_from_args(args: argparse.Namespace) -> ClassifierConfig:
@@ -40,7 +45,8 @@ def config_from_args(args: argparse.Namespace) -> ClassifierConfig:
                             weighting=args.weighting, tta=not args.no_tta, p_value=args.p_value,
                             min_trials=args.min_trials, precision=args.precision, batch_size=args.batch_size,
                             seed=args.seed, temperature=args.temperature, error_region=args.error_region,
-                            disc_radius=args.disc_radius, lab_condition=args.lab_condition).validate()
+                            disc_radius=args.disc_radius, lab_condition=args.lab_condition,
+                            anomaly=args.anomaly).validate()
 
 
 def _load(args, device=None):
@@ -99,8 +105,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     fit = classify.calibrate_model(folder, errors, labels, cfg, source={"data": str(args.data), "split": args.split})
     print(f"temperature T={fit['temperature']:.6g} fitted on {fit['n_images']} images: "
           f"NLL {fit['nll_at_T1']:.4f} (T=1) -> {fit['nll_at_T']:.4f}; written to {folder}/cytomodel.json")
+    reference = None
+    if cfg.anomaly != "zeta":
+        ref_fit = classify.record_reference(folder, df, model.class_names, cfg,
+                                            source={"data": str(args.data), "split": args.split})
+        reference = ref_fit["reference"]
+        print(f"anomaly reference ({cfg.anomaly}) fitted on {ref_fit['n_images']} images; written to "
+              f"{folder}/cytomodel.json")
     if args.rescored_out:
-        classify.write_table(classify.rescored(df, fit["temperature"], cfg.anomaly_k), Path(args.rescored_out))
+        classify.write_table(classify.rescored(df, fit["temperature"], cfg.anomaly_k, reference),
+                             Path(args.rescored_out))
         print(f"the {len(df)} results rescored at T={fit['temperature']:.6g} -> {args.rescored_out}")
     return 0
 
@@ -132,9 +146,10 @@ def register(sub) -> None:
     add_intake_args(p)
     p.set_defaults(func=cmd_classify, bundled="classifier")
 
-    p = sub.add_parser("calibrate", help="fit the softmax temperature on validation data",
+    p = sub.add_parser("calibrate", help="fit the softmax temperature (and the anomaly reference) on validation data",
                        description="Classify labelled validation images and fit T by NLL; T is written into the "
-                       "model's cytomodel.json (everything else kept).")
+                       "model's cytomodel.json (everything else kept). With --anomaly best-error or class-gain, "
+                       "the per-class reference of that anomaly score is fitted and written too.")
     p.add_argument("--model", default=None, help="model folder (default: the bundled classifier)")
     add_data_args(p)
     p.add_argument("--results", help="where to keep the per-image validation results (resumable)")

@@ -32,6 +32,7 @@ from cytocore.provenance import provenance_record, write_json
 
 from ..classify.batch import classified, classify_folder
 from ..classify.config import ClassifierConfig
+from ..classify.novelty import MIN_CLASS_CELLS, fit_reference, standardise
 from ..classify.scores import fit_temperature, softmax_neg
 from ..data import DataError, LabelledImage, frame_or_raise, scan_dataset
 from ..models.loading import load_model
@@ -291,8 +292,14 @@ def _anomaly(ev: _Evaluation, val_items, test_items) -> None:
     def val_and_test(score):
         return score(e_val), score(e_test)
 
-    d_scores = {
-        "diffusion (-zeta)": (av["anomaly_score"].to_numpy(), at["anomaly_score"].to_numpy()),
+    d_scores = {"diffusion (-zeta)": (-av["zeta"].to_numpy(), -at["zeta"].to_numpy())}
+    if "novelty_raw" in av and (~va).sum() >= MIN_CLASS_CELLS:
+        # --anomaly best-error / class-gain: its reference fitted on the in-distribution val cells
+        ref = fit_reference(av.loc[~va, "novelty_raw"].to_numpy(), av.loc[~va, "pred_class"].to_numpy(),
+                            amodel.class_names)
+        d_scores[f"diffusion {ev.cfg1.anomaly} (reference: in-distribution {inp.val_split})"] = tuple(
+            standardise(t["novelty_raw"].to_numpy(), list(t["pred_class"]), ref) for t in (av, at))
+    d_scores |= {
         f"diffusion max-softmax (T {t_anom:.3g} fitted on in-distribution {inp.val_split})":
             val_and_test(lambda e: -softmax_neg(e, t_anom).max(1)),
         "diffusion error margin": val_and_test(lambda e: -np.diff(np.sort(e, 1)[:, :2], 1)[:, 0]),

@@ -1,0 +1,125 @@
+"""Anomaly scores that ask how *unlike its own class* a cell is, not only how undecided the classes are (−ζ).
+
+Why: −ζ is a margin between classes. A cell of a class the model never saw (a blast among normal leucocytes) is
+often explained by one class a little better than by the others — ζ is then large and −ζ calls it normal. These
+scores compare the cell with validation cells of the class it is assigned to:
+
+* ``best-error``: the mean over the cell's draws of log E_pred(x, t, ε) — the log denoising error under the predicted
+  class (a per-draw bound on −log p(x | class), as in DDPM-OOD, Graham et al. 2023). No extra UNet calls.
+* ``class-gain``: the mean over draws of log(E_pred / E_null) — how much the class explains beyond no class (the
+  unconditional model, trained by label dropout). A normal cell is explained better with its class than without;
+  a cell of an unseen class is not. One null-class call per draw (+24 at the defaults).
+
+The raw statistic (``novelty_raw`` in a results table) is standardised per predicted class by a *reference* fitted on
+labelled validation cells (median and MAD among cells predicted as that class; ``cytomodel calibrate`` writes it into
+the model's ``cytomodel.json`` beside the temperature), so that ``anomaly_score`` means "robust standard deviations
+above the typical cell of its class" for every class alike. Every draw plan spreads an image's timesteps over the
+same range (``timestep_selection="vdc"``), so image-level means are comparable without per-timestep bins.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from cytocore.provenance import provenance_record, write_json
+
+from ..models.base import METADATA_FILE
+from .config import SCALE_DEFAULTS, SCALE_FIELDS, ClassifierConfig
+
+MIN_CLASS_CELLS = 10   # fewer validation cells predicted as a class: that class uses the pooled reference
+
+
+def novelty_statistic(draw_errors: np.ndarray, draws_run: np.ndarray, predicted: np.ndarray, kind: str,
+                      null_errors: np.ndarray | None = None) -> np.ndarray:
+    """Per image, the mean over its draws of log E_pred (``best-error``) or log(E_pred / E_null) (``class-gain``).
+
+    ``draw_errors`` (N, K, C) per-draw errors (NaN where a class was not evaluated), ``predicted`` (N,) candidate
+    indices; the predicted class is evaluated on every draw of its image by every strategy."""
+    n = len(draw_errors)
+    out = np.full(n, np.nan)
+    for i in range(n):
+        k = int(draws_run[i])
+        e = np.log(draw_errors[i, :k, int(predicted[i])])
+        if kind == "class-gain":
+            if null_errors is None:
+                raise ValueError("the class-gain score needs the null class's errors (anomaly='class-gain')")
+            e = e - np.log(null_errors[i, :k])
+        elif kind != "best-error":
+            raise ValueError(f"no novelty statistic {kind!r}; use 'best-error' or 'class-gain'")
+        out[i] = float(np.nanmean(e))
+    return out
+
+
+def _location_scale(v: np.ndarray) -> dict[str, float]:
+    med = float(np.median(v))
+    mad = float(1.4826 * np.median(np.abs(v - med)))
+    return {"loc": med, "scale": mad if mad > 0 else float(np.std(v)) or 1.0, "n": int(len(v))}
+
+
+def fit_reference(raw: np.ndarray, predicted: Sequence[str], class_names: Sequence[str]) -> dict[str, Any]:
+    """Per predicted class, the median and MAD (scaled to a normal SD) of the raw statistic among labelled
+    validation cells of the trained classes; a class with fewer than ``MIN_CLASS_CELLS`` cells uses the pooled
+    values."""
+    raw = np.asarray(raw, dtype=np.float64)
+    predicted = np.asarray(predicted, dtype=object)
+    ok = np.isfinite(raw)
+    if ok.sum() < MIN_CLASS_CELLS:
+        raise ValueError(f"a novelty reference needs at least {MIN_CLASS_CELLS} classified validation cells "
+                         f"(got {int(ok.sum())})")
+    pooled = _location_scale(raw[ok])
+    per_class = {}
+    for c in class_names:
+        v = raw[ok & (predicted == c)]
+        per_class[c] = _location_scale(v) if len(v) >= MIN_CLASS_CELLS else {**pooled, "pooled": True}
+    return {"pooled": pooled, "per_class": per_class}
+
+
+def standardise(raw: np.ndarray, predicted: Sequence[str], reference: dict[str, Any]) -> np.ndarray:
+    """(raw − loc) / scale of each cell's predicted class."""
+    pooled = reference["pooled"]
+    loc = np.array([reference["per_class"].get(c, pooled)["loc"] for c in predicted], dtype=np.float64)
+    scale = np.array([reference["per_class"].get(c, pooled)["scale"] for c in predicted], dtype=np.float64)
+    return (np.asarray(raw, dtype=np.float64) - loc) / scale
+
+
+def _key(config: dict[str, Any]) -> dict[str, Any]:
+    key = {k: config.get(k, SCALE_DEFAULTS.get(k)) for k in SCALE_FIELDS}
+    key["anomaly"] = config.get("anomaly", "zeta")
+    return key
+
+
+def model_reference(meta: dict[str, Any], cfg: ClassifierConfig, warn: bool = True) -> dict[str, Any] | None:
+    """The model's novelty reference fitted with the same error settings and anomaly score, or None (warned)."""
+    want = _key(cfg.to_dict())
+    for fit in meta.get("novelty_fits") or []:
+        if _key(fit.get("config", {})) == want:
+            return fit["reference"]
+    if warn:
+        warnings.warn(f"this model has no validation reference for anomaly={cfg.anomaly!r} with these classifier "
+                      "settings, so anomaly_score is the raw statistic (not comparable between classes). Fit one "
+                      "with `cytomodel calibrate --model DIR --data ... --split val --anomaly "
+                      f"{cfg.anomaly}` and the same classifier options.", stacklevel=3)
+    return None
+
+
+def record_reference(model_dir: str | Path, table: pd.DataFrame, class_names: Sequence[str], cfg: ClassifierConfig,
+                     source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fit the reference on a labelled classification table (``novelty_raw``, ``pred_class``, ``label``) and write
+    it into the model's cytomodel.json (one fit per error settings and anomaly score; everything else kept)."""
+    if "novelty_raw" not in table:
+        raise ValueError("the table has no novelty_raw column: classify with --anomaly best-error or class-gain")
+    known = table[table["label"].isin(class_names)]
+    ref = fit_reference(known["novelty_raw"].to_numpy(), known["pred_class"].to_numpy(), class_names)
+    path = Path(model_dir) / METADATA_FILE
+    meta = json.loads(path.read_text())
+    fit = {"reference": ref, "n_images": int(len(known)), "config": cfg.to_dict(), **(source or {}),
+           **provenance_record()}
+    key = _key(fit["config"])
+    meta["novelty_fits"] = [f for f in meta.get("novelty_fits") or [] if _key(f.get("config", {})) != key] + [fit]
+    write_json(path, meta)
+    return fit

@@ -1,0 +1,122 @@
+"""Anomaly scores against a class's validation cells (best-error, class-gain): null draws, reference, CLI."""
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from cytomodel.classify import ClassifierConfig, estimate_errors, fit_reference, novelty_statistic, standardise
+from cytomodel.models import CytoModel
+
+
+class _ScaledNoiseUNet(torch.nn.Module):
+    """Knows the clean image is 0 (mid-grey), so it can return the true noise; label c adds scales[c] times a shifted
+    copy of it, so the error under label c is ≈ scales[c]² · const (the last label is the null class)."""
+
+    def __init__(self, scheduler, scales):
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+        self.alphas = scheduler.alphas_cumprod
+        self.scales = torch.tensor(scales)
+        self.config = SimpleNamespace()
+
+    def forward(self, x, t, class_labels):
+        a = self.alphas[t.long()].view(-1, 1, 1, 1).float()
+        eps = x / (1 - a).sqrt()
+        mixed = torch.roll(eps, shifts=1, dims=-1) * 0.7 + torch.roll(eps, shifts=2, dims=-2) * 0.7
+        return SimpleNamespace(sample=eps + self.scales[class_labels].view(-1, 1, 1, 1) * mixed)
+
+
+def _model(class_scales, null_scale):
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon")
+    v = 128 / 255.0
+    unet = _ScaledNoiseUNet(sched, list(class_scales) + [null_scale])
+    return CytoModel(unet, sched, [f"c{i}" for i in range(len(class_scales))], 8, [v] * 3, [0.2] * 3)
+
+
+def _grey(n):
+    images = np.full((n, 8, 8, 3), 128, np.uint8)
+    images[:, 0, 0, 0] = np.arange(n)
+    return images
+
+
+def test_class_gain_evaluates_the_null_class_on_every_draw_and_separates_an_unexplained_cell():
+    cfg = ClassifierConfig(trials=8, precision="fp32", anomaly="class-gain")
+    images = _grey(3)
+    # "normal": its best class explains it far better than no class; "unseen": no class helps
+    normal = estimate_errors(_model([0.3, 1.0, 1.1], 1.0), images, cfg)
+    unseen = estimate_errors(_model([0.97, 1.0, 1.1], 1.0), images, cfg)
+    plain = estimate_errors(_model([0.3, 1.0, 1.1], 1.0), images, ClassifierConfig(trials=8, precision="fp32"))
+    assert normal.null_errors.shape == (3, 8) and np.isfinite(normal.null_errors).all()
+    assert plain.null_errors is None
+    np.testing.assert_array_equal(normal.unet_calls, plain.unet_calls + 8)        # one null call per draw
+    np.testing.assert_allclose(normal.errors, plain.errors)                       # the class errors are unchanged
+    gain_n = novelty_statistic(normal.draw_errors, normal.draws_run, normal.errors.argmin(1), "class-gain",
+                               normal.null_errors)
+    gain_u = novelty_statistic(unseen.draw_errors, unseen.draws_run, unseen.errors.argmin(1), "class-gain",
+                               unseen.null_errors)
+    # the statistic is the mean log ratio of the predicted class's error to the null's, draw by draw
+    best = normal.errors.argmin(1)
+    direct = np.log(normal.draw_errors[np.arange(3), :, best] / normal.null_errors).mean(axis=1)
+    np.testing.assert_allclose(gain_n, direct)
+    assert gain_u.min() > gain_n.max() + 1.0
+    best_err = novelty_statistic(normal.draw_errors, normal.draws_run, best, "best-error")
+    np.testing.assert_allclose(best_err, np.log(normal.draw_errors[np.arange(3), :, best]).mean(axis=1))
+    with pytest.raises(ValueError, match="null"):
+        novelty_statistic(plain.draw_errors, plain.draws_run, best, "class-gain")
+
+
+def test_reference_standardises_each_class_and_pools_a_rare_one():
+    rng = np.random.default_rng(0)
+    # skewed (gamma) statistics with a different location and spread per class: not what the median/MAD assume
+    raw = np.r_[rng.gamma(4.0, 0.5, 400) + 3.0, rng.gamma(4.0, 2.0, 400) - 5.0, rng.normal(0, 1, 4)]
+    pred = np.array(["a"] * 400 + ["b"] * 400 + ["c"] * 4, dtype=object)
+    ref = fit_reference(raw, pred, ["a", "b", "c"])
+    z = standardise(raw, pred, ref)
+    for c in ("a", "b"):
+        zc = z[pred == c]
+        assert abs(np.median(zc)) < 0.05
+        assert 0.9 < 1.4826 * np.median(np.abs(zc - np.median(zc))) < 1.1
+        assert ref["per_class"][c]["n"] == 400
+    assert ref["per_class"]["c"].get("pooled") is True
+    # a cell far above its own class's cells scores high even where another class's cells are typically higher
+    assert standardise(np.array([8.0]), ["a"], ref)[0] > 3 > standardise(np.array([8.0]), ["b"], ref)[0]
+    with pytest.raises(ValueError, match="at least"):
+        fit_reference(raw[:5], pred[:5], ["a"])
+
+
+def test_cli_calibrate_fits_the_reference_and_classify_uses_it(tiny_model_dir, tiny_dataset, tmp_path):
+    from cytomodel.cli import main
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    opts = ["--trials", "4", "--min-trials", "2", "--precision", "fp32", "--anomaly", "class-gain"]
+    out = tmp_path / "val.csv"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["classify", "--model", str(model_dir), "--data", str(tiny_dataset), "--out", str(out)] + opts) == 0
+    assert any("no validation reference" in str(w.message) for w in caught)
+    val = pd.read_csv(out)
+    assert {"novelty_raw", "anomaly_score", "zeta"} <= set(val.columns)
+    np.testing.assert_allclose(val.anomaly_score, val.novelty_raw)                # raw until a reference exists
+    assert main(["calibrate", "--model", str(model_dir), "--data", str(tiny_dataset), "--from-results", str(out),
+                 "--rescored-out", str(tmp_path / "val_T.csv")] + opts) == 0
+    fits = json.loads((model_dir / "cytomodel.json").read_text())["novelty_fits"]
+    assert len(fits) == 1 and fits[0]["config"]["anomaly"] == "class-gain" and fits[0]["n_images"] == len(val)
+    again = tmp_path / "again.csv"
+    assert main(["classify", "--model", str(model_dir), "--data", str(tiny_dataset), "--out", str(again)] + opts) == 0
+    new, rescored = pd.read_csv(again), pd.read_csv(tmp_path / "val_T.csv")
+    want = standardise(new.novelty_raw.to_numpy(), list(new.pred_class), fits[0]["reference"])
+    np.testing.assert_allclose(new.anomaly_score, want)
+    np.testing.assert_allclose(rescored.anomaly_score, new.anomaly_score, rtol=1e-9)
+    # zeta is untouched by the choice of anomaly score; a second fit for the same settings replaces the first
+    assert main(["calibrate", "--model", str(model_dir), "--data", str(tiny_dataset), "--from-results", str(out)]
+                + opts) == 0
+    assert len(json.loads((model_dir / "cytomodel.json").read_text())["novelty_fits"]) == 1
