@@ -3,6 +3,7 @@
 - :mod:`cytocore.provenance` — the code version, content hashes, the provenance record, atomic file writes
 - :mod:`cytocore.config` — typed dataclass configs from TOML, dicts and ``key=value`` overrides
 - :mod:`cytocore.schema` — the tidy response table (the study export → analysis contract)
+- :mod:`cytocore.classification` — the classification table every classifier writes
 - :mod:`cytocore.confidence` — confidence scales shared by the study page and the simulator
 
 Nothing here imports torch, diffusers, PyMC or SciPy: a study server imports it without them.
