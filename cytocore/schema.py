@@ -21,6 +21,7 @@ __all__ = [
     "AUTH_RESPONSES",
     "CANNOT_TELL",
     "COLUMN_TYPES",
+    "MANIFEST_MODEL_COLUMNS",
     "MODEL_COLUMNS",
     "MODEL_PROB_PREFIX",
     "PHASES",
@@ -84,8 +85,13 @@ NULLABLE_COLUMNS = frozenset(
 #: outputs on the stimuli, no human answers yet): the model-side analyses run, the human ones are skipped.
 ANSWER_COLUMNS: tuple[str, ...] = ("auth_response", "auth_confidence_level", "class_response",
                                    "class_confidence_level")
-#: the model's outputs on a stimulus (plus its ``model_prob_<class>`` columns)
-MODEL_COLUMNS: tuple[str, ...] = ("model_pred_class", "model_confidence", "model_margin", "model_anomaly")
+#: the model's judgement of a stimulus as the study build records it in ``manifest.csv`` (plus its
+#: ``model_prob_<class>`` columns)
+MANIFEST_MODEL_COLUMNS: tuple[str, ...] = ("model_pred_class", "model_runner_up", "model_confidence",
+                                           "model_entropy", "model_margin", "model_anomaly", "model_unet_calls")
+#: those of them the response table carries (plus the ``model_prob_<class>`` columns)
+MODEL_COLUMNS: tuple[str, ...] = tuple(c for c in MANIFEST_MODEL_COLUMNS
+                                       if c not in ("model_runner_up", "model_entropy", "model_unet_calls"))
 #: properties of a stimulus: the same on every row that shows it (else the table was edited or mixes studies)
 STIMULUS_COLUMNS: tuple[str, ...] = ("source", "morph_strength", "true_class") + MODEL_COLUMNS
 

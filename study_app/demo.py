@@ -39,7 +39,7 @@ def ensure_demo_study(out: Path, data: Path = DEMO_DATA, model: Path = DEMO_MODE
     """The demo study in ``out``: built once (later calls reuse it), or again with ``rebuild``."""
     from .build import build_study
     from .config import load_study_config
-    from .study import STUDY_FILE
+    from cytocore.study_files import STUDY_FILE
 
     if not Path(model, "cytomodel.json").is_file():
         raise FileNotFoundError(f"no model at {model}; pass a model folder (a cytomodel or cascade)")

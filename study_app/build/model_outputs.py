@@ -14,9 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cytocore import classification as ct
-from cytocore.schema import MODEL_PROB_PREFIX
-
-from ..study import MODEL_COLUMNS
+from cytocore.schema import MANIFEST_MODEL_COLUMNS, MODEL_PROB_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +30,7 @@ def _classifier():
 
 
 def empty_outputs(n: int, classes: Sequence[str]) -> pd.DataFrame:
-    cols = list(MODEL_COLUMNS) + [f"{MODEL_PROB_PREFIX}{c}" for c in classes]
+    cols = list(MANIFEST_MODEL_COLUMNS) + [f"{MODEL_PROB_PREFIX}{c}" for c in classes]
     out = pd.DataFrame({c: [np.nan] * n for c in cols})
     for c in ("model_pred_class", "model_runner_up"):
         out[c] = out[c].astype(object)
@@ -80,4 +78,4 @@ def _columns(res: pd.DataFrame, model_classes: Sequence[str], classes: Sequence[
     if len(classes) < len(model_classes):  # the study uses a subset of the model's classes: renormalise over it
         tot = out[pc].sum(axis=1)
         out[pc] = out[pc].div(tot.where(tot > 0, 1.0), axis=0)
-    return out[list(MODEL_COLUMNS) + pc]
+    return out[list(MANIFEST_MODEL_COLUMNS) + pc]
