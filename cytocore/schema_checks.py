@@ -1,4 +1,4 @@
-"""The checks :func:`cytocore.schema.validate_responses` runs, in order, each with its own message.
+"""The checks :func:`cytocore.validation.validate_responses` runs, in order, each with its own message.
 
 A check either passes, normalises the table (types, codes) or raises :class:`ResponseDataError` saying which
 column and rows are wrong and what to do. An exclusion rule adds a stated :class:`Exclusion` or note. Adding a

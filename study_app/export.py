@@ -18,9 +18,9 @@ from sqlalchemy import select
 
 from cytocore.lineage import LINEAGE_FIELDS, lineage_from_study_meta
 from cytocore.provenance import atomic_output, code_version, sha256_bytes, write_json
-from cytocore.schema import (MODEL_PROB_PREFIX, REQUIRED_COLUMNS, STIMULUS_COLUMNS, ResponseDataError,
-                             validate_responses)
+from cytocore.schema import MODEL_PROB_PREFIX, REQUIRED_COLUMNS, STIMULUS_COLUMNS, ResponseDataError
 from cytocore.study_files import EXPORT_STEM, METADATA_KEY, provenance_sidecar
+from cytocore.validation import validate_responses
 
 from .storage import Assignment, Participant, Response, describe_url
 

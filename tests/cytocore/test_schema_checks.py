@@ -8,7 +8,8 @@ import pytest
 from analysis.simulate import simulate_study
 from cytocore import schema_checks
 from cytocore.lineage import LINEAGE_FIELDS, UNKNOWN, lineage_from_export_record, read_lineage
-from cytocore.schema import ANSWER_COLUMNS, ResponseDataError, validate_responses
+from cytocore.schema import ANSWER_COLUMNS, ResponseDataError
+from cytocore.validation import validate_responses
 
 
 @pytest.fixture(scope="module")

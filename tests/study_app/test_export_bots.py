@@ -4,7 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cytocore.schema import REQUIRED_COLUMNS, load_responses, validate_responses
+from cytocore.schema import REQUIRED_COLUMNS, load_responses
+from cytocore.validation import validate_responses
 from study_app.bots import make_profile, run_bot, simulate_raters
 from study_app.cli import main as cli
 from study_app.export import (EXTRA_COLUMNS, PROVENANCE_KEYS, NoResponses, export_responses, export_study,
