@@ -14,7 +14,10 @@ Tables written before the baseline used these names (``path``, ``predicted``, ``
 """
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the tables are pandas DataFrames; the names load without pandas (command-line parsers)
+    import pandas as pd
 
 IMAGE = "image"
 LABEL = "label"
