@@ -18,7 +18,8 @@ Model builders (each returns a ``pm.Model`` and the meaning of its parameters): 
 ``build_difference_model``; fits give ArviZ ``InferenceData`` (``fit_model``).
 """
 from cytocore.schema import (AUTH_RESPONSES, CANNOT_TELL, PHASES, REQUIRED_COLUMNS, ResponseDataError, ValidationReport,
-                     load_responses, validate_responses)
+                     load_responses)
+from cytocore.validation import validate_responses
 from .simulate import ModelProfile, RaterProfile, simulate_response, simulate_study
 
 from cytocore import __version__  # noqa: E402,F401

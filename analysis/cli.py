@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--attention-checks", type=int, default=0)
     s.add_argument("--classes", default=None, help="comma-separated class names (default: the 8 PBC classes)")
     v = sub.add_parser("validate", help="check a response table and list exclusions",
-                       description="Run cytocore.schema.validate_responses and print what would be analysed.")
+                       description="Run cytocore.validation.validate_responses and print what would be analysed.")
     v.add_argument("--data", required=True, type=Path)
     p = sub.add_parser("power", help="P(equivalence/difference decision) per design, by simulation",
                        description="Simulate studies under given group parameters and count HDI+ROPE decisions "
@@ -175,7 +175,7 @@ def report_config(a):
 
 def cmd_report(a) -> int:
     from cytocore.provenance import sha256_file
-    from cytocore.schema import validate_responses
+    from cytocore.validation import validate_responses
 
     from .fitting import set_quiet
     from .inputs import load_export
@@ -232,7 +232,8 @@ def cmd_simulate(a) -> int:
 
 
 def cmd_validate(a) -> int:
-    from cytocore.schema import load_responses, validate_responses
+    from cytocore.schema import load_responses
+    from cytocore.validation import validate_responses
     print(validate_responses(load_responses(a.data)).to_markdown())
     return 0
 

@@ -18,7 +18,8 @@ from typing import Any
 import pandas as pd
 
 from cytocore.provenance import code_version
-from cytocore.schema import ValidationReport, validate_responses
+from cytocore.schema import ValidationReport
+from cytocore.validation import validate_responses
 
 from .config import ALL_ANALYSES, AnalysisConfig
 from .fitting import Fit, available_cpus, log

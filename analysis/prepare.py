@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from cytocore.confidence import level_probability
 from cytocore.schema import CANNOT_TELL, MODEL_PROB_PREFIX
 
 __all__ = [
@@ -187,7 +188,7 @@ def confidence_probability(raw: pd.Series, level: pd.Series, K: int, chance: flo
         p = raw.to_numpy(float)
         desc = "raw confidence used as a probability"
     elif scale == "levels":
-        p = chance + (1 - chance) * (level.to_numpy(float) - 1) / (K - 1)
+        p = level_probability(level.to_numpy(float), K, chance)
         desc = f"level k ↦ {chance:.3g} + (1 − {chance:.3g})·(k − 1)/(K − 1): level 1 = guessing, K = certain"
     else:
         raise ValueError(f"unknown confidence scale {scale!r}")

@@ -332,7 +332,6 @@ def build_psychometric_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_
 
 def psychometric_curve(x, threshold, width, gamma, lapse, family: str) -> np.ndarray:
     """NumPy ψ(x) for plotting; parameters may be arrays of draws (broadcast against x[None])."""
-    from .rater_model import psychometric_F
     x = np.asarray(x, float)[None, :]
     t = np.asarray(threshold, float)[:, None]
     w = np.asarray(width, float)[:, None]
@@ -341,6 +340,10 @@ def psychometric_curve(x, threshold, width, gamma, lapse, family: str) -> np.nda
     if family == "weibull":
         with np.errstate(divide="ignore", invalid="ignore"):
             F = np.where(x > 0, -np.expm1(-np.exp((np.log(np.maximum(x, 1e-12)) - np.log(t)) / w)), 0.0)
+    elif family == "logistic":
+        F = expit((x - t) / w)
+    elif family == "cumulative_normal":
+        F = ndtr((x - t) / w)
     else:
-        F = psychometric_F((x - t) / w, family, 0.0, 1.0)
+        raise ValueError(f"unknown psychometric family {family!r}")
     return g + (1 - g - l) * F

@@ -1,22 +1,38 @@
 """Simulated studies: a stimulus set with the simulated classifier's outputs, raters drawn around a group profile,
-and the tidy response table with the true parameters in ``df.attrs`` (the per-trial model is in
-:mod:`analysis.rater_model`)."""
+and the tidy response table with the true parameters in ``df.attrs`` (the per-trial rater model, which the study's
+simulated raters share, is :mod:`cytocore.rater_model`).
+
+The simulated classifier (:class:`ModelProfile`): each stimulus has a quality β_i (log-normal); class logits
+z_k = β_i·[k = true] + N(0, 1); the model's probabilities are softmax(β_i·z / T).  With temperature T = 1 this is
+the exact Bayes posterior, i.e. the model is perfectly calibrated; T < 1 makes it over-confident.  Its anomaly score
+is ζ = gain·m + N(0, 1).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
+from cytocore.rater_model import DEFAULT_CLASSES, RaterProfile, morph_psychometric_truth, simulate_response
 from cytocore.schema import MODEL_PROB_PREFIX
 
-from .rater_model import DEFAULT_CLASSES, ModelProfile, RaterProfile, morph_psychometric_truth, simulate_response
+__all__ = ["ModelProfile", "draw_raters", "simulate_single_rater_auth_counts", "simulate_stimuli", "simulate_study"]
 
-__all__ = ["draw_raters", "simulate_single_rater_auth_counts", "simulate_stimuli", "simulate_study"]
+
+@dataclass
+class ModelProfile:
+    """The simulated diffusion classifier (see the module docstring)."""
+
+    quality_median: float = 3.0   # median β_i (separation of the true-class logit)
+    quality_log_sd: float = 0.5
+    temperature: float = 1.0      # 1 = calibrated
+    anomaly_gain: float = 1.5     # ζ = gain·m + N(0, 1)
 
 
 def simulate_stimuli(

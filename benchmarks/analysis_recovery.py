@@ -40,7 +40,7 @@ from analysis import prepare  # noqa: E402
 from analysis.fitting import SamplerConfig, draws, fit_model, set_quiet  # noqa: E402
 from analysis.models import build_metad_model, build_sdt_model  # noqa: E402
 from analysis.psychometric import PsychometricSpec, build_morph_sdt_model, build_psychometric_model  # noqa: E402
-from cytocore.schema import validate_responses  # noqa: E402
+from cytocore.validation import validate_responses  # noqa: E402
 from analysis.simulate import RaterProfile, simulate_study  # noqa: E402
 
 CLASSES = ("a", "b", "c", "d", "e", "f")

@@ -94,12 +94,13 @@ def run_diffusion(model, name: str, cfg: dict, items, classes, out: Path) -> dic
 
 
 def run_baseline(clf, name: str, cfg: dict, items, classes, out: Path) -> dict:
+    from cytocore.classification import with_current_names
     from cytomodel.classify.batch import add_framing_columns
     from cytomodel.data import framed_arrays
 
     path = out / f"{name}.csv"
     if path.is_file():
-        table = pd.read_csv(path)
+        table = with_current_names(pd.read_csv(path))  # a cache of before the one schema: "predicted"
     else:
         intake = intake_for(clf, cfg)
         cells = intake.frame([p for p, _ in items])
@@ -111,10 +112,10 @@ def run_baseline(clf, name: str, cfg: dict, items, classes, out: Path) -> dict:
         for k, i in enumerate(keep):
             pred[i] = names[int(np.argmax(proba[k, cols]))]
         table = pd.DataFrame({"image": [str(p) for p, _ in items], "label": [lab for _, lab in items],
-                              "predicted": pred})
+                              "pred_class": pred})
         table = add_framing_columns(table, cells)
         table.to_csv(path, index=False)
-    return summary(table, classes or clf.class_names, "predicted")
+    return summary(table, classes or clf.class_names, "pred_class")
 
 
 def main(argv=None) -> int:

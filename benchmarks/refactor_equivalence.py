@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# -P: the caller's folder is not put first on the path, so a run started in a checkout imports PYTHONPATH's tree
+PY = [sys.executable, "-P"]
 # keys of JSON records that hold times, code versions or the machine's load, not results
 VOLATILE = {"created_utc", "code_version", "model_code_version", "wall_seconds", "seconds", "threads"}
 
@@ -44,14 +46,14 @@ def export_tree(rev: str, dest: Path) -> Path:
 
 def run(tree: Path, args: list, cwd: Path, env: dict) -> None:
     """``python -m cytomodel ARGS`` with ``tree`` first on the path."""
-    cmd = [sys.executable, "-m", "cytomodel", *map(str, args)]
+    cmd = [*PY, "-m", "cytomodel", *map(str, args)]
     out = subprocess.run(cmd, cwd=cwd, env={**env, "PYTHONPATH": str(tree)}, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"failed under {tree}: {' '.join(cmd)}\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
 
 
 def python(tree: Path, code: str, env: dict) -> None:
-    subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(tree)}, check=True)
+    subprocess.run([*PY, "-c", code], env={**env, "PYTHONPATH": str(tree)}, check=True)
 
 
 def prepare(tree: Path, work: Path, env: dict) -> dict[str, Path]:
@@ -122,7 +124,7 @@ walk(build_parser(), "cytomodel", out)
 
 def helps(tree: Path, out: Path, env: dict) -> None:
     """Every command's and subcommand's --help text (the commands and their flags), one file each."""
-    subprocess.run([sys.executable, "-c", HELP, str(out / "help")], env={**env, "PYTHONPATH": str(tree),
+    subprocess.run([*PY, "-c", HELP, str(out / "help")], env={**env, "PYTHONPATH": str(tree),
                                                                          "COLUMNS": "120"}, check=True)
 
 
@@ -153,7 +155,7 @@ def run_all(tree: Path, inp: dict[str, Path], out: Path, env: dict, in_process: 
     todo = [a for a in commands(inp) if training or a[0] != "train"]
     if in_process:  # one Python process for every command: the imports once, for a loaded machine
         cmds = json.dumps([[str(x) for x in a] for a in todo])
-        subprocess.run([sys.executable, "-c", IN_PROCESS, str(out), cmds], env={**env, "PYTHONPATH": str(tree)},
+        subprocess.run([*PY, "-c", IN_PROCESS, str(out), cmds], env={**env, "PYTHONPATH": str(tree)},
                        check=True)
     else:
         for args in todo:
@@ -210,8 +212,9 @@ def main() -> int:
                     "exported --base tree checks that the runs themselves are repeatable)")
     a = ap.parse_args()
     work = a.work.resolve()
+    # SOURCE_DATE_EPOCH: matplotlib's PDF/SVG creation dates fixed, so a figure compares by its content
     env = {**os.environ, "CYTOMODEL_THREADS": a.threads, "CYTOSTUDY_CACHE": str(work / "cache"),
-           "PYTHONHASHSEED": "0"}
+           "PYTHONHASHSEED": "0", "SOURCE_DATE_EPOCH": "0"}
     before = export_tree(a.base, work / f"tree-{a.base}")
     inp = prepare(before, work, env)
     if not (a.keep_before and (work / "out-before").is_dir()):

@@ -47,7 +47,8 @@ def rewrite(study: Path, out: Path, encoding: str) -> Path:
     stimulus size updated."""
     from study_app.build.render import pad_stimulus, padded_size
     from study_app.build.steps import _content_hash
-    from study_app.study import MANIFEST_FILE, STUDY_FILE, load_study
+    from cytocore.study_files import MANIFEST_FILE, STUDY_FILE
+    from study_app.study import load_study
 
     shutil.copytree(study, out, ignore=shutil.ignore_patterns("study.db*", "exports", "manifests"))
     st = load_study(out)

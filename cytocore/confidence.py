@@ -1,7 +1,14 @@
-"""Confidence scales: how an ordinal confidence level maps to the percent shown to a participant."""
+"""Confidence scales: how an ordinal confidence level maps to a probability of being right and to the percent shown
+to a participant — the one formula the study page, the simulator and the analysis share."""
 from __future__ import annotations
+
+
+def level_probability(level, K: int, chance: float):
+    """The probability of being right that ordinal level ``level`` of ``K`` states: ``chance`` at level 1
+    (guessing), 1 at level K (certain), evenly between. ``level`` may be a number or a NumPy array."""
+    return chance + (1.0 - chance) * (level - 1) / (K - 1)
 
 
 def confidence_to_raw(level: int, K: int, chance: float) -> float:
     """Raw percent confidence shown for ordinal level ``level`` of ``K`` (chance % at level 1, 100 % at K)."""
-    return 100.0 * (chance + (1.0 - chance) * (level - 1) / (K - 1))
+    return 100.0 * level_probability(level, K, chance)

@@ -2,7 +2,7 @@
 
 This module is the single source of truth for the study export → analysis contract documented in
 ``docs/tidy-responses.md``. ``study_app`` imports the constants from here; ``analysis`` validates every input
-with :func:`validate_responses` before any model is built, so bad input produces a clear
+with :func:`cytocore.validation.validate_responses` before any model is built, so bad input produces a clear
 :class:`ResponseDataError` (or a *stated* exclusion in the report), never a crash deep inside PyMC.
 The checks themselves, one function each with its own message, are listed in :mod:`cytocore.schema_checks`.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -21,6 +20,7 @@ __all__ = [
     "AUTH_RESPONSES",
     "CANNOT_TELL",
     "COLUMN_TYPES",
+    "MANIFEST_MODEL_COLUMNS",
     "MODEL_COLUMNS",
     "MODEL_PROB_PREFIX",
     "PHASES",
@@ -33,7 +33,6 @@ __all__ = [
     "data_hash",
     "load_responses",
     "model_prob_columns",
-    "validate_responses",
 ]
 
 AUTH_RESPONSES: tuple[str, str] = ("real", "synthetic")
@@ -84,8 +83,13 @@ NULLABLE_COLUMNS = frozenset(
 #: outputs on the stimuli, no human answers yet): the model-side analyses run, the human ones are skipped.
 ANSWER_COLUMNS: tuple[str, ...] = ("auth_response", "auth_confidence_level", "class_response",
                                    "class_confidence_level")
-#: the model's outputs on a stimulus (plus its ``model_prob_<class>`` columns)
-MODEL_COLUMNS: tuple[str, ...] = ("model_pred_class", "model_confidence", "model_margin", "model_anomaly")
+#: the model's judgement of a stimulus as the study build records it in ``manifest.csv`` (plus its
+#: ``model_prob_<class>`` columns)
+MANIFEST_MODEL_COLUMNS: tuple[str, ...] = ("model_pred_class", "model_runner_up", "model_confidence",
+                                           "model_entropy", "model_margin", "model_anomaly", "model_unet_calls")
+#: those of them the response table carries (plus the ``model_prob_<class>`` columns)
+MODEL_COLUMNS: tuple[str, ...] = tuple(c for c in MANIFEST_MODEL_COLUMNS
+                                       if c not in ("model_runner_up", "model_entropy", "model_unet_calls"))
 #: properties of a stimulus: the same on every row that shows it (else the table was edited or mixes studies)
 STIMULUS_COLUMNS: tuple[str, ...] = ("source", "morph_strength", "true_class") + MODEL_COLUMNS
 
@@ -111,7 +115,7 @@ class Exclusion:
 
 @dataclass
 class ValidationReport:
-    """Result of :func:`validate_responses`.
+    """Result of :func:`cytocore.validation.validate_responses`.
 
     ``data`` holds the rows the models use (phase ``main``, no attention checks) with every row kept;
     use :meth:`for_task` to get the rows for one analysis after the stated exclusions.
@@ -205,46 +209,3 @@ def load_responses(path: str | Path) -> pd.DataFrame:
     if "responded_at" in df.columns:
         df["responded_at"] = pd.to_datetime(df["responded_at"], utc=True, errors="coerce")
     return df
-
-
-def validate_responses(
-    df: pd.DataFrame,
-    classes: Sequence[str] | None = None,
-    *,
-    min_attention_accuracy: float | None = 0.5,
-    prob_sum_tolerance: float = 0.02,
-) -> ValidationReport:
-    """Check a tidy response table and state what the analysis will leave out.
-
-    Raises :class:`ResponseDataError` for problems the analysis cannot work around: missing columns, unknown
-    response/source/phase codes, confidence levels outside ``1..K``, non-integer levels, morph strengths outside
-    [0, 1], model probabilities outside [0, 1], duplicated (participant, trial) rows, no ``main`` rows, rows of
-    more than one study, a stimulus whose properties differ between rows (a table edited by hand or mixing
-    study versions).
-
-    Returns a :class:`ValidationReport` whose ``exclusions`` list what is left out and why:
-
-    * raters who gave the same authenticity answer on every main trial (no SDT estimate possible) — excluded
-      from authenticity analyses; likewise identical class answers for classification;
-    * raters failing attention checks (accuracy on attention-check trials below ``min_attention_accuracy``);
-    * classes (of ``classes``) with no main-phase trials — dropped from classification analyses;
-    * stimuli with missing model outputs — dropped from model-side analyses.
-
-    ``classes`` defaults to the suffixes of the ``model_prob_<class>`` columns (or, without them, the sorted
-    ``true_class`` values). The checks run in the order of :data:`cytocore.schema_checks.CHECKS`, the exclusion
-    rules in that of :data:`cytocore.schema_checks.EXCLUSION_RULES`.
-    """
-    from .schema_checks import CHECKS, EXCLUSION_RULES, FINAL_CHECKS, TableUnderCheck
-
-    t = TableUnderCheck(df, classes, min_attention_accuracy=min_attention_accuracy,
-                        prob_sum_tolerance=prob_sum_tolerance)
-    for check in CHECKS:
-        check(t)
-    for rule in EXCLUSION_RULES:
-        rule(t)
-    rep = ValidationReport(data=t.data.reset_index(drop=True), classes=t.classes, confidence_levels=t.K,
-                           n_rows_input=t.n_in, exclusions=t.exclusions, notes=t.notes, data_sha256=t.sha,
-                           has_human_answers=t.has_answers, study_id=t.study_id)
-    for check in FINAL_CHECKS:
-        check(rep)
-    return rep

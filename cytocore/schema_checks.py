@@ -1,4 +1,4 @@
-"""The checks :func:`cytocore.schema.validate_responses` runs, in order, each with its own message.
+"""The checks :func:`cytocore.validation.validate_responses` runs, in order, each with its own message.
 
 A check either passes, normalises the table (types, codes) or raises :class:`ResponseDataError` saying which
 column and rows are wrong and what to do. An exclusion rule adds a stated :class:`Exclusion` or note. Adding a
@@ -15,6 +15,7 @@ import pandas as pd
 from .schema import (ANSWER_COLUMNS, AUTH_RESPONSES, CANNOT_TELL, COLUMN_TYPES, MODEL_PROB_PREFIX,
                      NULLABLE_COLUMNS, PHASES, REQUIRED_COLUMNS, SOURCES, STIMULUS_COLUMNS, Exclusion,
                      ResponseDataError, ValidationReport, data_hash, model_prob_columns)
+from .study_files import METADATA_KEY
 
 __all__ = ["CHECKS", "EXCLUSION_RULES", "FINAL_CHECKS", "TableUnderCheck"]
 
@@ -244,7 +245,7 @@ def check_one_study(t: TableUnderCheck) -> None:
                   "version on its own (cytostudy export <study folder>), or drop the rows of the other version.")
     if len(df):
         t.study_id = str(df["study_id"].iloc[0])
-    attrs = df.attrs.get("cytostudy", {}) if isinstance(df.attrs.get("cytostudy"), dict) else {}
+    attrs = df.attrs.get(METADATA_KEY, {}) if isinstance(df.attrs.get(METADATA_KEY), dict) else {}
     claimed = attrs.get("study_id")
     if claimed is not None and t.study_id is not None and str(claimed) != t.study_id:
         _fail(f"the export's metadata says study {claimed!r} but column 'study_id' says {t.study_id!r}: the table "

@@ -8,11 +8,13 @@ Public API::
     run_audits / leak_audit / confound_check   the leak audit and the content-confound check
     StudyService(study_dir, db_url=None)       the participant session logic on the database (study_app.serve)
     export_study(service, out)                 -> (DataFrame, paths): tidy responses with provenance
-    run_bot / simulate_raters / make_profile   simulated raters through the same code path
+    run_bot / simulate_raters / make_profile   simulated raters through the same code path (cytocore's rater model)
+    simulate_and_analyse(study, raters)        the road without experts: raters -> export -> analysis (workflow)
     study_app.serve.server.serve(study_dir, port, ...)   start the Streamlit app
 
 Layout: ``build/`` makes a study (cytomodel, torch); ``serve/`` runs it (no torch); ``storage/`` is the
-database; ``audit/`` checks a stimulus set; ``study.py`` reads a built folder; ``export.py`` writes the tidy table.
+database; ``audit/`` checks a stimulus set; ``study.py`` reads a built folder; ``export.py`` writes the tidy table;
+``workflow.py`` chains build -> simulated raters -> export -> analysis (the one place the analysis is imported).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ _EXPORTS = {
     "StorageUnavailable": "storage", "Database": "storage",
     "export_responses": "export", "export_study": "export", "write_export": "export", "read_provenance": "export",
     "run_bot": "bots", "simulate_raters": "bots", "make_profile": "bots",
+    "SimulatedRaters": "workflow", "simulate_and_analyse": "workflow",
     "main": "cli",
 }
 __all__ = sorted(_EXPORTS)

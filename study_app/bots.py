@@ -3,8 +3,9 @@
 Each bot joins like a person (an invite), consents, fills in the profile (role ``bot``), reads the instructions,
 does the practice and the main trials, takes the breaks, and answers every trial through
 :class:`study_app.serve.session.StudyService` (``view`` -> ``confirm_loaded`` -> ``answer_auth`` ->
-``choose_class`` -> ``answer_class``), the same methods the Streamlit page calls. The answers come from
-``analysis.simulate.simulate_response`` (chosen d', bias, class accuracy, metacognitive efficiency, lapses).
+``choose_class`` -> ``answer_class``), the same methods the Streamlit page calls. The answers come from the rater
+model :func:`cytocore.rater_model.simulate_response` (chosen d', bias, class accuracy, metacognitive efficiency,
+lapses), which the analysis's simulated studies share — no analysis stack is needed.
 Response times are measured by the server as for people: before each answer a bot waits ``think_ms`` (default: just
 over ``design.min_rt_ms``, the per-screen minimum) or, with ``realtime``, the simulated response times.
 """
@@ -20,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from cytocore.rater_model import RaterProfile, simulate_response
 from cytocore.schema import CANNOT_TELL
 
 from .serve.session import StudyService, TooFast
@@ -35,11 +37,9 @@ class BotResult:
     errors: list[str] = field(default_factory=list)
 
 
-def run_bot(service: StudyService, profile, seed: int = 0, token: str | None = None, think_ms: float | None = None,
-            realtime: bool = False, max_trials: int | None = None,
+def run_bot(service: StudyService, profile: RaterProfile, seed: int = 0, token: str | None = None,
+            think_ms: float | None = None, realtime: bool = False, max_trials: int | None = None,
             on_ack: Callable[[BotResult, int], None] | None = None) -> BotResult:
-    from analysis.simulate import simulate_response
-
     rng = np.random.default_rng(seed)
     if token is None:
         inv = service.create_invites(1, label="bot", entry="bot")[0]
@@ -115,7 +115,7 @@ def _patiently(submit: Callable, wait_ms: float, tries: int = 5):
     return submit()
 
 
-def simulate_raters(service: StudyService, n: int, profile, seed: int = 0, threads: int = 1,
+def simulate_raters(service: StudyService, n: int, profile: RaterProfile, seed: int = 0, threads: int = 1,
                     think_ms: float | None = None, realtime: bool = False) -> list[BotResult]:
     """Run ``n`` bots (``threads`` at a time); returns one result per bot."""
     def one(i: int) -> BotResult:
@@ -128,9 +128,8 @@ def simulate_raters(service: StudyService, n: int, profile, seed: int = 0, threa
 
 def make_profile(service: StudyService, d_prime: float = 1.0, criterion: float = 0.0,
                  class_accuracy: float | None = 0.8, meta_ratio: float = 0.8, lapse: float = 0.02,
-                 cannot_tell_rate: float = 0.0, class_threshold: float | None = None, class_width: float = 0.08):
-    from analysis.simulate import RaterProfile
-
+                 cannot_tell_rate: float = 0.0, class_threshold: float | None = None, class_width: float = 0.08
+                 ) -> RaterProfile:
     return RaterProfile(d_prime=d_prime, criterion=criterion, class_accuracy=class_accuracy or 0.8,
                         meta_ratio=meta_ratio, confidence_levels=service.K, lapse=lapse,
                         class_threshold=class_threshold, class_width=class_width,

@@ -9,7 +9,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from .demo import DEMO_DATA, DEMO_MODEL, SimulatedRaters, analysis_hint, ensure_demo_study, simulate_and_analyse
+from .demo import DEMO_DATA, DEMO_MODEL, analysis_hint, ensure_demo_study
 
 
 def _say(msg: str) -> None:
@@ -54,6 +54,9 @@ def cmd_demo(args) -> int:
     ensure_demo_study(out, Path(args.data), Path(args.model or DEMO_MODEL), classify=not args.no_classify,
                       rebuild=args.rebuild, say=_say, device=args.device)
     if args.simulate:
+        # the session, database and export code: only when simulated raters take the demo study
+        from .workflow import SimulatedRaters, simulate_and_analyse
+
         raters = SimulatedRaters(n=args.simulate, seed=args.seed)
         report = simulate_and_analyse(out, raters, say=_say)
         print(f"\n  report: {report}\n  ({raters.describe()})")

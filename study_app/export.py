@@ -3,8 +3,9 @@ the columns of ``docs/tidy-responses.md`` (``cytocore.schema``), validated befor
 analysis needs to exclude disturbed trials (``n_presentations``, ``n_reconnects``, ``image_load_ms``).
 
 Provenance travels with the data: the Parquet file's schema metadata (key ``b"cytostudy"``, a JSON object) and a
-sidecar ``<export>.provenance.json`` hold the keys of :data:`PROVENANCE_KEYS`, which tie every row to its study
-build, stimuli, model weights and training data."""
+sidecar ``<export>.provenance.json`` (:mod:`cytocore.study_files`) hold the keys of :data:`PROVENANCE_KEYS` — the
+lineage fields of :mod:`cytocore.lineage`, which tie every row to its study build, stimuli, model weights and
+training data, the build's record of the model and the number of responses."""
 from __future__ import annotations
 
 import datetime as dt
@@ -15,15 +16,17 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import select
 
+from cytocore.lineage import LINEAGE_FIELDS, lineage_from_study_meta
 from cytocore.provenance import atomic_output, code_version, sha256_bytes, write_json
-from cytocore.schema import MODEL_PROB_PREFIX, REQUIRED_COLUMNS, ResponseDataError, validate_responses
+from cytocore.schema import MODEL_PROB_PREFIX, REQUIRED_COLUMNS, STIMULUS_COLUMNS, ResponseDataError
+from cytocore.study_files import EXPORT_STEM, METADATA_KEY, provenance_sidecar
+from cytocore.validation import validate_responses
 
 from .storage import Assignment, Participant, Response, describe_url
 
 EXTRA_COLUMNS = ("n_presentations", "n_reconnects", "image_load_ms")
-PROVENANCE_KEYS = ("study_id", "study_config_hash", "study_content_hash", "manifest_sha256", "stimuli_data_hash",
-                   "model", "export_code_version", "exported_utc", "n_responses")
-PARQUET_KEY = b"cytostudy"
+PROVENANCE_KEYS = (*LINEAGE_FIELDS, "model", "n_responses")
+PARQUET_KEY = METADATA_KEY.encode()
 _DB_COLUMNS = ["participant_id", "participant_role", "years_experience", "trial_index", "block", "phase",
                "is_attention_check", "stimulus_id", "auth_response", "auth_confidence", "auth_confidence_level",
                "class_response", "class_confidence", "class_confidence_level", "confidence_levels", "auth_rt_ms",
@@ -71,8 +74,7 @@ def export_responses(service, include_practice: bool = True, validate: bool = Tr
     if not include_practice:
         df = df[df["phase"] == "main"]
     prob_cols = [f"{MODEL_PROB_PREFIX}{c}" for c in study.classes]
-    keep = ["stimulus_id", "source", "morph_strength", "true_class", "model_pred_class", "model_confidence",
-            "model_margin", "model_anomaly"] + prob_cols
+    keep = ["stimulus_id", *STIMULUS_COLUMNS] + prob_cols
     df = df.merge(study.manifest.reset_index(drop=True)[keep], on="stimulus_id", how="left", validate="many_to_one")
     df.insert(0, "study_id", service.cfg.id)
     df = _typed(df, prob_cols)[list(REQUIRED_COLUMNS) + prob_cols + list(EXTRA_COLUMNS)].reset_index(drop=True)
@@ -86,15 +88,13 @@ def export_responses(service, include_practice: bool = True, validate: bool = Tr
 
 
 def export_provenance(service, n_responses: int) -> dict[str, Any]:
-    """The keys of :data:`PROVENANCE_KEYS` for an export of ``service``'s study."""
+    """The keys of :data:`PROVENANCE_KEYS` for an export of ``service``'s study: its lineage in the names of
+    :data:`cytocore.lineage.LINEAGE_FIELDS` (None where the study does not say), and the build's model record
+    (path, stage, resolution, one weights hash per stage of a cascade)."""
     meta = service.study.meta
-    prov = meta.get("provenance", {})
-    return {"study_id": service.cfg.id, "study_config_hash": meta.get("config_hash"),
-            "study_content_hash": meta.get("content_hash"), "manifest_sha256": meta.get("manifest_sha256"),
-            "stimuli_data_hash": prov.get("data_hash"), "model": prov.get("model") or {
-                "name": prov.get("model_name"), "path": prov.get("model_dir"), "data_hash": prov.get("model_data_hash"),
-                "train_steps": prov.get("model_train_steps"), "code_version": prov.get("model_code_version"),
-                "weights_sha256": None},
+    lineage = lineage_from_study_meta(meta)
+    return {**{k: lineage.get(k) for k in LINEAGE_FIELDS}, "study_id": service.cfg.id,
+            "model": meta.get("provenance", {}).get("model"),
             "export_code_version": code_version(),
             "exported_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "n_responses": int(n_responses), "database": describe_url(service.db.url),
@@ -104,7 +104,7 @@ def export_provenance(service, n_responses: int) -> dict[str, Any]:
 def export_paths(out: str | Path) -> tuple[Path, Path]:
     """(csv, parquet): ``out`` is a folder (responses.csv + responses.parquet) or a .csv / .parquet file name."""
     out = Path(out)
-    base = out.with_suffix("") if out.suffix.lower() in (".csv", ".parquet") else out / "responses"
+    base = out.with_suffix("") if out.suffix.lower() in (".csv", ".parquet") else out / EXPORT_STEM
     return base.with_suffix(".csv"), base.with_suffix(".parquet")
 
 
@@ -126,7 +126,7 @@ def write_export(df: pd.DataFrame, out: str | Path, provenance: dict[str, Any] |
         pq.write_table(table, tmp)
     paths = [csv, parquet]
     if provenance is not None:
-        side = parquet.with_name(parquet.name + ".provenance.json")
+        side = provenance_sidecar(parquet)
         write_json(side, {**provenance, "files": {p.name: sha256_bytes(p.read_bytes()) for p in paths}})
         paths.append(side)
     return paths

@@ -1,13 +1,5 @@
-"""A built study folder, as the server, the export and the audit read it (no model needed)::
-
-    study.toml      the resolved study config
-    study.json      study id, config hash, content hash, provenance, leak audit (written last: a folder without it
-                    is not a finished study)
-    manifest.csv    one row per stimulus (server side only; never served)
-    audit.json      the leak audit and the content-confound check
-    stimuli/<id>.png
-    manifests/      earlier versions' manifest.csv and study.json (kept when a folder is rebuilt)
-"""
+"""A built study folder, as the server, the export and the audit read it (no model needed); its file names are
+:mod:`cytocore.study_files`'."""
 from __future__ import annotations
 
 import json
@@ -17,16 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from .config import StudyConfig, load_study_config
+from cytocore.study_files import AUDIT_FILE, CONFIG_FILE, MANIFEST_FILE, STUDY_FILE
 
-MANIFEST_FILE = "manifest.csv"
-STUDY_FILE = "study.json"
-CONFIG_FILE = "study.toml"
-AUDIT_FILE = "audit.json"
-STIMULI_DIR = "stimuli"
-VERSIONS_DIR = "manifests"
-MODEL_COLUMNS = ("model_pred_class", "model_runner_up", "model_confidence", "model_entropy", "model_margin",
-                 "model_anomaly", "model_unet_calls")
+from .config import StudyConfig, load_study_config
 
 
 @dataclass
@@ -67,7 +52,7 @@ def read_manifest(source) -> pd.DataFrame:
 def load_study(path: str | Path) -> Study:
     path = Path(path)
     if not (path / STUDY_FILE).is_file():
-        hint = " (its leak audit failed: see audit.json)" if (path / AUDIT_FILE).is_file() else ""
+        hint = f" (its leak audit failed: see {AUDIT_FILE})" if (path / AUDIT_FILE).is_file() else ""
         raise FileNotFoundError(f"{path} is not a built study (no {STUDY_FILE}){hint}; "
                                 "build one with `cytostudy build`")
     meta = json.loads((path / STUDY_FILE).read_text())

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cytocore import classification as ct
+
 from .. import bundled_baseline_path, data, evaluate, runtime
 from .common import add_device_arg, add_intake_args
 from .framing import record_framing_if_missing
@@ -90,15 +92,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     ok = np.zeros(len(cells), bool)
     ok[keep] = True
     pred = np.where(ok, np.nan_to_num(proba, nan=-1).argmax(1), -1)
-    table = pd.DataFrame({"path": [str(p) for p in paths],
-                          "predicted": [clf.class_names[i] if i >= 0 else None for i in pred],
-                          "confidence": np.round(np.nanmax(np.where(ok[:, None], proba, 0), 1), 5)})
-    table.loc[~ok, "confidence"] = np.nan
+    # the classification table every classifier writes (cytocore.classification)
+    table = pd.DataFrame({ct.IMAGE: [str(p) for p in paths],
+                          ct.PRED_CLASS: [clf.class_names[i] if i >= 0 else None for i in pred],
+                          ct.CONFIDENCE: np.round(np.nanmax(np.where(ok[:, None], proba, 0), 1), 5)})
+    table.loc[~ok, ct.CONFIDENCE] = np.nan
     for j, c in enumerate(clf.class_names):
-        table[f"p_{c}"] = proba[:, j].round(5)
+        table[ct.prob_column(c)] = proba[:, j].round(5)
     table = pd.concat([table, pd.DataFrame([c.columns() for c in cells])], axis=1)
     if labels is not None:
-        table.insert(1, "label", labels)
+        table.insert(1, ct.LABEL, labels)
         known = np.isin(labels, clf.class_names) & ok
         if (~np.isin(labels, clf.class_names)).any():
             unseen = sorted(set(labels[~np.isin(labels, clf.class_names)]))
@@ -114,7 +117,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         table.to_csv(args.out, index=False)
         print(f"wrote {len(table)} predictions to {args.out}")
     elif labels is None:
-        print(table[["path", "predicted", "confidence"]].to_string(index=False))
+        print(table[[ct.IMAGE, ct.PRED_CLASS, ct.CONFIDENCE]].to_string(index=False))
     return 0
 
 

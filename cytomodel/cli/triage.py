@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cytocore.classification import with_current_names
 from cytocore.provenance import sha256_file
 
 from .. import classify
@@ -16,7 +17,8 @@ def _read(path: str) -> "pd.DataFrame":  # noqa: F821
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such classification table; write one with `cytomodel classify --out {p.name}`"
                                 " or `cytomodel baseline predict --out ...`")
-    return pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+    table = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+    return with_current_names(table)  # a baseline table of before the one schema (path, predicted, p_<class>)
 
 
 def _num(v) -> str:

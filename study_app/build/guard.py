@@ -10,7 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
-from ..study import AUDIT_FILE, CONFIG_FILE, MANIFEST_FILE, STUDY_FILE, VERSIONS_DIR
+from cytocore.study_files import AUDIT_FILE, CONFIG_FILE, MANIFEST_FILE, STUDY_FILE, VERSIONS_DIR
 
 
 class StudyBuildError(ValueError):

@@ -1,4 +1,5 @@
-"""The diffusion classifier's judgement of every stimulus (the ``model_*`` manifest columns).
+"""The diffusion classifier's judgement of every stimulus (the ``model_*`` manifest columns), from its
+classification table (:mod:`cytocore.classification`).
 
 It runs on the stage the classifier is defined on: ``model.classifier_model`` with the stimuli brought to that
 stage's size by ``model.to_classifier_input`` (a cascade's 32-px base; a single base stage is itself)."""
@@ -12,9 +13,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from cytocore.schema import MODEL_PROB_PREFIX
-
-from ..study import MODEL_COLUMNS
+from cytocore import classification as ct
+from cytocore.schema import MANIFEST_MODEL_COLUMNS, MODEL_PROB_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def _classifier():
 
 
 def empty_outputs(n: int, classes: Sequence[str]) -> pd.DataFrame:
-    cols = list(MODEL_COLUMNS) + [f"{MODEL_PROB_PREFIX}{c}" for c in classes]
+    cols = list(MANIFEST_MODEL_COLUMNS) + [f"{MODEL_PROB_PREFIX}{c}" for c in classes]
     out = pd.DataFrame({c: [np.nan] * n for c in cols})
     for c in ("model_pred_class", "model_runner_up"):
         out[c] = out[c].astype(object)
@@ -67,15 +67,15 @@ def model_outputs(model, arrays: np.ndarray, classes: Sequence[str], enabled: bo
 
 def _columns(res: pd.DataFrame, model_classes: Sequence[str], classes: Sequence[str]) -> pd.DataFrame:
     out = pd.DataFrame({
-        "model_pred_class": res["pred_class"].astype(str), "model_runner_up": res.get("runner_up"),
-        "model_confidence": res["confidence"].astype(float), "model_entropy": res.get("entropy"),
+        "model_pred_class": res[ct.PRED_CLASS].astype(str), "model_runner_up": res.get(ct.RUNNER_UP),
+        "model_confidence": res[ct.CONFIDENCE].astype(float), "model_entropy": res.get("entropy"),
         "model_margin": res["margin"].astype(float), "model_anomaly": res["anomaly_score"].astype(float),
         "model_unet_calls": res.get("unet_calls"),
     })
     pc = [f"{MODEL_PROB_PREFIX}{c}" for c in classes]
     for c in classes:
-        out[f"{MODEL_PROB_PREFIX}{c}"] = res[f"prob_{c}"].astype(float)
+        out[f"{MODEL_PROB_PREFIX}{c}"] = res[ct.prob_column(c)].astype(float)
     if len(classes) < len(model_classes):  # the study uses a subset of the model's classes: renormalise over it
         tot = out[pc].sum(axis=1)
         out[pc] = out[pc].div(tot.where(tot > 0, 1.0), axis=0)
-    return out[list(MODEL_COLUMNS) + pc]
+    return out[list(MANIFEST_MODEL_COLUMNS) + pc]

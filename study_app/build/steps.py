@@ -19,11 +19,11 @@ import pandas as pd
 from PIL import Image
 
 from cytocore.provenance import hash_records, provenance_record, sha256_file, write_json
+from cytocore.study_files import AUDIT_FILE, CONFIG_FILE, MANIFEST_FILE, STIMULI_DIR, STUDY_FILE
 
 from ..audit import LeakAuditError, run_audits
 from ..config import StudyConfig, config_hash, config_to_toml, load_study_config
 from ..design import trial_sequence
-from ..study import AUDIT_FILE, CONFIG_FILE, MANIFEST_FILE, STIMULI_DIR, STUDY_FILE
 from .framing import Framing, FramingError, resolve_framing
 from .guard import StudyBuildError, prepare_output
 from .model_outputs import model_outputs

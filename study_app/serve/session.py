@@ -15,7 +15,9 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..study import MANIFEST_FILE, STUDY_FILE, Study, load_study, read_manifest
+from cytocore.study_files import MANIFEST_FILE, STUDY_FILE
+
+from ..study import Study, load_study, read_manifest
 from ..storage import (DEFAULT_RETRY_SECONDS, Database, ManifestVersion, StudyRow, describe_url, resolve_db_url)
 from .errors import AccessDenied, NotLoaded, StudyMismatch, Superseded, TooFast  # noqa: F401 - re-exported
 from .joining import Invite, Joining, hash_token  # noqa: F401 - re-exported

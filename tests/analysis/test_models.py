@@ -9,7 +9,7 @@ from analysis.fitting import SamplerConfig, draws, fit_model, set_quiet
 from analysis.mle import fit_metad_mle
 from analysis.models import build_metad_model, build_sdt_model, metad_counts_layout, metad_log_probabilities
 from analysis.psychometric import PsychometricSpec, build_psychometric_model
-from cytocore.schema import validate_responses
+from cytocore.validation import validate_responses
 from analysis.simulate import RaterProfile, simulate_single_rater_auth_counts, simulate_study
 
 set_quiet(True)

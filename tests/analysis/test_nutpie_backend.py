@@ -8,7 +8,7 @@ from analysis.fitting import SamplerConfig, fit_model, set_quiet
 from analysis.models import build_metad_model, build_sdt_model
 from analysis.nutpie_backend import compile_logp
 from analysis.simulate import RaterProfile, simulate_study
-from cytocore.schema import validate_responses
+from cytocore.validation import validate_responses
 
 set_quiet(True)
 

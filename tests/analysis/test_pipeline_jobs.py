@@ -7,7 +7,7 @@ import pytest
 
 from analysis.fitting import SamplerConfig, set_quiet
 from analysis.pipeline import AnalysisConfig, analysis_jobs, run_analysis
-from cytocore.schema import validate_responses
+from cytocore.validation import validate_responses
 from analysis.simulate import simulate_study
 
 set_quiet(True)

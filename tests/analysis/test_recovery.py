@@ -11,7 +11,7 @@ from analysis import prepare
 from analysis.fitting import SamplerConfig, draws, fit_model, set_quiet
 from analysis.models import build_difference_model, build_metad_model
 from analysis.psychometric import build_morph_sdt_model
-from analysis.rater_model import RaterProfile, simulate_response
+from cytocore.rater_model import RaterProfile, simulate_response
 
 set_quiet(True)
 CFG = SamplerConfig(draws=500, tune=500, chains=2, cores=1, seed=5, posterior_predictive=False, max_reruns=0)

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from cytocore.schema import (AUTH_RESPONSES, CANNOT_TELL, PHASES, REQUIRED_COLUMNS, ResponseDataError,
-                             load_responses, validate_responses)
+                             load_responses)
+from cytocore.validation import validate_responses
 from analysis.simulate import simulate_study
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from cytocore.schema import validate_responses
+from cytocore.validation import validate_responses
 from analysis.simulate import RaterProfile, simulate_response, simulate_study
 
 CLASSES = ("a", "b", "c", "d")

@@ -7,8 +7,9 @@ import pytest
 
 from analysis.simulate import simulate_study
 from cytocore import schema_checks
-from cytocore.lineage import LINEAGE_FIELDS, UNKNOWN, read_lineage
-from cytocore.schema import ANSWER_COLUMNS, ResponseDataError, validate_responses
+from cytocore.lineage import LINEAGE_FIELDS, UNKNOWN, lineage_from_export_record, read_lineage
+from cytocore.schema import ANSWER_COLUMNS, ResponseDataError
+from cytocore.validation import validate_responses
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,12 @@ def test_lineage_reads_attrs_sidecar_and_study_folder(tmp_path, base):
     assert lin["study_content_hash"] == "h" * 64 and lin["model_training_data_hash"] == "t" * 64
     assert lin["model_weights_sha256"] == "w" * 64 and lin["export_code_version"] == "0.1.0"
     assert len(lin["manifest_sha256"]) == 64 and lin["exported_utc"] == UNKNOWN
+    # an export of before the one vocabulary (stimuli_data_hash, the model's fields only nested) reads the same
+    old = {"study_id": "sim", "stimuli_data_hash": "s" * 64,
+           "model": {"name": "m", "weights_sha256": "w" * 64, "data_hash": "t" * 64, "train_steps": 6}}
+    assert lineage_from_export_record(old) == {"study_id": "sim", "stimuli_source_hash": "s" * 64, "model_name": "m",
+                                               "model_weights_sha256": "w" * 64,
+                                               "model_training_data_hash": "t" * 64, "model_train_steps": 6}
     from analysis.inputs import load_export
     _, lin2 = load_export(data, study)
     assert lin2["model_weights_sha256"] == "w" * 64          # parquet carries attrs

@@ -153,7 +153,20 @@ def test_cli_train_and_predict(tiny_dataset, tmp_path, capsys):
     assert "balanced accuracy" in text
     import pandas as pd
     table = pd.read_csv(csv)
-    assert len(table) == 36 and {"path", "label", "predicted", "confidence", "p_alpha"} <= set(table.columns)
+    # the classification table of `cytomodel classify` (cytocore.classification): same names for the same things
+    assert len(table) == 36
+    assert list(table.columns[:4]) == ["image", "label", "pred_class", "confidence"]
+    assert [c for c in table.columns if c.startswith("prob_")] == ["prob_alpha", "prob_beta", "prob_gamma"]
+    assert not {"path", "predicted"} & set(table.columns) and not any(c.startswith("p_") for c in table.columns)
+    # triage reads it, and a table of before the one schema (path, predicted, p_<class>) the same way
+    old = tmp_path / "old.csv"
+    table.rename(columns={"image": "path", "pred_class": "predicted",
+                          **{c: "p_" + c[len("prob_"):] for c in table.columns if c.startswith("prob_")}}
+                 ).to_csv(old, index=False)
+    assert main(["triage", "--calibration", str(csv), "--cells", str(csv), "--compare", f"old={old},{old}",
+                 "--target-error", "0.3", "--out", str(tmp_path / "triage")]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "triage" / "decisions_diffusion.csv"),
+                                  pd.read_csv(tmp_path / "triage" / "decisions_old.csv"))
     files = sorted((tiny_dataset / "beta").iterdir())[:2]
     assert main(["baseline", "predict", "--model", str(out), "--images", *map(str, files)]) == 0
     assert main(["baseline", "predict", "--model", str(tmp_path / "missing"), "--images", str(files[0])]) == 2

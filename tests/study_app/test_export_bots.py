@@ -4,7 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from cytocore.schema import REQUIRED_COLUMNS, load_responses, validate_responses
+from cytocore.schema import REQUIRED_COLUMNS, load_responses
+from cytocore.validation import validate_responses
 from study_app.bots import make_profile, run_bot, simulate_raters
 from study_app.cli import main as cli
 from study_app.export import (EXTRA_COLUMNS, PROVENANCE_KEYS, NoResponses, export_responses, export_study,
@@ -54,7 +55,10 @@ def test_export_carries_provenance_in_the_parquet_file_and_a_sidecar(service, bu
     assert prov["study_id"] == "tiny" and prov["study_content_hash"] == meta["content_hash"]
     assert prov["study_config_hash"] == meta["config_hash"]
     assert prov["manifest_sha256"] == sha256_file(built_study / "manifest.csv")
-    assert prov["stimuli_data_hash"] == meta["provenance"]["data_hash"]
+    assert prov["stimuli_source_hash"] == meta["provenance"]["data_hash"]    # one vocabulary: cytocore.lineage
+    assert prov["model_training_data_hash"] == meta["provenance"]["model"]["data_hash"]
+    assert prov["model_weights_sha256"] == meta["provenance"]["model"]["weights_sha256"]
+    assert "stimuli_data_hash" not in prov
     model = prov["model"]
     assert set(model) >= {"name", "path", "data_hash", "train_steps", "code_version", "weights_sha256"}
     assert model["weights_sha256"] == sha256_file(f"{model['path']}/diffusion_pytorch_model.safetensors")

@@ -144,7 +144,7 @@ def _invites(svc) -> None:
 
 def _export(svc) -> None:
     st.markdown("One row per response, joined with the stimulus manifest and the model's outputs, in the columns "
-                "of `docs/tidy-responses.md` (validated with `cytocore.schema.validate_responses`).")
+                "of `docs/tidy-responses.md` (validated with `cytocore.validation.validate_responses`).")
     practice = st.checkbox("include practice trials (phase = practice)", value=True)
     if st.button("Prepare export", type="primary"):
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -1,5 +1,6 @@
-"""The simulated rater (one trial at a time) and the simulated classifier's profile; the study-level simulator that
-builds the tidy response table from them is :mod:`analysis.simulate_study`, and :mod:`analysis.simulate` gathers both.
+"""The simulated rater, one trial at a time: what the study's simulated raters (:mod:`study_app.bots`) answer and
+what the analysis's simulated studies (:mod:`analysis.simulate_study`) are made of. Pure Python and NumPy (the
+normal distribution from :class:`statistics.NormalDist`), so simulated raters need neither SciPy nor the analysis.
 
 The generative model is the one the analysis models assume, so parameter recovery is meaningful.
 
@@ -28,10 +29,6 @@ Classification (evidence x = the model's margin on the stimulus, by default)
 Lapses: with probability ``lapse`` a trial's answers and confidences are uniformly random (both tasks).  The
 psychometric asymptotes are then γ = λ/2, λ_ψ = λ/2 for authenticity and γ = 1/C, λ_ψ = λ·(1 − 1/C) for
 classification.
-
-The classifier: each stimulus has a quality β_i (log-normal); class logits z_k = β_i·[k = true] + N(0, 1); the
-model's probabilities are softmax(β_i·z / T).  With temperature T = 1 this is the exact Bayes posterior, i.e. the
-model is perfectly calibrated; T < 1 makes it over-confident.  Its anomaly score is ζ = gain·m + N(0, 1).
 """
 
 from __future__ import annotations
@@ -41,19 +38,19 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-from scipy.special import expit, ndtr, ndtri
+from statistics import NormalDist
 
-from cytocore.confidence import confidence_to_raw
-from cytocore.schema import MODEL_PROB_PREFIX
+import numpy as np
+
+from .confidence import confidence_to_raw
+from .schema import CANNOT_TELL, MODEL_PROB_PREFIX
 
 __all__ = [
     "DEFAULT_CLASSES",
-    "ModelProfile",
+    "FAMILIES",
     "RaterProfile",
-    "confidence_to_raw",
+    "class_psychometric",
     "morph_psychometric_truth",
-    "psychometric_F",
     "simulate_response",
 ]
 
@@ -61,23 +58,32 @@ DEFAULT_CLASSES: tuple[str, ...] = (
     "basophil", "eosinophil", "erythroblast", "ig", "lymphocyte", "monocyte", "neutrophil", "platelet",
 )
 FAMILIES = ("logistic", "cumulative_normal", "weibull")
+_NORMAL = NormalDist()
+_ndtr, _ndtri = _NORMAL.cdf, _NORMAL.inv_cdf   # Φ and Φ⁻¹
 
 
-def psychometric_F(z_or_x, family: str, threshold: float | None = None, width: float | None = None):
-    """Sigmoid F of a psychometric function ψ = γ + (1 − γ − λ)·F.
+def _expit(z: float) -> float:
+    try:
+        return 1.0 / (1.0 + math.exp(-z))
+    except OverflowError:   # e^(−z) beyond the float range: the sigmoid is 0
+        return 0.0
+
+
+def class_psychometric(x: float, family: str, threshold: float, width: float) -> float:
+    """Sigmoid F of the class psychometric function ψ = γ + (1 − γ)·F at evidence ``x``.
 
     logistic / cumulative_normal: F((x − threshold)/width).  weibull: 1 − exp(−exp((ln x − ln threshold)/width))
     for x > 0 (0 for x ≤ 0), i.e. the Weibull with scale ``threshold`` and shape 1/``width``.
     """
-    x = np.asarray(z_or_x, dtype=float)
+    x = float(x)
     if family == "logistic":
-        return expit((x - threshold) / width)
+        return _expit((x - threshold) / width)
     if family == "cumulative_normal":
-        return ndtr((x - threshold) / width)
+        return _ndtr((x - threshold) / width)
     if family == "weibull":
         with np.errstate(divide="ignore"):
             lx = np.log(np.maximum(x, 1e-12))
-        return np.where(x > 0, -np.expm1(-np.exp((lx - math.log(threshold)) / width)), 0.0)
+        return float(np.where(x > 0, -np.expm1(-np.exp((lx - math.log(threshold)) / width)), 0.0))
     raise ValueError(f"unknown psychometric family {family!r}; choose from {FAMILIES}")
 
 
@@ -115,16 +121,6 @@ class RaterProfile:
         return dataclasses.asdict(self)
 
 
-@dataclass
-class ModelProfile:
-    """The simulated diffusion classifier."""
-
-    quality_median: float = 3.0   # median β_i (separation of the true-class logit)
-    quality_log_sd: float = 0.5
-    temperature: float = 1.0      # 1 = calibrated
-    anomaly_gain: float = 1.5     # ζ = gain·m + N(0, 1)
-
-
 def morph_psychometric_truth(profile: RaterProfile, stimulus_sd: float) -> dict[str, float]:
     """True cumulative-normal psychometric parameters of P("synthetic" | morph strength) for ``profile``."""
     d, c = profile.d_prime, profile.criterion
@@ -138,13 +134,13 @@ def morph_psychometric_truth(profile: RaterProfile, stimulus_sd: float) -> dict[
 
 def _trunc_normal(mu: float, lower: float | None, upper: float | None, rng: np.random.Generator) -> float:
     """One draw of N(mu, 1) restricted to (lower, upper) by inverse-CDF sampling."""
-    lo = 0.0 if lower is None else ndtr(lower - mu)
-    hi = 1.0 if upper is None else ndtr(upper - mu)
+    lo = 0.0 if lower is None else _ndtr(lower - mu)
+    hi = 1.0 if upper is None else _ndtr(upper - mu)
     if hi - lo < 1e-12:  # numerically all mass at the bound
         return float(lower if lower is not None else upper)
     u = lo + (hi - lo) * rng.random()
     u = min(max(u, 1e-15), 1 - 1e-15)
-    return float(mu + ndtri(u))
+    return float(mu + _ndtri(u))
 
 
 def _level(dist_beyond: float, step: float, K: int) -> int:
@@ -180,9 +176,9 @@ def _class_answer(profile: RaterProfile, stimulus: Mapping[str, Any], classes: S
         q = profile.class_accuracy
     else:
         q = gamma + (1 - gamma) * float(
-            psychometric_F(float(ev), profile.class_family, profile.class_threshold, profile.class_width))
+            class_psychometric(float(ev), profile.class_family, profile.class_threshold, profile.class_width))
     q = min(max(q, 1e-6), 1 - 1e-6)
-    dt = 2.0 * float(ndtri(q))
+    dt = 2.0 * float(_ndtri(q))
     correct = dt / 2 + rng.standard_normal() > 0
     if correct:
         level = _level(_trunc_normal(M * dt / 2, 0.0, None, rng), step, K)
@@ -193,7 +189,7 @@ def _class_answer(profile: RaterProfile, stimulus: Mapping[str, Any], classes: S
         w = np.array([float(stimulus.get(f"{MODEL_PROB_PREFIX}{k}", 0.0) or 0.0) + 0.05 for k in wrong])
         response = str(wrong[int(rng.choice(len(wrong), p=w / w.sum()))])
     if level == 1 and profile.cannot_tell_rate > 0 and rng.random() < profile.cannot_tell_rate:
-        response = "cannot_tell"
+        response = CANNOT_TELL
     return response, level
 
 

@@ -1,0 +1,53 @@
+"""The classification table: what every classifier writes (``cytomodel classify``, ``cytomodel baseline predict``,
+any future one), one row per image and the same column name for the same thing, so triage, evaluation and the
+study build read one format::
+
+    image, [label], pred_class, [runner_up], confidence, [...], prob_<class>…, [framing_*]
+
+``image`` is the file (or ``<image k>``), ``label`` the data's own label when there is one, ``confidence`` the
+top class probability and ``prob_<class>`` one probability per class; what one classifier adds (the diffusion
+classifier's ``anomaly_score``, ``err_<class>``, ...) keeps its own name. A row without a prediction (an image that
+could not be framed) has an empty ``pred_class``.
+
+Tables written before the baseline used these names (``path``, ``predicted``, ``p_<class>``) are read with
+:func:`with_current_names`, the one place the old names are mapped.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the tables are pandas DataFrames; the names load without pandas (command-line parsers)
+    import pandas as pd
+
+IMAGE = "image"
+LABEL = "label"
+PRED_CLASS = "pred_class"
+RUNNER_UP = "runner_up"
+CONFIDENCE = "confidence"
+PROB_PREFIX = "prob_"
+
+#: the baseline's column names before the one schema -> the names of today
+OLD_NAMES: dict[str, str] = {"path": IMAGE, "predicted": PRED_CLASS}
+OLD_PROB_PREFIX = "p_"
+
+
+def prob_column(class_name: str) -> str:
+    """The probability column of a class: ``prob_<class>``."""
+    return f"{PROB_PREFIX}{class_name}"
+
+
+def prob_columns(table: pd.DataFrame) -> list[str]:
+    """The ``prob_<class>`` columns of a classification table, in table order."""
+    return [c for c in table.columns if str(c).startswith(PROB_PREFIX)]
+
+
+def with_current_names(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the old column names of a classification table (``path``, ``predicted``, ``p_<class>``)
+    renamed to today's; a table already in today's names comes back as it is. An old name is renamed only where the
+    table has no column of its new name, so nothing is overwritten."""
+    cols = set(table.columns)
+    renames = {old: new for old, new in OLD_NAMES.items() if old in cols and new not in cols}
+    if not prob_columns(table):
+        renames.update({c: prob_column(c[len(OLD_PROB_PREFIX):]) for c in table.columns
+                        if str(c).startswith(OLD_PROB_PREFIX)})
+    return table.rename(columns=renames) if renames else table
