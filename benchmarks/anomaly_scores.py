@@ -192,6 +192,14 @@ def candidate_scores(val: dict, test: dict, trained: np.ndarray, n_classes: int,
             ref = Reference(mv[vt, None], np.zeros((vt.sum(), 1)), v[3][vt], n_classes, 1, (0, 0))
             out[f"{stat_name}_cls_{region}"] = (ref.z(mv[:, None], np.zeros((len(mv), 1)), v[3])[:, 0],
                                                 ref.z(mt[:, None], np.zeros((len(mt), 1)), t[3])[:, 0])
+        # class gain from low-noise draws only (fine detail) and from high-noise draws only (overall shape)
+        for part, keep in (("lowt", lambda ts: ts < 500), ("hight", lambda ts: ts >= 500)):
+            mv = np.where(keep(val["timesteps"]), gap_v, np.nan)
+            mt = np.where(keep(test["timesteps"]), gap_t, np.nan)
+            mv, mt = np.nanmean(mv, axis=1), np.nanmean(mt, axis=1)
+            ref = Reference(mv[vt, None], np.zeros((vt.sum(), 1)), v[3][vt], n_classes, 1, (0, 0))
+            out[f"class_gain_cls_{part}_{region}"] = (ref.z(mv[:, None], np.zeros((len(mv), 1)), v[3])[:, 0],
+                                                      ref.z(mt[:, None], np.zeros((len(mt), 1)), t[3])[:, 0])
         # the null's own error (how unlike the training distribution as a whole), z-scored per timestep bin
         zero = np.zeros(len(v[3]), dtype=int)
         ref = Reference(np.log(v[1][vt]), val["timesteps"][vt], zero[vt], 1, bins, t_range)
@@ -271,6 +279,12 @@ def main(argv=None) -> int:
     data["val"]["label_index"] = np.array([model.class_names.index(x) if x in model.class_names else -1
                                            for x in data["val"]["labels"]])
     scores = candidate_scores(data["val"], data["test"], trained, n_classes, (cfg.t_min, cfg.t_max))
+    vt = trained(data["val"])
+    for a_, b_ in (("class_gain_cls_disc", "error_margin_disc"), ("class_gain_cls_image", "error_margin_image"),
+                   ("class_gain_cls_disc", "zeta_topk_disc"), ("best_logerr_cls_disc", "error_margin_disc")):
+        (av_, at_), (bv_, bt_) = scores[a_], scores[b_]
+        scores[f"{a_}+{b_}"] = ((quantile_of(av_[vt], av_) + quantile_of(bv_[vt], bv_)) / 2,
+                                (quantile_of(av_[vt], at_) + quantile_of(bv_[vt], bt_)) / 2)
     if args.baseline:
         from cytomodel.data import framed_arrays
         from cytomodel.evaluate import load_baseline

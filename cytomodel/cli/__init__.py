@@ -14,7 +14,7 @@ import sys
 
 from .. import bundled_classifier_path, bundled_model_path
 from ..data import DataError
-from . import baseline, classify, evaluate, framing, generate, train, triage
+from . import baseline, classify, distil, evaluate, framing, generate, train, triage
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "diffusion model of blood cells.")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (train, generate, baseline, classify, evaluate, framing, triage):
+    for group in (train, generate, baseline, classify, distil, evaluate, framing, triage):
         group.register(sub)
     return parser
 

@@ -97,6 +97,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
                           ct.PRED_CLASS: [clf.class_names[i] if i >= 0 else None for i in pred],
                           ct.CONFIDENCE: np.round(np.nanmax(np.where(ok[:, None], proba, 0), 1), 5)})
     table.loc[~ok, ct.CONFIDENCE] = np.nan
+    if clf.student:   # a distilled student also estimates its teacher's anomaly score
+        anomaly = np.full(len(cells), np.nan)
+        anomaly[keep] = clf.anomaly(arrays)
+        table["anomaly_score"] = anomaly
     for j, c in enumerate(clf.class_names):
         table[ct.prob_column(c)] = proba[:, j].round(5)
     table = pd.concat([table, pd.DataFrame([c.columns() for c in cells])], axis=1)
@@ -114,7 +118,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"  {c:<14} recall {r:.4f}" if r is not None else f"  {c:<14} (no images)")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out, index=False)
+        if str(args.out).endswith(".parquet"):
+            table.to_parquet(args.out, index=False)
+        else:
+            table.to_csv(args.out, index=False)
         print(f"wrote {len(table)} predictions to {args.out}")
     elif labels is None:
         print(table[[ct.IMAGE, ct.PRED_CLASS, ct.CONFIDENCE]].to_string(index=False))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .. import classify, evaluate, models, runtime
 from ..classify.config import ANOMALY_SCORES, ERROR_REGIONS, LAB_CONDITIONS, STRATEGIES, WEIGHTINGS, ClassifierConfig
+from . import baseline
 from .common import add_data_args, add_device_arg, add_intake_args, check_out_suffix
 
 
@@ -57,6 +58,9 @@ def _load(args, device=None):
 
 def cmd_classify(args: argparse.Namespace) -> int:
     check_out_suffix(args.out, (".csv", ".parquet"))
+    if (Path(args.model) / "baseline.json").is_file():
+        # a single-pass classifier (a distilled student or the baseline CNN): the same table, in one forward pass
+        return baseline.cmd_predict(argparse.Namespace(**{**vars(args), "images": None}))
     state = classify.partial_state()
     # under `accelerate launch` every process uses its own device; otherwise --device decides
     device = state.device if state.num_processes > 1 and args.device is None else None

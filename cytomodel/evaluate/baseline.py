@@ -135,6 +135,12 @@ class BaselineClassifier:
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
+    @property
+    def student(self) -> dict[str, Any] | None:
+        """A distilled student's record (its teacher, and the scale of its anomaly head), or None for a baseline:
+        a student's network has one output more than it has classes, the teacher's anomaly score."""
+        return self.metadata.get("student")
+
     def to(self, device) -> "BaselineClassifier":
         self.net.to(device)
         return self
@@ -174,8 +180,14 @@ class BaselineClassifier:
             xb = self._normalise(x[s:s + batch_size].to(device))
             with _autocast(precision, device):
                 y = self.net.features(xb) if what == "features" else self.net(xb)
+            if what == "logits":
+                y = y[:, :len(self.class_names)]
+            elif what == "anomaly":
+                y = y[:, len(self.class_names)]
             out.append(y.float().cpu())
         if not out:
+            if what == "anomaly":
+                return np.zeros(0, np.float32)
             dim = self.net.feature_dim if what == "features" else len(self.class_names)
             return np.zeros((0, dim), np.float32)
         return torch.cat(out).numpy()
@@ -192,6 +204,13 @@ class BaselineClassifier:
     def predict(self, images, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
         """(N,) int64 index of the most probable class."""
         return self.logits(images, batch_size, precision).argmax(1)
+
+    def anomaly(self, images, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
+        """(N,) a student's estimate of its teacher's anomaly score (on the teacher's scale)."""
+        if not self.student:
+            raise ValueError("only a distilled student has an anomaly head; this is a baseline classifier")
+        a = self.student["anomaly"]
+        return self._run(images, "anomaly", batch_size, precision) * a["scale"] + a["loc"]
 
     def features(self, images, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
         """(N, D) float32 penultimate-layer (globally pooled) features, e.g. for nearest-neighbour checks."""
@@ -235,7 +254,8 @@ class BaselineClassifier:
         if meta.get("format_version", 0) > FORMAT_VERSION:
             raise ValueError(f"{path} was written by a newer cytomodel (format {meta['format_version']}); upgrade")
         arch = meta["architecture"]
-        net = ResNetSmall(len(meta["class_names"]), tuple(arch["widths"]), tuple(arch["blocks"]),
+        outputs = len(meta["class_names"]) + (1 if meta.get("student") else 0)
+        net = ResNetSmall(outputs, tuple(arch["widths"]), tuple(arch["blocks"]),
                           float(arch.get("dropout", 0.0)), int(arch.get("stem_stride", 1)), arch.get("norm", "batch"))
         state = {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path / WEIGHTS_FILE)).items()}
         net.load_state_dict(state)

@@ -167,6 +167,11 @@ class _Run:
             self.opt, lambda s: (s + 1) / warm if s < warm else
             0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
 
+    def loss(self, logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Class-weighted, label-smoothed cross-entropy against the images' labels."""
+        return F.cross_entropy(logits, self.batches.labels[idx].to(self.device), weight=self.weight,
+                               label_smoothing=self.label_smoothing)
+
     def epoch(self, epoch: int, total: int, gen: torch.Generator, bar) -> float:
         """One pass over the images in a random order (stopping at ``total`` steps); its mean training loss."""
         self.net.train()
@@ -178,9 +183,8 @@ class _Run:
             idx = order[b * self.batch_size:(b + 1) * self.batch_size]
             xb = self.batches.batch(idx, gen).to(self.device)
             with _autocast(self.precision, self.device):
-                logits = self.net(xb)
-            loss = F.cross_entropy(logits.float(), self.batches.labels[idx].to(self.device), weight=self.weight,
-                                   label_smoothing=self.label_smoothing)
+                out = self.net(xb)
+            loss = self.loss(out.float(), idx)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()

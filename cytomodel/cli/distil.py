@@ -1,0 +1,69 @@
+"""``cytomodel distil``: train a single-pass student of the diffusion classifier from its classification table
+(argument parsing only; the method is :mod:`cytomodel.evaluate.distillation`)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .. import classify, data, models, runtime
+from .common import add_device_arg
+
+
+def cmd_distil(args: argparse.Namespace) -> int:
+    # numpy, torch and the distillation (which loads torch) only when the command runs, not when the parser is built
+    import numpy as np
+    import torch
+    from ..evaluate import distillation  # torch: see above
+
+    runtime.configure_runtime()
+    table_path = Path(args.teacher_table)
+    table = classify.classified(classify.read_table(table_path)).reset_index(drop=True)
+    teacher = models.load_base(args.model)
+    probs, anomaly = distillation.teacher_targets(table, teacher.class_names)
+    intake = teacher.intake()
+    paths = [Path(p) for p in table["image"]]
+    cells = intake.frame(paths, [str(p) for p in paths], progress=True)
+    arrays, keep = data.framed_arrays(cells, teacher.resolution)
+    if len(keep) < len(paths):
+        print(f"warning: {len(paths) - len(keep)} teacher rows' images could not be framed again; left out",
+              file=sys.stderr)
+    names = teacher.class_names
+    labels = table["pred_class"].to_numpy()[keep]        # for the class counts only: the loss uses probabilities
+    images = data.ImageArrays(arrays, np.array([names.index(c) for c in labels], dtype=np.int64), list(names), [],
+                              distillation.table_hash(table))
+    run_key = table_path.with_name(table_path.name + ".run.json")
+    record = distillation.teacher_record(teacher.metadata, str(args.model), table,
+                                         json.loads(run_key.read_text()) if run_key.is_file() else None)
+    print(f"{len(arrays)} cells from {table_path} (teacher {args.model}); training the student")
+    student = distillation.distil_student(images, probs[keep], anomaly[keep], record, epochs=args.epochs,
+                                          batch_size=args.batch_size, seed=args.seed, lr=args.lr,
+                                          anomaly_weight=args.anomaly_weight, max_steps=args.max_steps,
+                                          device=runtime.resolve_device(args.device))
+    extra = {k: teacher.metadata[k] for k in ("framing", "source_framing") if k in teacher.metadata}
+    extra["crop_fraction"] = teacher.crop_fraction
+    student.save_pretrained(args.out, dtype=torch.float32, extra=extra)
+    print(f"student saved to {args.out}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("distil", help="train a single-pass student of the diffusion classifier",
+                       description="Train a small CNN on the diffusion classifier's probabilities (at its fitted "
+                       "temperature) and anomaly scores — a `cytomodel classify` table of the training split — with "
+                       "the training augmentations. The student is a baseline folder with an anomaly head: "
+                       "`cytomodel classify --model STUDENT` and `cytomodel triage` take it.")
+    p.add_argument("--teacher-table", required=True, help="`cytomodel classify` output over the training images "
+                   "(.csv/.parquet)")
+    p.add_argument("--model", default=None, help="the teacher model folder (default: the bundled classifier)")
+    p.add_argument("--out", required=True, help="student folder")
+    p.add_argument("--epochs", type=int, default=20, help="(%(default)s)")
+    p.add_argument("--batch-size", type=int, default=128, help="(%(default)s)")
+    p.add_argument("--lr", type=float, default=3e-3, help="(%(default)s)")
+    p.add_argument("--anomaly-weight", type=float, default=1.0, help="weight of the anomaly head's loss "
+                   "(%(default)s)")
+    p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (tests)")
+    p.add_argument("--seed", type=int, default=0)
+    add_device_arg(p)
+    p.set_defaults(func=cmd_distil, bundled="classifier")

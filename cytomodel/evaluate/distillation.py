@@ -1,0 +1,130 @@
+"""A single-pass student of the diffusion classifier: the baseline's network with one output more, trained on the
+teacher's soft posteriors (at its fitted temperature) and on its anomaly score, over the training split with the
+training augmentations.
+
+Why: the diffusion classifier needs ~68 UNet calls per cell; a smear has thousands of cells and a cohort millions.
+A student answers in one forward pass and, unlike a baseline trained on labels, inherits the teacher's calibration
+(it learns the teacher's probabilities, not one-hot labels) and its anomaly flag (a regression head). The teacher's
+tables come from ``cytomodel classify`` (resumable), so the expensive part is done once.
+
+A student is saved as a baseline folder (``baseline.json`` with a ``student`` record: the teacher, its
+temperature and anomaly score, and the scale of the anomaly head), so ``BaselineClassifier.from_pretrained``,
+``cytomodel baseline predict``, ``cytomodel classify --model STUDENT`` and triage all take it.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cytocore import classification as ct
+
+from ..data import ImageArrays
+from ..models.base import pixel_statistics
+from ..runtime import configure_runtime, resolve_device
+from .baseline import BaselineClassifier, ResNetSmall
+from .baseline_training import _Batches, _Run, _class_counts, _record
+
+
+def teacher_targets(table: pd.DataFrame, class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, C) probabilities (columns in ``class_names`` order) and (N,) anomaly scores of a classification table's
+    classified rows, checked: every class has a ``prob_<class>`` column and nothing is missing."""
+    table = ct.with_current_names(table)
+    missing = [ct.prob_column(c) for c in class_names if ct.prob_column(c) not in table]
+    if missing or "anomaly_score" not in table:
+        raise ValueError(f"the teacher table lacks {missing + ([] if 'anomaly_score' in table else ['anomaly_score'])}"
+                         ": give the output of `cytomodel classify` with the teacher model")
+    probs = table[[ct.prob_column(c) for c in class_names]].to_numpy(np.float64)
+    anomaly = table["anomaly_score"].to_numpy(np.float64)
+    bad = ~np.isfinite(probs).all(axis=1) | ~np.isfinite(anomaly)
+    if bad.any():
+        raise ValueError(f"{int(bad.sum())} teacher rows have no probabilities or anomaly score (first: "
+                         f"{table[ct.IMAGE].iloc[int(np.argmax(bad))]}); keep only classified rows")
+    return probs / probs.sum(axis=1, keepdims=True), anomaly
+
+
+class _DistilRun(_Run):
+    """The baseline's training run with the student's loss: cross-entropy against the teacher's probabilities plus
+    a Huber loss of the anomaly head against the teacher's standardised anomaly score."""
+
+    def targets(self, probs: np.ndarray, anomaly_z: np.ndarray, anomaly_weight: float) -> None:
+        self.probs = torch.from_numpy(probs.astype(np.float32))
+        self.anomaly_z = torch.from_numpy(anomaly_z.astype(np.float32))
+        self.anomaly_weight = anomaly_weight
+
+    def loss(self, out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        c = self.probs.shape[1]
+        p = self.probs[idx].to(self.device)
+        soft_ce = -(p * torch.log_softmax(out[:, :c], dim=1)).sum(dim=1).mean()
+        huber = torch.nn.functional.smooth_l1_loss(out[:, c], self.anomaly_z[idx].to(self.device))
+        return soft_ce + self.anomaly_weight * huber
+
+
+def distil_student(data: ImageArrays, probs: np.ndarray, anomaly: np.ndarray, teacher: dict[str, Any],
+                   epochs: int = 20, batch_size: int = 128, seed: int = 0, lr: float = 3e-3,
+                   weight_decay: float = 5e-4, widths: Sequence[int] = (32, 64, 128),
+                   blocks: Sequence[int] = (1, 1, 1), dropout: float = 0.1, color_jitter: float = 0.05,
+                   anomaly_weight: float = 1.0, norm: str = "group", precision: str = "bf16",
+                   max_steps: int | None = None, progress: bool = True, threads: int | None = None,
+                   device: str | torch.device | None = None) -> BaselineClassifier:
+    """Train a student on ``data`` (the teacher's framed images, in the order of ``probs``/``anomaly`` rows).
+
+    ``teacher``: what the student records about its teacher (model, hash, temperature, anomaly score, table hash).
+    Group norm by default: a cell's own statistics, not the batch's, as for other labs' cells. Seeded."""
+    from tqdm.auto import tqdm   # tqdm: only a training shows a bar
+
+    if len(probs) != len(data.images) or len(anomaly) != len(data.images):
+        raise ValueError(f"{len(data.images)} images but {len(probs)} teacher rows: they must match one to one")
+    configure_runtime(threads)
+    dev = resolve_device(device)
+    counts = _class_counts(data, None)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    mean, std = pixel_statistics(data.images)
+    loc = float(np.median(anomaly))
+    scale = float(1.4826 * np.median(np.abs(anomaly - loc))) or float(np.std(anomaly)) or 1.0
+    net = ResNetSmall(len(data.class_names) + 1, widths, blocks, dropout, 1, norm).to(dev)
+    clf = BaselineClassifier(net, list(data.class_names), int(data.images.shape[1]), mean, std)
+    run = _DistilRun(net, _Batches(data, None, mean, std, color_jitter, 0.0), dev, precision, 0.0, None, batch_size)
+    run.targets(probs, (anomaly - loc) / scale, anomaly_weight)
+    total = epochs * run.steps_per_epoch if max_steps is None else min(max_steps, epochs * run.steps_per_epoch)
+    run.optimise(lr, weight_decay, total)
+    history, t0 = [], time.time()
+    bar = tqdm(total=total, desc="distil student", unit="step", dynamic_ncols=True) if progress else None
+    for epoch in range(epochs):
+        if run.step >= total:
+            break
+        loss = run.epoch(epoch, total, gen, bar)
+        history.append({"epoch": epoch + 1, "step": run.step, "train_loss": round(loss, 5),
+                        "seconds": round(time.time() - t0, 1)})
+    if bar is not None:
+        bar.close()
+    net.eval()
+    clf.metadata = _record(data, counts, net, run.step, history, round(time.time() - t0, 1), dict(
+        epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=0.0,
+        color_jitter=color_jitter, lab_augment=0.0, balanced=False, precision=precision, seed=seed, widths=widths,
+        blocks=blocks, dropout=dropout, stem_stride=1, norm=norm, source_px=None))
+    clf.metadata["name"] = f"cytomodel-student-{data.images.shape[1]}"
+    clf.metadata["student"] = {"teacher": teacher, "anomaly": {"loc": loc, "scale": scale},
+                               "loss": "soft cross-entropy to the teacher's probabilities + "
+                                       f"{anomaly_weight:g} x Huber(anomaly head, standardised teacher anomaly)"}
+    return clf
+
+
+def table_hash(table: pd.DataFrame) -> str:
+    """A short hash of a teacher table's content (the provenance of a student)."""
+    return hashlib.sha256(pd.util.hash_pandas_object(table, index=False).values.tobytes()).hexdigest()[:16]
+
+
+def teacher_record(model_meta: dict[str, Any], model_dir: str, table: pd.DataFrame,
+                   classifier_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a student records about its teacher: the model (folder, name, steps, data), the table it learned from
+    (hash, rows, temperature) and the classifier settings that made the table."""
+    temperature = float(table["temperature"].iloc[0]) if "temperature" in table and len(table) else None
+    return {"model": model_dir, "name": model_meta.get("name"), "train_steps": model_meta.get("train_steps"),
+            "data_hash": model_meta.get("data_hash"), "table_hash": table_hash(table), "rows": int(len(table)),
+            "temperature": temperature, "classifier_config": classifier_config}

@@ -1,0 +1,84 @@
+"""The distilled student: learns a teacher's probabilities and anomaly score, loads as a baseline folder with an
+anomaly head, and writes the classification table through `cytomodel classify` and `baseline predict`."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from cytomodel.data import load_dataset
+from cytomodel.evaluate import BaselineClassifier
+from cytomodel.evaluate.distillation import distil_student, teacher_targets
+
+
+def _teacher(data):
+    """A teacher that is not a model: 0.7 on the *next* class of each cell's label (so following the labels, which
+    the student is given for class counts only, fails), and an anomaly score that is the cell's mean red level (a
+    pixel property no label carries)."""
+    n, c = len(data.images), len(data.class_names)
+    target = (data.labels + 1) % c
+    probs = np.full((n, c), 0.3 / (c - 1))
+    probs[np.arange(n), target] = 0.7
+    anomaly = data.images[..., 0].mean(axis=(1, 2)) / 10.0 + 50.0
+    return probs, anomaly, target
+
+
+def test_student_learns_the_teachers_probabilities_and_anomaly_score(tiny_dataset, tmp_path):
+    data = load_dataset(tiny_dataset, 16)
+    probs, anomaly, target = _teacher(data)
+    student = distil_student(data, probs, anomaly, {"model": "synthetic"}, epochs=60, batch_size=12, lr=1e-2,
+                             progress=False, precision="fp32", threads=1)
+    agree = np.mean(student.predict(data.images) == target)
+    assert agree >= 0.9, agree                       # it follows the teacher, not the labels
+    p = student.predict_proba(data.images)
+    assert np.abs(p.max(axis=1) - 0.7).mean() < 0.15  # soft targets: not one-hot confidence
+    rho = spearmanr(student.anomaly(data.images), anomaly)[0]
+    assert rho > 0.7, rho
+    assert abs(np.median(student.anomaly(data.images)) - np.median(anomaly)) < 2.0   # the teacher's scale
+    student.save_pretrained(tmp_path / "student")
+    again = BaselineClassifier.from_pretrained(tmp_path / "student")
+    np.testing.assert_allclose(again.anomaly(data.images), student.anomaly(data.images), rtol=1e-5)
+    assert again.logits(data.images).shape == (len(data.images), len(data.class_names))
+
+
+def test_teacher_table_is_checked():
+    table = pd.DataFrame({"image": ["a", "b"], "pred_class": ["x", "y"], "prob_x": [0.9, np.nan],
+                          "prob_y": [0.1, np.nan], "anomaly_score": [0.0, 1.0]})
+    with pytest.raises(ValueError, match="no probabilities"):
+        teacher_targets(table, ["x", "y"])
+    with pytest.raises(ValueError, match="prob_z"):
+        teacher_targets(table.iloc[:1], ["x", "y", "z"])
+    probs, anomaly = teacher_targets(table.iloc[:1], ["y", "x"])
+    np.testing.assert_allclose(probs, [[0.1, 0.9]])
+
+
+def test_cli_distil_then_classify_and_triage_with_the_student(tiny_model_dir, tiny_dataset, tmp_path):
+    from cytomodel.cli import main
+
+    teacher_table = tmp_path / "teacher.csv"
+    assert main(["classify", "--model", str(tiny_model_dir), "--data", str(tiny_dataset), "--out",
+                 str(teacher_table), "--trials", "3", "--min-trials", "2", "--temperature", "0.01"]) == 0
+    out = tmp_path / "student"
+    assert main(["distil", "--teacher-table", str(teacher_table), "--model", str(tiny_model_dir), "--out", str(out),
+                 "--max-steps", "4", "--batch-size", "8", "--epochs", "2"]) == 0
+    meta = json.loads((out / "baseline.json").read_text())
+    assert meta["student"]["teacher"]["rows"] == 36 and meta["student"]["teacher"]["classifier_config"]["trials"] == 3
+    teacher_meta = json.loads((tiny_model_dir / "cytomodel.json").read_text())
+    assert meta.get("framing") == teacher_meta.get("framing")      # the student frames cells as its teacher did
+    assert meta["crop_fraction"] == teacher_meta["preprocessing"].get("crop_fraction", 1.0)
+    table_path = tmp_path / "student.csv"
+    assert main(["classify", "--model", str(out), "--data", str(tiny_dataset), "--out", str(table_path)]) == 0
+    table = pd.read_csv(table_path)
+    teacher = pd.read_csv(teacher_table)
+    assert {"image", "label", "pred_class", "confidence", "anomaly_score"} <= set(table.columns)
+    assert [c for c in table.columns if c.startswith("prob_")] == [c for c in teacher.columns if c.startswith("prob_")]
+    assert np.isfinite(table.anomaly_score).all()
+    assert main(["triage", "--calibration", str(table_path), "--cells", str(table_path), "--out",
+                 str(tmp_path / "triage")]) == 0
+    decisions = pd.read_csv(tmp_path / "triage" / "decisions_diffusion.csv")
+    assert len(decisions) == 36
+    record = json.loads((tmp_path / "triage" / "triage.json").read_text())
+    assert "student" in json.dumps(record)          # triage used the student's own anomaly score
