@@ -27,7 +27,7 @@ from ..data import ImageArrays
 from ..models.base import pixel_statistics
 from ..runtime import configure_runtime, resolve_device
 from .baseline import BaselineClassifier, ResNetSmall
-from .baseline_training import _Batches, _Run, _class_counts, _record
+from .baseline_training import _Batches, _Run, _record
 
 
 def teacher_targets(table: pd.DataFrame, class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +81,10 @@ def distil_student(data: ImageArrays, probs: np.ndarray, anomaly: np.ndarray, te
         raise ValueError(f"{len(data.images)} images but {len(probs)} teacher rows: they must match one to one")
     configure_runtime(threads)
     dev = resolve_device(device)
-    counts = _class_counts(data, None)
+    if len(data.images) == 0:
+        raise ValueError("no training images for the student")
+    # predicted-class counts, for the record only: soft targets teach every class, whichever the teacher picked
+    counts = np.bincount(data.labels, minlength=len(data.class_names))
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     mean, std = pixel_statistics(data.images)

@@ -1,0 +1,148 @@
+"""The distilled student against its teacher (the diffusion classifier) and the baseline CNN, side by side in one run
+on the same cells (issue 22): cells/s, accuracy, ECE, triage coverage at a target error with its guarantee, and —
+given a held-out-class teacher's tables and its student — anomaly AUROC on the held-out class.
+
+    python benchmarks/student_vs_teacher.py --teacher data/models/cpu-32-lab --student runs/student \\
+        --baseline data/models/baseline-32 --teacher-val runs/teacher_val.csv --teacher-test runs/teacher_test.csv \\
+        --speed-cells 200 --out docs/results/student.json
+    [--holdout ig --holdout-teacher-val ... --holdout-teacher-test ... --holdout-student DIR]
+
+The teacher's tables are `cytomodel classify` outputs (computed once, resumably); the student's and the baseline's
+are computed here (seconds). Speed: the teacher classifies ``--speed-cells`` test cells at its defaults, the
+student and the baseline the same cells, alternating, on this process's threads (printed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def single_pass_table(clf, teacher_table: pd.DataFrame) -> pd.DataFrame:
+    """The classification table of a student or baseline on the cells of a teacher table (framed by its intake)."""
+    from cytocore import classification as ct
+    from cytomodel.data import framed_arrays
+
+    cells = clf.intake().frame(list(teacher_table["image"]))
+    arrays, keep = framed_arrays(cells, clf.resolution)
+    if len(keep) != len(cells):
+        raise RuntimeError(f"{len(cells) - len(keep)} cells could not be framed again")
+    proba = clf.predict_proba(arrays)
+    table = pd.DataFrame({ct.IMAGE: teacher_table["image"].to_numpy(), ct.LABEL: teacher_table["label"].to_numpy(),
+                          ct.PRED_CLASS: np.asarray(clf.class_names)[proba.argmax(1)],
+                          ct.CONFIDENCE: proba.max(1)})
+    if clf.student:
+        table["anomaly_score"] = clf.anomaly(arrays)
+    for j, c in enumerate(clf.class_names):
+        table[ct.prob_column(c)] = proba[:, j]
+    return table
+
+
+def metrics(table: pd.DataFrame, class_names: list[str]) -> dict:
+    from cytomodel.evaluate.metrics import classification_summary, ece_score
+
+    known = table[table["label"].isin(class_names)]
+    idx = {c: i for i, c in enumerate(class_names)}
+    y = known["label"].map(idx).to_numpy()
+    p = known[[f"prob_{c}" for c in class_names]].to_numpy(np.float64)
+    s = classification_summary(y, p.argmax(1), len(class_names))
+    return {"n": int(len(known)), "accuracy": float(np.mean(p.argmax(1) == y)),
+            "balanced_accuracy": float(s["balanced_accuracy"]), "ece": float(ece_score(p, y))}
+
+
+def triage(val: pd.DataFrame, test: pd.DataFrame, target: float, held_out: list[str]) -> dict:
+    from cytomodel.classify.triage import apply_triage, fit_triage, summarise_triage, without_labels
+
+    cal, _ = without_labels(val, held_out)
+    rule = fit_triage(cal, target_error=target)
+    return summarise_triage(apply_triage(test, rule), classes=held_out or None)
+
+
+def speed(teacher, student, baseline, table: pd.DataFrame, n: int) -> dict:
+    import torch
+
+    from cytomodel.classify import ClassifierConfig, classify_arrays
+    from cytomodel.data import framed_arrays
+
+    cells = teacher.intake().frame(list(table["image"][:n]))
+    arrays, _ = framed_arrays(cells, teacher.resolution)
+    out = {"cells": len(arrays), "threads": torch.get_num_threads()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        classify_arrays(teacher, arrays, ClassifierConfig())
+        out["teacher_cells_per_s"] = len(arrays) / (time.perf_counter() - t0)
+    for name, clf in (("student", student), ("baseline", baseline)):
+        if clf is None:
+            continue
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            clf.predict_proba(arrays)
+            if clf.student:
+                clf.anomaly(arrays)
+            times.append(time.perf_counter() - t0)
+        out[f"{name}_cells_per_s"] = len(arrays) / float(np.median(times))
+        out[f"{name}_speedup_over_teacher"] = out[f"{name}_cells_per_s"] / out["teacher_cells_per_s"]
+    return out
+
+
+def main(argv=None) -> int:
+    from sklearn.metrics import roc_auc_score
+
+    from cytomodel.classify import read_table
+    from cytomodel.evaluate import load_baseline
+    from cytomodel.models.loading import load_base
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--student", required=True)
+    p.add_argument("--baseline")
+    p.add_argument("--teacher-val", required=True)
+    p.add_argument("--teacher-test", required=True)
+    p.add_argument("--speed-cells", type=int, default=200)
+    p.add_argument("--target-error", type=float, default=0.01)
+    p.add_argument("--holdout")
+    p.add_argument("--holdout-teacher-val")
+    p.add_argument("--holdout-teacher-test")
+    p.add_argument("--holdout-student")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+
+    teacher = load_base(args.teacher)
+    student = load_baseline(args.student)
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    tv, tt = read_table(Path(args.teacher_val)), read_table(Path(args.teacher_test))
+    res = {"speed": speed(teacher, student, baseline, tt, args.speed_cells), "test": {}, "triage": {}}
+    for name, clf in (("teacher", None), ("student", student), ("baseline", baseline)):
+        if name != "teacher" and clf is None:
+            continue
+        val, test = (tv, tt) if clf is None else (single_pass_table(clf, tv), single_pass_table(clf, tt))
+        res["test"][name] = metrics(test, teacher.class_names)
+        res["triage"][name] = triage(val, test, args.target_error, [])
+    if args.holdout and args.holdout_student:
+        hv, ht = read_table(Path(args.holdout_teacher_val)), read_table(Path(args.holdout_teacher_test))
+        hs = load_baseline(args.holdout_student)
+        res["holdout"] = {"class": args.holdout}
+        for name, table in (("teacher", ht), ("student", single_pass_table(hs, ht))):
+            y = (table["label"] == args.holdout).to_numpy()
+            res["holdout"][f"{name}_auroc"] = float(roc_auc_score(y, table["anomaly_score"]))
+            res["holdout"][f"{name}_triage"] = triage(hv if name == "teacher" else single_pass_table(hs, hv), table,
+                                                      args.target_error, [args.holdout])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=1, default=str))
+    print(json.dumps(res, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
