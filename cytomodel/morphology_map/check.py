@@ -206,6 +206,26 @@ def subtype_check(features: dict[str, np.ndarray], labels, subtypes, seed: int =
     return pd.DataFrame(rows, columns=["representation", "class", "metric", "value", "n"])
 
 
+TRAINED = "(trained classes)"
+
+
+def class_probe(features: dict[str, np.ndarray], labels, seed: int = 0, k: int = 5, folds: int = 5,
+                permutations: int = 1000) -> pd.DataFrame:
+    """The same k-NN probe for the trained classes, over all cells (rows with class ``(trained classes)``): how well
+    a representation separates what the models were trained on — the yardstick for reading its subtype probe."""
+    rows = []
+    labels = np.asarray(labels).astype(str)
+    if len(set(labels)) < 2:
+        return pd.DataFrame(rows, columns=["representation", "class", "metric", "value", "n"])
+    for rep, x in features.items():
+        probe = knn_probe(x, labels, k=k, folds=folds, seed=seed, permutations=permutations)
+        for metric, key in (("knn_balanced_accuracy", "balanced_accuracy"), ("knn_chance", "chance"),
+                            ("knn_p_value", "p_value")):
+            rows.append({"representation": rep, "class": TRAINED, "metric": metric, "value": probe[key],
+                         "n": len(labels)})
+    return pd.DataFrame(rows, columns=["representation", "class", "metric", "value", "n"])
+
+
 def subtype_counts(labels, subtypes_raw) -> pd.DataFrame:
     """How many sampled cells carry each (class, subtype) — the table that says what the check could see."""
     df = pd.DataFrame({"class": np.asarray(labels).astype(str),

@@ -140,7 +140,8 @@ def write_map_html(path: Path, coords: dict[str, np.ndarray], cells: pd.DataFram
                     "(0 = chance, 1 = the same partition; mean and sd over the subsample reruns), the same for "
                     "k-means told the number of subtypes, and a k-NN subtype probe (stratified cross-validation, "
                     "balanced accuracy; chance = 1/number of subtypes; p from label permutations). "
-                    "n = cells with a subtype."),
+                    "n = cells with a subtype. The rows '(trained classes)': the same probe for the trained "
+                    "classes over all cells — how well the representation separates what was trained."),
         check=_table(_pivot(check)),
         cand_note=("Clusters inside a class, with their stability: the mean Jaccard similarity with the best "
                    "matching cluster of each rerun on a subsample with another seed (≥ the threshold: a stable "
@@ -172,7 +173,7 @@ def _table(df: pd.DataFrame, digits: int = 3) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     rows = []
     for r in df.itertuples(index=False):
-        cells = [f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else html.escape(str(v)) for v in r]
+        cells = [_fmt(v, digits) for v in r]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
@@ -185,5 +186,14 @@ def summary_rows(check: pd.DataFrame) -> Sequence[str]:
     cols = list(wide.columns)
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in wide.itertuples(index=False):
-        out.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v) for v in r) + " |")
+        out.append("| " + " | ".join(_fmt(v) for v in r) + " |")
     return out
+
+
+def _fmt(v, digits: int = 3) -> str:
+    """A table cell: floats to ``digits``, missing values empty."""
+    if v is None or v is pd.NA or (isinstance(v, (float, np.floating)) and np.isnan(v)):
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.{digits}f}"
+    return html.escape(str(v))

@@ -23,7 +23,7 @@ from ..models.loading import base_folder, load_base
 from ..runtime import configure_runtime, resolve_device
 from .cells import list_added, manifest_of, sample_cells
 from .config import MapConfig
-from .check import Reducer, checkable, subtype_check, subtype_counts, umap_embed
+from .check import TRAINED, Reducer, checkable, class_probe, subtype_check, subtype_counts, umap_embed
 from .figures import contact_sheet, fig_check, fig_map
 from .html import summary_rows, write_map_html
 from .representations import baseline_features, diffusion_features, error_features, pixel_features
@@ -96,6 +96,8 @@ def build_map(model_dir: str | Path, data: str | Path, out: str | Path, config: 
     runs = {(c.representation, c.label): c.runs for c in clustered}
     check = subtype_check(features, labels, subtypes, cfg.seed, cfg.settings(), reference, runs, cfg.knn_k,
                           cfg.folds, cfg.min_per_subtype, cfg.permutations)
+    check = pd.concat([check, class_probe(features, labels, cfg.seed, cfg.knn_k, cfg.folds, cfg.permutations)],
+                      ignore_index=True)
     clock["check"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -275,8 +277,8 @@ def _write(out: Path, cfg: MapConfig, cells, check, candidates, features, coords
     files.append(out / "features.npz")
     sub_classes = list(checkable(cells["label"], cells["subtype"], cfg.min_per_subtype))
     files += fig_map(coords, cells, out / "figures" / "map", added_coords, sub_classes)
-    if not check.empty:
-        files += fig_check(check, out / "figures" / "check")
+    if not check[check["class"] != TRAINED].empty:
+        files += fig_check(check[check["class"] != TRAINED], out / "figures" / "check")
     files += sorted((out / "candidates").rglob("*.png"))
     return files
 
@@ -304,7 +306,9 @@ def _write_summary(out: Path, cfg: MapConfig, cells, check, candidates, clock, m
           "AMI: 0 = chance, 1 = the clusters are the subtypes (HDBSCAN: the reference clustering, and mean / sd over "
           f"{cfg.runs} reruns on {cfg.subsample:.0%} subsamples; k-means: told the number of subtypes). "
           f"knn_balanced_accuracy: stratified {cfg.folds}-fold cross-validation, k = {cfg.knn_k}; knn_chance = 1 / "
-          f"number of subtypes; knn_p_value: {cfg.permutations} label permutations.", "",
+          f"number of subtypes; knn_p_value: {cfg.permutations} label permutations. The `{TRAINED}` rows: the same "
+          "probe for the trained classes over all cells (how well the representation separates what was trained).",
+          "",
           "## Stable candidates", "",
           *[f"- {rep}: {int(v)} stable cluster(s) (Jaccard ≥ {cfg.stable_jaccard} over {cfg.runs} reruns) in classes "
             "that split" for rep, v in n_cand.items()], "",

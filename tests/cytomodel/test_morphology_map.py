@@ -174,7 +174,10 @@ def test_map_command_writes_the_map_tables_figures_and_provenance(map_run, tiny_
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     check = pd.read_csv(out / "tables" / "check.csv")
     assert list(check.columns) == ["representation", "class", "metric", "value", "n"]
-    assert set(check["class"]) == {"alpha"} and set(check["n"]) == {48}
+    assert set(check["class"]) == {"alpha", "(trained classes)"} and set(check["n"]) == {48, 80}
+    trained = check[check["class"] == "(trained classes)"].set_index(["representation", "metric"])["value"]
+    assert trained[("pixels", "knn_balanced_accuracy")] > 0.9 and trained[("pixels", "knn_chance")] == 1 / 3
+    check = check[check["class"] == "alpha"]
     assert set(check["representation"]) == {"diffusion_t20", "diffusion_t200", "denoising_errors", "baseline_cnn",
                                             "pixels"}
     v = check.set_index(["representation", "metric"])["value"]
@@ -226,6 +229,9 @@ def test_map_html_opens_offline_in_chromium_and_shows_the_hovered_cell(map_run, 
 
 
 def test_bad_input_is_a_clear_error(tiny_model_dir, subtyped_data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["map", "--help"])
+    assert done.value.code == 0 and "--noise-level" in capsys.readouterr().out
     base = ["map", "--model", str(tiny_model_dir), "--out", str(tmp_path / "o"), "--baseline", "none", "--quiet"]
     assert main(base + ["--data", str(tmp_path / "nowhere")]) == 2
     assert "nowhere does not exist" in capsys.readouterr().err
@@ -260,7 +266,7 @@ def test_map_of_real_pbc_cells_with_the_bundled_models(shared_data, tmp_path):
                     baseline_dir=bundled_baseline_path(), progress=False)
     assert len(res.cells) >= 44 and set(res.cells["label"]) == {"neutrophil", "ig"}
     assert {"BNE", "SNE"} <= set(res.cells["subtype"].dropna())
-    assert set(res.check["class"]) == {"neutrophil", "ig"}
+    assert set(res.check["class"]) == {"neutrophil", "ig", "(trained classes)"}
     assert set(res.check["representation"]) == {"diffusion_t100", "baseline_cnn", "pixels"}
     ba = res.check[res.check["metric"] == "knn_balanced_accuracy"]["value"]
     assert ba.between(0, 1).all()
