@@ -1,7 +1,8 @@
 """``cytomodel`` command line: a thin layer over the package's functions, one module per command group (argument
 parsing only): :mod:`.train` (train), :mod:`.generate` (generate, export, cascade), :mod:`.baseline` (baseline
 train|predict), :mod:`.classify` (classify, calibrate, explain), :mod:`.evaluate` (evaluate, train-variant),
-:mod:`.framing` (framing measure|show), :mod:`.triage` (triage), :mod:`.morphology_map` (map); shared argument helpers in :mod:`.common`.
+:mod:`.framing` (framing measure|show), :mod:`.triage` (triage), :mod:`.morphology_map` (map); shared argument
+helpers in :mod:`.common`.
 
 Building the parser imports no torch (``cytomodel --help`` is instant): the command modules hold cytomodel's
 packages, which load a module when a command first uses one of its names. Every command that loads a model for work

@@ -112,8 +112,8 @@ LAYERS = ("data", "models", "pipelines", "classify", "train", "evaluate", "morph
 
 
 def test_each_package_imports_only_the_packages_below_it():
-    """data < models < pipelines < classify, train < evaluate < morphology_map < cli (docs/cytomodel.md, code layout); the modules at
-    the top of the package (runtime, testing) serve them all."""
+    """data < models < pipelines < classify, train < evaluate < morphology_map < cli (docs/cytomodel.md, code
+    layout); the modules at the top of the package (runtime, testing) serve them all."""
     graph, _ = import_graph(True)
     layer = {name: i for i, name in enumerate(LAYERS)}
     wrong = []
