@@ -8,6 +8,7 @@ The packages, bottom to top (each imports only those before it)::
     classify/   the diffusion classifier: config, noise-draw plan, errors, scores, batches, heat maps, triage
     train/      training: configs and presets, the loop, objectives, augmentation, variants
     evaluate/   the evidence: evaluation, metrics, figures, the baseline CNN
+    morphology_map/  the model's map of cell morphology (``cytomodel map``), checked against subtypes
     cli/        the ``cytomodel`` command
 
 Public API, loaded on first use (``import cytomodel`` costs nothing)::

@@ -1,7 +1,8 @@
 """``cytomodel`` command line: a thin layer over the package's functions, one module per command group (argument
 parsing only): :mod:`.train` (train), :mod:`.generate` (generate, export, cascade), :mod:`.baseline` (baseline
 train|predict), :mod:`.classify` (classify, calibrate, explain), :mod:`.evaluate` (evaluate, train-variant),
-:mod:`.framing` (framing measure|show), :mod:`.triage` (triage); shared argument helpers in :mod:`.common`.
+:mod:`.framing` (framing measure|show), :mod:`.triage` (triage), :mod:`.morphology_map` (map); shared argument
+helpers in :mod:`.common`.
 
 Building the parser imports no torch (``cytomodel --help`` is instant): the command modules hold cytomodel's
 packages, which load a module when a command first uses one of its names. Every command that loads a model for work
@@ -14,7 +15,7 @@ import sys
 
 from .. import bundled_classifier_path, bundled_model_path
 from ..data import DataError
-from . import baseline, classify, distil, evaluate, framing, generate, train, triage
+from . import baseline, classify, distil, evaluate, framing, generate, morphology_map, train, triage
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "diffusion model of blood cells.")
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (train, generate, baseline, classify, distil, evaluate, framing, triage):
+    for group in (train, generate, baseline, classify, distil, evaluate, framing, triage, morphology_map):
         group.register(sub)
     return parser
 
