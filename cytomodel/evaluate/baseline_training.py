@@ -59,26 +59,17 @@ def train_baseline(data: ImageArrays, val: ImageArrays | None = None, epochs: in
     run = _Run(net, _Batches(data, source, mean, std, color_jitter, lab_augment), dev, precision, label_smoothing,
                torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32, device=dev)
                if balanced else None, batch_size)
-    total = epochs * run.steps_per_epoch if max_steps is None else min(max_steps, epochs * run.steps_per_epoch)
-    run.optimise(lr, weight_decay, total)
-    history, t0 = [], time.time()
-    bar = tqdm(total=total, desc="train baseline", unit="step", dynamic_ncols=True) if progress else None
-    for epoch in range(epochs):
-        if run.step >= total:
-            break
-        loss = run.epoch(epoch, total, gen, bar)
-        row = {"epoch": epoch + 1, "step": run.step, "train_loss": round(loss, 5),
-               "seconds": round(time.time() - t0, 1)}
+
+    def after_epoch(row: dict[str, Any]) -> None:
         if val is not None:
             m = clf.evaluate(val, precision=precision)
             row.update(val_accuracy=round(m["accuracy"], 5), val_balanced_accuracy=round(m["balanced_accuracy"], 5))
-        history.append(row)
         if log is not None:
             print(json.dumps(row), file=log, flush=True)
-    if bar is not None:
-        bar.close()
+
+    history, seconds = run.train(epochs, max_steps, lr, weight_decay, gen, "train baseline", progress, after_epoch)
     net.eval()
-    clf.metadata = _record(data, counts, net, run.step, history, round(time.time() - t0, 1), dict(
+    clf.metadata = _record(data, counts, net, run.step, history, seconds, dict(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=label_smoothing,
         color_jitter=color_jitter, lab_augment=lab_augment, balanced=balanced, precision=precision, seed=seed,
         widths=widths, blocks=blocks, dropout=dropout, stem_stride=stem_stride, norm=norm,
@@ -171,6 +162,27 @@ class _Run:
         """Class-weighted, label-smoothed cross-entropy against the images' labels."""
         return F.cross_entropy(logits, self.batches.labels[idx].to(self.device), weight=self.weight,
                                label_smoothing=self.label_smoothing)
+
+    def train(self, epochs: int, max_steps: int | None, lr: float, weight_decay: float, gen: torch.Generator,
+              desc: str, progress: bool, after_epoch=None) -> tuple[list[dict[str, Any]], float]:
+        """Epochs (at most ``max_steps`` optimiser steps) under the one-cycle schedule, with a progress bar; the
+        history (one row per epoch, which ``after_epoch`` may extend) and the wall seconds."""
+        total = epochs * self.steps_per_epoch if max_steps is None else min(max_steps, epochs * self.steps_per_epoch)
+        self.optimise(lr, weight_decay, total)
+        history, t0 = [], time.time()
+        bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True) if progress else None
+        for epoch in range(epochs):
+            if self.step >= total:
+                break
+            loss = self.epoch(epoch, total, gen, bar)
+            row = {"epoch": epoch + 1, "step": self.step, "train_loss": round(loss, 5),
+                   "seconds": round(time.time() - t0, 1)}
+            if after_epoch is not None:
+                after_epoch(row)
+            history.append(row)
+        if bar is not None:
+            bar.close()
+        return history, round(time.time() - t0, 1)
 
     def epoch(self, epoch: int, total: int, gen: torch.Generator, bar) -> float:
         """One pass over the images in a random order (stopping at ``total`` steps); its mean training loss."""

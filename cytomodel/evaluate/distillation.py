@@ -14,7 +14,6 @@ temperature and anomaly score, and the scale of the anomaly head), so ``Baseline
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Any, Sequence
 
 import numpy as np
@@ -75,8 +74,6 @@ def distil_student(data: ImageArrays, probs: np.ndarray, anomaly: np.ndarray, te
 
     ``teacher``: what the student records about its teacher (model, hash, temperature, anomaly score, table hash).
     Group norm by default: a cell's own statistics, not the batch's, as for other labs' cells. Seeded."""
-    from tqdm.auto import tqdm   # tqdm: only a training shows a bar
-
     if len(probs) != len(data.images) or len(anomaly) != len(data.images):
         raise ValueError(f"{len(data.images)} images but {len(probs)} teacher rows: they must match one to one")
     configure_runtime(threads)
@@ -94,20 +91,9 @@ def distil_student(data: ImageArrays, probs: np.ndarray, anomaly: np.ndarray, te
     clf = BaselineClassifier(net, list(data.class_names), int(data.images.shape[1]), mean, std)
     run = _DistilRun(net, _Batches(data, None, mean, std, color_jitter, 0.0), dev, precision, 0.0, None, batch_size)
     run.targets(probs, (anomaly - loc) / scale, anomaly_weight)
-    total = epochs * run.steps_per_epoch if max_steps is None else min(max_steps, epochs * run.steps_per_epoch)
-    run.optimise(lr, weight_decay, total)
-    history, t0 = [], time.time()
-    bar = tqdm(total=total, desc="distil student", unit="step", dynamic_ncols=True) if progress else None
-    for epoch in range(epochs):
-        if run.step >= total:
-            break
-        loss = run.epoch(epoch, total, gen, bar)
-        history.append({"epoch": epoch + 1, "step": run.step, "train_loss": round(loss, 5),
-                        "seconds": round(time.time() - t0, 1)})
-    if bar is not None:
-        bar.close()
+    history, seconds = run.train(epochs, max_steps, lr, weight_decay, gen, "distil student", progress)
     net.eval()
-    clf.metadata = _record(data, counts, net, run.step, history, round(time.time() - t0, 1), dict(
+    clf.metadata = _record(data, counts, net, run.step, history, seconds, dict(
         epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, label_smoothing=0.0,
         color_jitter=color_jitter, lab_augment=0.0, balanced=False, precision=precision, seed=seed, widths=widths,
         blocks=blocks, dropout=dropout, stem_stride=1, norm=norm, source_px=None))

@@ -4,19 +4,17 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from diffusers import DDPMScheduler
 
 from cytomodel.classify import (ClassifierConfig, anomaly_scores, classify_arrays, classify_images, estimate_errors,
                                 fit_temperature, nll_of, replay_strategy, softmax_neg, zeta_scores)
 from cytomodel.classify.draw_plan import _ttest_prune
 from cytomodel.data import DataError, load_dataset
-from cytomodel.models import CytoModel, load_model
+from cytomodel.models import load_model
+from oracle_models import grey, oracle_model  # tests/cytomodel/oracle_models.py
 
 FAST = dict(trials=8, precision="fp32", min_trials=4)
 
@@ -27,40 +25,6 @@ def tiny(tiny_model_dir, tiny_dataset):
     data = load_dataset(tiny_dataset, model.resolution)
     pick = np.arange(0, len(data.images), 6)  # 6 images, 2 per class
     return model, data.images[pick], data.labels[pick]
-
-
-# ------------------------------------------------------------------------------------------ a constructed model
-class _OracleUNet(torch.nn.Module):
-    """Knows the clean image is 0, so it can return the true noise; class c adds a_c times a shifted copy of it.
-
-    Error of class c ≈ a_c² · mean(ε²): class 0 (a = 0.3) is far better than the rest (a ≈ 1 ± 0.05, noisy).
-    """
-
-    def __init__(self, scheduler, scales):
-        super().__init__()
-        self.dummy = torch.nn.Parameter(torch.zeros(1))
-        self.alphas = scheduler.alphas_cumprod
-        self.scales = torch.tensor(scales)
-        self.config = SimpleNamespace()
-
-    def forward(self, x, t, class_labels):
-        a = self.alphas[t.long()].view(-1, 1, 1, 1).float()
-        eps = x / (1 - a).sqrt()
-        mixed = torch.roll(eps, shifts=1, dims=-1) * 0.7 + torch.roll(eps, shifts=2, dims=-2) * 0.7
-        return SimpleNamespace(sample=eps + self.scales[class_labels].view(-1, 1, 1, 1) * mixed)
-
-
-def oracle_model(scales) -> CytoModel:
-    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon")
-    v = 128 / 255.0  # images of value 128 encode to exactly 0
-    return CytoModel(_OracleUNet(sched, scales), sched, [f"c{i}" for i in range(len(scales))], 8, [v] * 3, [0.2] * 3)
-
-
-def _grey(n):
-    """n distinct mid-grey 8 px images (the trial seed derives from the pixels): one corner pixel differs."""
-    images = np.full((n, 8, 8, 3), 128, np.uint8)
-    images[:, 0, 0, 0] = np.arange(n)
-    return images
 
 
 # ------------------------------------------------------------------------------------------ estimation
@@ -121,7 +85,7 @@ def test_output_columns_and_probabilities(tiny):
 
 def test_pruning_keeps_a_far_better_class_and_saves_calls():
     model = oracle_model([0.3, 1.0, 1.05, 0.95, 1.02])
-    images = _grey(12)
+    images = grey(12)
     exhaustive = estimate_errors(model, images, ClassifierConfig(strategy="exhaustive", trials=24, precision="fp32"))
     assert (exhaustive.errors.argmin(1) == 0).all()
     for strategy in ("paired-ttest", "topk"):
@@ -176,7 +140,7 @@ def test_anomaly_score_ranks_constructed_outlier_above_inliers():
 
 
 def test_anomaly_score_with_the_oracle_model():
-    images = _grey(4)
+    images = grey(4)
     inlier = estimate_errors(oracle_model([0.3, 1.0, 1.05, 0.95]), images,
                              ClassifierConfig(strategy="exhaustive", trials=16, precision="fp32"))
     outlier = estimate_errors(oracle_model([1.0, 1.01, 0.99, 1.02]), images,

@@ -4,56 +4,22 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from diffusers import DDPMScheduler
 
 from cytomodel.classify import ClassifierConfig, estimate_errors, fit_reference, novelty_statistic, standardise
-from cytomodel.models import CytoModel
-
-
-class _ScaledNoiseUNet(torch.nn.Module):
-    """Knows the clean image is 0 (mid-grey), so it can return the true noise; label c adds scales[c] times a shifted
-    copy of it, so the error under label c is ≈ scales[c]² · const (the last label is the null class)."""
-
-    def __init__(self, scheduler, scales):
-        super().__init__()
-        self.dummy = torch.nn.Parameter(torch.zeros(1))
-        self.alphas = scheduler.alphas_cumprod
-        self.scales = torch.tensor(scales)
-        self.config = SimpleNamespace()
-
-    def forward(self, x, t, class_labels):
-        a = self.alphas[t.long()].view(-1, 1, 1, 1).float()
-        eps = x / (1 - a).sqrt()
-        mixed = torch.roll(eps, shifts=1, dims=-1) * 0.7 + torch.roll(eps, shifts=2, dims=-2) * 0.7
-        return SimpleNamespace(sample=eps + self.scales[class_labels].view(-1, 1, 1, 1) * mixed)
-
-
-def _model(class_scales, null_scale):
-    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon")
-    v = 128 / 255.0
-    unet = _ScaledNoiseUNet(sched, list(class_scales) + [null_scale])
-    return CytoModel(unet, sched, [f"c{i}" for i in range(len(class_scales))], 8, [v] * 3, [0.2] * 3)
-
-
-def _grey(n):
-    images = np.full((n, 8, 8, 3), 128, np.uint8)
-    images[:, 0, 0, 0] = np.arange(n)
-    return images
+from oracle_models import grey, oracle_model  # tests/cytomodel/oracle_models.py
 
 
 def test_class_gain_evaluates_the_null_class_on_every_draw_and_separates_an_unexplained_cell():
     cfg = ClassifierConfig(trials=8, precision="fp32", anomaly="class-gain")
-    images = _grey(3)
+    images = grey(3)
     # "normal": its best class explains it far better than no class; "unseen": no class helps
-    normal = estimate_errors(_model([0.3, 1.0, 1.1], 1.0), images, cfg)
-    unseen = estimate_errors(_model([0.97, 1.0, 1.1], 1.0), images, cfg)
-    plain = estimate_errors(_model([0.3, 1.0, 1.1], 1.0), images, ClassifierConfig(trials=8, precision="fp32"))
+    normal = estimate_errors(oracle_model([0.3, 1.0, 1.1], 1.0), images, cfg)
+    unseen = estimate_errors(oracle_model([0.97, 1.0, 1.1], 1.0), images, cfg)
+    plain = estimate_errors(oracle_model([0.3, 1.0, 1.1], 1.0), images, ClassifierConfig(trials=8, precision="fp32"))
     assert normal.null_errors.shape == (3, 8) and np.isfinite(normal.null_errors).all()
     assert plain.null_errors is None
     np.testing.assert_array_equal(normal.unet_calls, plain.unet_calls + 8)        # one null call per draw
