@@ -212,6 +212,9 @@ def d_prime_credible(counts_S1: np.ndarray | None, counts_S2: np.ndarray, prob: 
     return p, p >= prob
 
 
+MIN_GROUP_M = 3   # pooled raters with an M-ratio needed for a group M-ratio (μ, σ of log M)
+
+
 def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, observers: Sequence[str], K: int, *,
                       pooled: Sequence[bool] | None = None, folded: bool = False, credible: float = 0.975
                       ) -> tuple[pm.Model, dict[str, str]]:
@@ -259,6 +262,7 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
     if folded:
         c_hat = np.zeros(R)
     pooled_ = np.asarray(pooled if pooled is not None else [R > 1] * R, bool)
+    group_on = int(np.sum(pooled_ & ok)) >= MIN_GROUP_M
     observers = [str(r) for r in observers]
     coords = {"observer": observers, "criterion": np.arange(1, K), "side": ["S1", "S2"], "stimulus": ["S1", "S2"],
               "bin": [f"{a}{k}" for a in ("S1", "S2") for k in range(1, K + 1)]}
@@ -267,7 +271,8 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
                        + ("; c1 = 0 (folded)" if folded else ""),
               "mu_log_M": "group log M-ratio (HMeta-d), pooled raters with d′ credibly > 0",
               "sigma_log_M": "between-rater SD of log M-ratio",
-              "z_log_M": "log M-ratio: μ + σ·z for a pooled rater, z (N(0, 1)) for an unpooled observer",
+              "z_log_M": "log M-ratio: μ + σ·z for a pooled rater (when ≥ 3 pooled raters have an M-ratio), "
+                         "z (N(0, 1)) for an unpooled observer or when fewer do",
               "meta_d_free": "meta-d′ of an observer whose d′ is not credibly above 0 (no M-ratio)",
               "mu_c2": "group mean distance of a type-2 criterion beyond c1, per answer side (HMeta-d's mu_c2)",
               "sigma_c2": "spread of the type-2 criteria around it, within and between raters (HMeta-d's sigma_c2)",
@@ -286,7 +291,12 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
         mu_lm = pm.Normal("mu_log_M", 0.0, 1.0)
         sigma_lm = pm.HalfNormal("sigma_log_M", 1.0)
         z_lm = pm.Normal("z_log_M", 0.0, 1.0, dims="observer")
-        log_M = pool * (mu_lm + sigma_lm * z_lm) + (1 - pool) * z_lm
+        # the group log M needs raters to pool: with fewer than MIN_GROUP_M pooled raters that have an M-ratio, every
+        # observer's log M is N(0, 1) on its own and μ, σ are left to their priors (one rater cannot inform a
+        # between-rater SD; the chance study of the gate diverged there)
+        grp = pm.Data("group_M_on", np.array([float(group_on)]))[0]
+        pm_ = pool * grp
+        log_M = pm_ * (mu_lm + sigma_lm * z_lm) + (1 - pm_) * z_lm
         md_free = pm.Normal("meta_d_free", 0.0, 1.5, dims="observer")
         meta_d = pm.Deterministic("meta_d", pt.switch(has_M > 0, pt.exp(log_M) * d, md_free), dims="observer")
         pm.Deterministic("M", pt.switch(has_M > 0, pt.exp(log_M), np.nan), dims="observer")
@@ -322,7 +332,8 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
     model.backend_hint = "c"
     model.metad_info = {"P(d′ > 0)": dict(zip(observers, p_pos.round(4))),
                         "no_M_raters": [o for o, k in zip(observers, ok) if not k], "credible": credible,
-                        "pooled": [o for o, k in zip(observers, pooled_) if k], "folded": bool(folded)}
+                        "pooled": [o for o, k in zip(observers, pooled_) if k], "folded": bool(folded),
+                        "group_M": bool(group_on)}
     return model, priors
 
 

@@ -119,7 +119,7 @@ def run_metad(task: str, ctx: Context) -> MetadResult:
     res.observers = _observer_table(f, model.metad_info, task, correct, conf)
     res.tables[f"metad_observers_{task}"] = res.observers
     with_M = [o for o in observers if o not in model.metad_info["no_M_raters"]]
-    s = summary_table(f, ["meta_d", "M"] + (["group_M"] if any(p and o in with_M for o, p in zip(observers, pooled))
+    s = summary_table(f, ["meta_d", "M"] + (["group_M"] if model.metad_info["group_M"]
                                              else []), ctx.cfg.hdi_prob)
     s = s[~s["parameter"].isin([f"M[{o}]" for o in model.metad_info["no_M_raters"]])]
     s.insert(1, "task", task)
