@@ -235,7 +235,8 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
     (:func:`type1_point_estimates`) are the initial point and are kept as data (``d_hat``, ``c1_hat``).  Estimating
     d′ carries its uncertainty into M = meta-d′/d′ (with d′ held at a point estimate, an M-ratio inherits the
     estimate's error: a rater whose d′ came out low by chance got an M too high).  ``pooled`` (default: every observer when there are several) marks the raters of the group: their log
-    M is hierarchical normal (non-centred).  **Type-2 criteria as in HMeta-d**: each observer's K−1 criteria on
+    M is hierarchical normal (non-centred) when at least ``MIN_GROUP_M`` of them have an M-ratio (else N(0, 1) each,
+    and ``metad_info["group_M"]`` is False).  **Type-2 criteria as in HMeta-d**: each observer's K−1 criteria on
     each answer side, as distances beyond c1, are iid draws from one normal truncated at 0 — for a pooled rater
     N(μ_side, σ), μ per answer side and σ shared, both group parameters — and put in order (PyMC's ``ordered``
     transform: the density of the sorted draws, no label switching).  σ is the spread of the criteria *within* a
