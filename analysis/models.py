@@ -212,6 +212,9 @@ def d_prime_credible(counts_S1: np.ndarray | None, counts_S2: np.ndarray, prob: 
     return p, p >= prob
 
 
+MIN_GROUP_M = 3   # pooled raters with an M-ratio needed for a group M-ratio (μ, σ of log M)
+
+
 def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, observers: Sequence[str], K: int, *,
                       pooled: Sequence[bool] | None = None, folded: bool = False, credible: float = 0.975
                       ) -> tuple[pm.Model, dict[str, str]]:
@@ -226,11 +229,20 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
     d′ = 2Φ⁻¹(accuracy) is the two-choice-equivalent sensitivity and meta-d′ the sensitivity that explains the
     type-2 ROC.
 
-    d′ and c1 are held at their type-1 point estimates (:func:`type1_point_estimates`) and meta-c1 = c1, as in
-    HMeta-d.  ``pooled`` (default: every observer when there are several) marks the raters of the group: their log
-    M is hierarchical normal (non-centred) and their type-2 criteria are pooled across them as in HMeta-d (log
-    spacing ~ N(μ_j, σ), centred, μ per criterion shared by both answer sides); an unpooled observer (the model)
-    has log M ~ N(0, 1) and log spacings ~ N(log ½, 1).  Observers whose d′ is credibly above 0 (:func:`d_prime_credible`,
+    d′ and c1 are parameters, estimated from the type-1 part of the counts as in HMeta-d's group model (its R
+    version), but unpooled (N(0, 2) and N(0, 1) per observer; 300 answers pin them down, and a between-rater SD would
+    be one more funnel where raters are alike); meta-c1 = c1; the type-1 point estimates
+    (:func:`type1_point_estimates`) are the initial point and are kept as data (``d_hat``, ``c1_hat``).  Estimating
+    d′ carries its uncertainty into M = meta-d′/d′ (with d′ held at a point estimate, an M-ratio inherits the
+    estimate's error: a rater whose d′ came out low by chance got an M too high).  ``pooled`` (default: every observer when there are several) marks the raters of the group: their log
+    M is hierarchical normal (non-centred) when at least ``MIN_GROUP_M`` of them have an M-ratio (else N(0, 1) each,
+    and ``metad_info["group_M"]`` is False).  **Type-2 criteria as in HMeta-d**: each observer's K−1 criteria on
+    each answer side, as distances beyond c1, are iid draws from one normal truncated at 0 — for a pooled rater
+    N(μ_side, σ), μ per answer side and σ shared, both group parameters — and put in order (PyMC's ``ordered``
+    transform: the density of the sorted draws, no label switching).  σ is the spread of the criteria *within* a
+    rater as much as between raters, so it stays away from 0 even when every rater uses the same criteria (a
+    between-rater SD of each criterion made a funnel there).  An unpooled observer (the model) draws its criteria
+    from N(1, 1) truncated at 0.  Observers whose d′ is credibly above 0 (:func:`d_prime_credible`,
     P(d′ > 0) ≥ ``credible``) get an M-ratio, meta-d′ = M·d′; for the others M = meta-d′/d′ would be a ratio over
     a d′ indistinguishable from 0, so their meta-d′ is a parameter of its own (N(0, 1.5)) and M is NaN
     (``model.metad_info`` says who and why).  Bin probabilities are differences of log Φ
@@ -238,8 +250,9 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
 
     One graph for every data set (which observers have an M-ratio, pooling, folding and the counts are all
     ``pm.Data``), so a compiled model is reused from the cache across studies, tasks and observers; the parameters
-    an observer does not use (log M where there is no M-ratio, the free meta-d′ where there is, the second side's
-    criteria when folded) are left to their priors and never reported.
+    an observer does not use (log M where there is no M-ratio, the free meta-d′ where there is, the S1 side's
+    criteria when folded, which are then drawn around the S2 side's group mean) are left to their priors and never
+    reported.
     """
     counts_S2 = np.asarray(counts_S2, int)
     R = counts_S2.shape[0]
@@ -250,42 +263,64 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
     if folded:
         c_hat = np.zeros(R)
     pooled_ = np.asarray(pooled if pooled is not None else [R > 1] * R, bool)
+    group_on = int(np.sum(pooled_ & ok)) >= MIN_GROUP_M
     observers = [str(r) for r in observers]
     coords = {"observer": observers, "criterion": np.arange(1, K), "side": ["S1", "S2"], "stimulus": ["S1", "S2"],
               "bin": [f"{a}{k}" for a in ("S1", "S2") for k in range(1, K + 1)]}
-    priors = {"d, c1": "type-1 point estimates per observer (counts padded by 1/(2K)), held fixed as in HMeta-d"
+    priors = {"d, c1": "type-1 d′ ~ N(0, 2) and criterion c1 ~ N(0, 1) per observer, unpooled, estimated from the "
+                       "type-1 counts (initial point: the padded point estimates)"
                        + ("; c1 = 0 (folded)" if folded else ""),
               "mu_log_M": "group log M-ratio (HMeta-d), pooled raters with d′ credibly > 0",
               "sigma_log_M": "between-rater SD of log M-ratio",
-              "z_log_M": "log M-ratio: μ + σ·z for a pooled rater, z (N(0, 1)) for an unpooled observer",
+              "z_log_M": "log M-ratio: μ + σ·z for a pooled rater (when ≥ 3 pooled raters have an M-ratio), "
+                         "z (N(0, 1)) for an unpooled observer or when fewer do",
               "meta_d_free": "meta-d′ of an observer whose d′ is not credibly above 0 (no M-ratio)",
-              "mu_log_inc": "group log spacing of the type-2 criteria (per criterion, both answer sides)",
-              "sigma_log_inc": "between-rater SD of the log spacings",
-              "log_inc": "log spacing of an observer's type-2 criteria: N(μ_j, σ) pooled, N(log ½, 1) unpooled"}
+              "mu_c2": "group mean distance of a type-2 criterion beyond c1, per answer side (HMeta-d's mu_c2)",
+              "sigma_c2": "spread of the type-2 criteria around it, within and between raters (HMeta-d's sigma_c2)",
+              "c2": "an observer's type-2 criteria (distances beyond c1), iid N(μ_side, σ) truncated at 0 and "
+                    "ordered for a pooled rater, N(1, 1) truncated at 0 and ordered unpooled"}
     with pm.Model(coords=coords) as model:
-        d = pm.Data("d", d_hat, dims="observer")
-        c1 = pm.Data("c1", c_hat, dims="observer")
+        pm.Data("d_hat", d_hat, dims="observer")
+        pm.Data("c1_hat", c_hat, dims="observer")
+        # a 1-vector: a 0-d pm.Data does not round-trip through constant_data, and PyMC would then take every
+        # variable below it as changed and draw it again from its prior in the posterior predictive
+        tied = pm.Data("folded", np.array([float(folded)]))[0]
+        d = pm.Normal("d", 0.0, 2.0, dims="observer", initval=d_hat)
+        c1 = (1 - tied) * pm.Normal("c1", 0.0, 1.0, dims="observer", initval=c_hat)
         has_M = pm.Data("has_M", ok.astype(float), dims="observer")
         pool = pm.Data("pooled", pooled_.astype(float), dims="observer")
-        tied = pm.Data("folded", float(folded))
         mu_lm = pm.Normal("mu_log_M", 0.0, 1.0)
         sigma_lm = pm.HalfNormal("sigma_log_M", 1.0)
         z_lm = pm.Normal("z_log_M", 0.0, 1.0, dims="observer")
-        log_M = pool * (mu_lm + sigma_lm * z_lm) + (1 - pool) * z_lm
+        # the group log M needs raters to pool: with fewer than MIN_GROUP_M pooled raters that have an M-ratio, every
+        # observer's log M is N(0, 1) on its own and μ, σ are left to their priors (one rater cannot inform a
+        # between-rater SD; the chance study of the gate diverged there)
+        grp = pm.Data("group_M_on", np.array([float(group_on)]))[0]
+        pm_ = pool * grp
+        log_M = pm_ * (mu_lm + sigma_lm * z_lm) + (1 - pm_) * z_lm
         md_free = pm.Normal("meta_d_free", 0.0, 1.5, dims="observer")
         meta_d = pm.Deterministic("meta_d", pt.switch(has_M > 0, pt.exp(log_M) * d, md_free), dims="observer")
         pm.Deterministic("M", pt.switch(has_M > 0, pt.exp(log_M), np.nan), dims="observer")
         pm.Deterministic("group_M", pt.exp(mu_lm))
-        mu_inc = pm.Normal("mu_log_inc", math.log(0.5), 1.0, dims="criterion")
-        sd_inc = pm.HalfNormal("sigma_log_inc", 1.0)
+        mu_c2 = pm.Normal("mu_c2", 1.0, 1.0, dims="side")
+        sigma_c2 = pm.HalfNormal("sigma_c2", 1.0)
+        # folded: the S1 side is unused; its criteria are left to a fixed prior, N(1, 1) truncated at 0, apart from
+        # the group parameters (prior-only draws tied to μ and σ cost their ESS and made divergences)
         pl = pool[:, None, None]
-        # centred: each observer's criteria are pinned by hundreds of answers, where the non-centred form puts the
-        # posterior in a funnel (150 divergences, R-hat 1.43 in tests/analysis/test_recovery.py)
-        log_inc = pm.Normal("log_inc", pl * mu_inc[None, None, :] + (1 - pl) * math.log(0.5),
-                            pl * sd_inc + (1 - pl) * 1.0, dims=("observer", "side", "criterion"))
-        inc = pt.exp(log_inc)
+        one = pt.ones(())
+        mu_side = pt.stack([pt.switch(tied > 0, one, mu_c2[0]), mu_c2[1]])[None, :, None]
+        sd_side = pt.stack([pt.switch(tied > 0, one, sigma_c2), sigma_c2])[None, :, None]
+        mu_obs = pl * mu_side + (1 - pl) * 1.0
+        sd_obs = pl * sd_side + (1 - pl) * 1.0
+        # ordered and positive: log of the first distance and of each spacing (PyMC's Ordered(positive=True); a
+        # log transform chained under an ordered one has worse geometry)
+        c2 = pm.TruncatedNormal("c2", mu=mu_obs, sigma=sd_obs, lower=0.0, default_transform=None,
+                                transform=pm.distributions.transforms.Ordered(positive=True),
+                                initval=np.broadcast_to(0.5 * np.arange(1, K), (R, 2, K - 1)).copy(),
+                                dims=("observer", "side", "criterion"))
         # folded: both answer sides use the S2 side's criteria
-        inc = pt.stack([pt.switch(tied > 0, inc[:, 1, :], inc[:, 0, :]), inc[:, 1, :]], axis=1)
+        c2 = pt.stack([pt.switch(tied > 0, c2[:, 1, :], c2[:, 0, :]), c2[:, 1, :]], axis=1)
+        inc = pt.concatenate([c2[..., :1], c2[..., 1:] - c2[..., :-1]], axis=-1)
         lp = metad_log_probabilities(d, c1, meta_d, inc)
         counts = metad_counts_layout(None if folded else counts_S1, counts_S2).reshape(2, R, 2 * K)
         pm.CustomDist("counts", pm.Data("n_counts", counts.sum(axis=-1), dims=("stimulus", "observer")),
@@ -298,7 +333,8 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
     model.backend_hint = "c"
     model.metad_info = {"P(d′ > 0)": dict(zip(observers, p_pos.round(4))),
                         "no_M_raters": [o for o, k in zip(observers, ok) if not k], "credible": credible,
-                        "pooled": [o for o, k in zip(observers, pooled_) if k], "folded": bool(folded)}
+                        "pooled": [o for o, k in zip(observers, pooled_) if k], "folded": bool(folded),
+                        "group_M": bool(group_on)}
     return model, priors
 
 

@@ -93,7 +93,9 @@ _RATER_SD_DEFAULT = {"d_prime": 0.3, "criterion": 0.2, "log_meta_ratio": 0.2, "c
 
 def draw_raters(n_raters: int, profile: RaterProfile, rater_sd: Mapping[str, float] | None,
                 rng: np.random.Generator) -> list[RaterProfile]:
-    """Per-rater profiles drawn around the group ``profile`` (normal on d′, c, threshold; log-normal on M, width)."""
+    """Per-rater profiles drawn around the group ``profile`` (normal on d′, c, threshold; log-normal on M, width and,
+    where ``rater_sd`` names ``log_confidence_step``, on the spacing of the type-2 criteria — off by default, so
+    that every rater then has the same confidence criteria)."""
     sd = dict(_RATER_SD_DEFAULT)
     sd.update(rater_sd or {})
     out = []
@@ -102,6 +104,8 @@ def draw_raters(n_raters: int, profile: RaterProfile, rater_sd: Mapping[str, flo
         kw["d_prime"] = profile.d_prime + sd["d_prime"] * rng.standard_normal()
         kw["criterion"] = profile.criterion + sd["criterion"] * rng.standard_normal()
         kw["meta_ratio"] = profile.meta_ratio * math.exp(sd["log_meta_ratio"] * rng.standard_normal())
+        if sd.get("log_confidence_step", 0.0) > 0:   # raters who differ in their confidence criteria (off by default)
+            kw["confidence_step"] = profile.confidence_step * math.exp(sd["log_confidence_step"] * rng.standard_normal())
         if profile.class_threshold is not None:
             kw["class_threshold"] = profile.class_threshold + sd["class_threshold"] * rng.standard_normal()
             kw["class_width"] = profile.class_width * math.exp(sd["log_class_width"] * rng.standard_normal())

@@ -68,10 +68,10 @@ def _model_counts(ctx: Context, task: str):
 
 
 def _observer_table(f: Fit, info: dict, task: str, correct: dict, conf: dict) -> pd.DataFrame:
-    """Per observer: type-1 d′ (the fixed point estimate), P(d′ > 0), type-2 AUROC (model-free), and why there is
+    """Per observer: type-1 d′ (posterior median), P(d′ > 0), type-2 AUROC (model-free), and why there is
     or is not an M-ratio."""
     obs = [str(r) for r in f.idata.posterior["observer"].values]
-    d = np.asarray(f.idata.constant_data["d"])
+    d = np.asarray(f.idata.posterior["d"].median(("chain", "draw")))
     rows = []
     for i, r in enumerate(obs):
         no_m = r in info["no_M_raters"]
@@ -119,7 +119,7 @@ def run_metad(task: str, ctx: Context) -> MetadResult:
     res.observers = _observer_table(f, model.metad_info, task, correct, conf)
     res.tables[f"metad_observers_{task}"] = res.observers
     with_M = [o for o in observers if o not in model.metad_info["no_M_raters"]]
-    s = summary_table(f, ["meta_d", "M"] + (["group_M"] if any(p and o in with_M for o, p in zip(observers, pooled))
+    s = summary_table(f, ["meta_d", "M"] + (["group_M"] if model.metad_info["group_M"]
                                              else []), ctx.cfg.hdi_prob)
     s = s[~s["parameter"].isin([f"M[{o}]" for o in model.metad_info["no_M_raters"]])]
     s.insert(1, "task", task)
@@ -133,12 +133,13 @@ def run_metad(task: str, ctx: Context) -> MetadResult:
 
 
 def _identification(f: Fit, with_M: list[str]) -> pd.DataFrame:
-    """Per observer with an M-ratio: type-1 d′ (fixed point estimate) and the posterior contraction of M: an M-ratio
+    """Per observer with an M-ratio: type-1 d′ (posterior median) and the posterior contraction of M: an M-ratio
     is identified only where the data narrow its prior (contraction ≥ 0.5 with d′ ≥ 1, or ≥ 0.8)."""
     c = contraction(f, ["M"])
     keep = c["parameter"].isin([f"M[{o}]" for o in with_M])
     c = c[keep].reset_index(drop=True)
-    d = dict(zip([str(r) for r in f.idata.posterior["observer"].values], np.asarray(f.idata.constant_data["d"])))
+    d = dict(zip([str(r) for r in f.idata.posterior["observer"].values],
+                 np.asarray(f.idata.posterior["d"].median(("chain", "draw")))))
     c["d_prime"] = [d.get(p.split("[", 1)[1].rstrip("]"), np.nan) for p in c["parameter"]]
     c["identified"] = (c["contraction"] >= 0.5) & (c["d_prime"] >= WEAK_D) | (c["contraction"] >= 0.8)
     return c

@@ -86,7 +86,7 @@ def test_bayesian_single_rater_metad_agrees_with_mle():
     f = fit_model("metad1", m, CFG)
     md = draws(f.idata, "meta_d")[:, 0]
     assert abs(np.median(md) - mle["meta_d"]) < max(0.15, 1.0 * md.std())
-    assert abs(float(f.idata.constant_data["d"][0]) - mle["d"]) < 0.1
+    assert abs(float(np.median(draws(f.idata, "d")[:, 0])) - mle["d"]) < 0.1
     lo, hi = _interval(md)
     assert lo < 0.7 * 1.4 < hi  # and the truth
 
@@ -166,10 +166,15 @@ def test_metad_point_estimates_are_padded_and_folded_is_unbiased():
     perfect_S1 = np.array([[10, 5, 3, 2, 0, 0, 0, 0]])   # synthetic images: never answered "real"
     perfect_S2 = np.array([[0, 0, 0, 0, 1, 4, 6, 9]])    # real images: always answered "real"
     d, c = type1_point_estimates(perfect_S1, perfect_S2, K)
+    d_perfect = d
     hr = (20 + K / (2 * K)) / (20 + 2 * K / (2 * K))
     assert np.isfinite(d).all() and d[0] == pytest.approx(2 * norm.ppf(hr)) and c[0] == pytest.approx(0.0, abs=1e-12)
     folded = np.array([[1, 2, 3, 4, 5, 6, 7, 12]])       # 10 incorrect, 30 correct
     d, c = type1_point_estimates(None, folded, K)
     assert d[0] == pytest.approx(2 * norm.ppf((30 + 0.5) / (40 + 1))) and c[0] == 0.0
     m, priors = build_metad_model(perfect_S1, perfect_S2, ["r"], K)
-    assert "d, c1" in priors and {"d", "c1"} <= {v.name for v in m.data_vars} and "mu_d" not in m.named_vars
+    # the point estimates are kept (data, and the initial point); d′ and c1 themselves are estimated from the
+    # type-1 counts, unpooled (no between-rater SD to funnel)
+    assert {"d_hat", "c1_hat"} <= {v.name for v in m.data_vars} and "mu_d" not in m.named_vars
+    assert {"d", "c1", "c2"} <= {v.name for v in m.free_RVs} and "d, c1" in priors
+    assert float(m.initial_point()["d"][0]) == pytest.approx(d_perfect[0])
