@@ -52,7 +52,7 @@ def main(argv=None) -> int:
             r = metadpy_metad(nR_S1=cS1[0], nR_S2=cS2[0], nRatings=prof.confidence_levels, padding=False)
             row["metadpy_meta_d"] = float(r["meta_d"].iloc[0])
             row["metadpy_d"] = float(r["dprime"].iloc[0])
-        m, _ = build_metad_model(cS1, cS2, ["r"], prof.confidence_levels, hierarchical=False)
+        m, _ = build_metad_model(cS1, cS2, ["r"], prof.confidence_levels, pooled=[False])
         f = fit_model("metad_single", m, cfg, seed_offset=i)
         md = draws(f.idata, "meta_d")[:, 0]
         row.update({"bayes_meta_d_median": float(np.median(md)), "bayes_meta_d_sd": float(md.std()),

@@ -280,7 +280,10 @@ def test_double_presses_at_0_to_1000_ms_never_answer_the_next_question_of_the_im
         next_screen(page, s)
     log = gate(page)
     reasons = {e["why"] for e in log["ignored"]}
-    assert {"repeat", "held", "not on this screen"} <= reasons, reasons
+    assert {"held", "not on this screen"} <= reasons, reasons
+    # a second press of the same key is refused as a repeat, or — when the first press has already moved the screen
+    # on, which depends on the machine's timing — as too early / already taken on the next screen
+    assert reasons & {"repeat", "early", "taken"}, reasons
     assert all(e["ms"] >= MIN_RT for e in log["accepted"]), log["accepted"]      # from its own screen's start
     rows = svc.db.read(lambda s: s.execute(
         select(Assignment.auth_response, Assignment.auth_confidence_level, Response.auth_rt_ms, Response.class_rt_ms,
