@@ -107,3 +107,9 @@ class ClassifierConfig:
 
     def scale_key(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in SCALE_FIELDS}
+
+
+def scale_key_of(config: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a (recorded) classifier config that set the scale of the errors, defaults filled in: what a
+    fitted temperature or anomaly reference is keyed by."""
+    return {k: config.get(k, SCALE_DEFAULTS.get(k)) for k in SCALE_FIELDS}

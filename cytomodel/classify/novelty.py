@@ -29,7 +29,7 @@ import pandas as pd
 from cytocore.provenance import provenance_record, write_json
 
 from ..models.base import METADATA_FILE
-from .config import SCALE_DEFAULTS, SCALE_FIELDS, ClassifierConfig
+from .config import ClassifierConfig, scale_key_of
 
 MIN_CLASS_CELLS = 10   # fewer validation cells predicted as a class: that class uses the pooled reference
 
@@ -88,9 +88,7 @@ def standardise(raw: np.ndarray, predicted: Sequence[str], reference: dict[str, 
 
 
 def _key(config: dict[str, Any]) -> dict[str, Any]:
-    key = {k: config.get(k, SCALE_DEFAULTS.get(k)) for k in SCALE_FIELDS}
-    key["anomaly"] = config.get("anomaly", "zeta")
-    return key
+    return {**scale_key_of(config), "anomaly": config.get("anomaly", "zeta")}
 
 
 def model_reference(meta: dict[str, Any], cfg: ClassifierConfig, warn: bool = True) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ import pandas as pd
 from cytocore.provenance import provenance_record, write_json
 
 from ..models.base import METADATA_FILE, CytoModel
-from .config import SCALE_DEFAULTS, SCALE_FIELDS, ClassifierConfig
+from .config import ClassifierConfig, scale_key_of
 from .errors import ErrorEstimate
 from .novelty import model_reference, novelty_statistic, standardise
 
@@ -79,19 +79,14 @@ def nll_of(errors: np.ndarray, labels: np.ndarray, temperature: float) -> float:
     return float(-logp[np.arange(len(labels)), labels].mean())
 
 
-def _scale_key(config: dict[str, Any]) -> dict[str, Any]:
-    """The fields of a (recorded) classifier config that set the scale of the errors, defaults filled in."""
-    return {k: config.get(k, SCALE_DEFAULTS.get(k)) for k in SCALE_FIELDS}
-
-
 def fitted_temperature(meta: dict[str, Any], cfg: ClassifierConfig) -> float | None:
     """The temperature fitted for errors on ``cfg``'s scale (``temperature_fits`` of cytomodel.json), or None."""
-    want = _scale_key(cfg.to_dict())
+    want = scale_key_of(cfg.to_dict())
     fits = list(meta.get("temperature_fits") or [])
     if meta.get("temperature_fit"):
         fits.append(meta["temperature_fit"])
     for fit in fits:
-        if _scale_key(fit.get("config", {})) == want:
+        if scale_key_of(fit.get("config", {})) == want:
             return float(fit["temperature"])
     return None
 
@@ -112,8 +107,8 @@ def model_temperature(model: CytoModel, cfg: ClassifierConfig, warn: bool = True
         return 1.0
     fitted = model.metadata.get("temperature_fit", {}).get("config")
     if warn and fitted:
-        have = _scale_key(fitted)
-        mismatch = {k: (have.get(k), v) for k, v in _scale_key(cfg.to_dict()).items() if have.get(k) != v}
+        have = scale_key_of(fitted)
+        mismatch = {k: (have.get(k), v) for k, v in scale_key_of(cfg.to_dict()).items() if have.get(k) != v}
         if mismatch:
             warnings.warn(f"the model's temperature was fitted with other error settings {mismatch} "
                           "(fitted, now); its probabilities may be miscalibrated. Fit one for these settings with "
@@ -202,8 +197,8 @@ def calibrate_model(model_dir: str | Path, errors: np.ndarray, labels: np.ndarra
     meta["temperature"] = t
     meta["temperature_fit"] = fit
     # one fit per error scale: a fit for other settings (disc region, lab condition, ...) is kept beside it
-    key = _scale_key(fit["config"])
-    others = [f for f in earlier if _scale_key(f.get("config", {})) != key]
+    key = scale_key_of(fit["config"])
+    others = [f for f in earlier if scale_key_of(f.get("config", {})) != key]
     meta["temperature_fits"] = others + [fit]
     write_json(path, meta)
     return fit
