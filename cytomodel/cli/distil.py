@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from cytocore.provenance import sha256_file
+
 from .. import classify, data, models, runtime
 from .common import add_device_arg
 
@@ -31,10 +33,11 @@ def cmd_distil(args: argparse.Namespace) -> int:
               file=sys.stderr)
     names = teacher.class_names
     labels = table["pred_class"].to_numpy()[keep]        # for the class counts only: the loss uses probabilities
+    table_sha256 = sha256_file(table_path)
     images = data.ImageArrays(arrays, np.array([names.index(c) for c in labels], dtype=np.int64), list(names), [],
-                              distillation.table_hash(table))
+                              table_sha256[:16])
     run_key = table_path.with_name(table_path.name + ".run.json")
-    record = distillation.teacher_record(teacher.metadata, str(args.model), table,
+    record = distillation.teacher_record(teacher.metadata, str(args.model), table, table_sha256,
                                          json.loads(run_key.read_text()) if run_key.is_file() else None)
     print(f"{len(arrays)} cells from {table_path} (teacher {args.model}); training the student")
     student = distillation.distil_student(images, probs[keep], anomaly[keep], record, epochs=args.epochs,

@@ -13,7 +13,6 @@ temperature and anomaly score, and the scale of the anomaly head), so ``Baseline
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Sequence
 
 import numpy as np
@@ -104,16 +103,11 @@ def distil_student(data: ImageArrays, probs: np.ndarray, anomaly: np.ndarray, te
     return clf
 
 
-def table_hash(table: pd.DataFrame) -> str:
-    """A short hash of a teacher table's content (the provenance of a student)."""
-    return hashlib.sha256(pd.util.hash_pandas_object(table, index=False).values.tobytes()).hexdigest()[:16]
-
-
-def teacher_record(model_meta: dict[str, Any], model_dir: str, table: pd.DataFrame,
+def teacher_record(model_meta: dict[str, Any], model_dir: str, table: pd.DataFrame, table_sha256: str,
                    classifier_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a student records about its teacher: the model (folder, name, steps, data), the table it learned from
     (hash, rows, temperature) and the classifier settings that made the table."""
     temperature = float(table["temperature"].iloc[0]) if "temperature" in table and len(table) else None
     return {"model": model_dir, "name": model_meta.get("name"), "train_steps": model_meta.get("train_steps"),
-            "data_hash": model_meta.get("data_hash"), "table_hash": table_hash(table), "rows": int(len(table)),
+            "data_hash": model_meta.get("data_hash"), "table_sha256": table_sha256, "rows": int(len(table)),
             "temperature": temperature, "classifier_config": classifier_config}
