@@ -142,6 +142,17 @@ class Reference:
         return (stat - self.loc[cls[:, None], b]) / self.scale[cls[:, None], b]
 
 
+def _per_class_z(stat_val: np.ndarray, stat_test: np.ndarray, pred_val: np.ndarray, pred_test: np.ndarray,
+                 trained_val: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image-level statistics standardised per predicted class by the library's reference, fitted on trained-class
+    val cells."""
+    from cytomodel.classify.novelty import fit_reference, standardise
+
+    names = [str(c) for c in range(n_classes)]
+    ref = fit_reference(stat_val[trained_val], pred_val[trained_val].astype(str), names)
+    return standardise(stat_val, pred_val.astype(str), ref), standardise(stat_test, pred_test.astype(str), ref)
+
+
 def candidate_scores(val: dict, test: dict, trained: np.ndarray, n_classes: int, t_range, bins: int = 8
                      ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """name -> (val score, test score); higher = more anomalous."""
@@ -187,19 +198,16 @@ def candidate_scores(val: dict, test: dict, trained: np.ndarray, n_classes: int,
         out[f"class_gain_raw_{region}"] = (gap_v.mean(axis=1), gap_t.mean(axis=1))
         # the same two statistics averaged over the image's draws first, then z-scored per predicted class only
         # (no timestep bins: the draw plan spreads every image's draws over the same range)
+        # (the library's own reference: cytomodel.classify.novelty, what `--anomaly` computes)
         for stat_name, sv_, st_ in (("best_logerr", np.log(v[4]), np.log(t[4])), ("class_gain", gap_v, gap_t)):
-            mv, mt = sv_.mean(axis=1), st_.mean(axis=1)
-            ref = Reference(mv[vt, None], np.zeros((vt.sum(), 1)), v[3][vt], n_classes, 1, (0, 0))
-            out[f"{stat_name}_cls_{region}"] = (ref.z(mv[:, None], np.zeros((len(mv), 1)), v[3])[:, 0],
-                                                ref.z(mt[:, None], np.zeros((len(mt), 1)), t[3])[:, 0])
+            out[f"{stat_name}_cls_{region}"] = _per_class_z(sv_.mean(axis=1), st_.mean(axis=1), v[3], t[3], vt,
+                                                            n_classes)
         # class gain from low-noise draws only (fine detail) and from high-noise draws only (overall shape)
         for part, keep in (("lowt", lambda ts: ts < 500), ("hight", lambda ts: ts >= 500)):
             mv = np.where(keep(val["timesteps"]), gap_v, np.nan)
             mt = np.where(keep(test["timesteps"]), gap_t, np.nan)
-            mv, mt = np.nanmean(mv, axis=1), np.nanmean(mt, axis=1)
-            ref = Reference(mv[vt, None], np.zeros((vt.sum(), 1)), v[3][vt], n_classes, 1, (0, 0))
-            out[f"class_gain_cls_{part}_{region}"] = (ref.z(mv[:, None], np.zeros((len(mv), 1)), v[3])[:, 0],
-                                                      ref.z(mt[:, None], np.zeros((len(mt), 1)), t[3])[:, 0])
+            out[f"class_gain_cls_{part}_{region}"] = _per_class_z(np.nanmean(mv, axis=1), np.nanmean(mt, axis=1),
+                                                                  v[3], t[3], vt, n_classes)
         # the null's own error (how unlike the training distribution as a whole), z-scored per timestep bin
         zero = np.zeros(len(v[3]), dtype=int)
         ref = Reference(np.log(v[1][vt]), val["timesteps"][vt], zero[vt], 1, bins, t_range)
