@@ -111,8 +111,8 @@ def test_a_failing_analysis_is_reported_and_the_rest_lands(tmp_path, monkeypatch
     assert "ANALYSIS FAILURE" in err and "morph: RuntimeError: simulated failure" in err
     md = (tmp_path / "o" / "report.md").read_text()
     assert "ANALYSIS FAILURE" in md and "This analysis failed" in md and "simulated failure" in md
-    assert (tmp_path / "o" / "fits" / "sdt_authenticity.nc").exists()          # the rest landed
-    assert (tmp_path / "o" / "figures" / "fig_auth_accuracy.svg").exists()
+    assert (tmp_path / "o" / "fits" / "sdt_authenticity.nc").exists(), err + md  # the rest landed
+    assert (tmp_path / "o" / "figures" / "fig_auth_accuracy.svg").exists(), err + md
     prov = json.loads((tmp_path / "o" / "provenance.json").read_text())
     assert "simulated failure" in prov["failed_steps"]["morph"]["message"]
 
