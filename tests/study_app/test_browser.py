@@ -321,10 +321,11 @@ def test_phone_layout_touch_broken_image_and_resume_by_code(browser, server, tmp
     svc = server.svc
     failed, armed = [], []
 
-    def break_first(route):                                          # the first stimulus request fails: the first
-        url = route.request.url                                      # image not on the instructions page (whose
-        if armed and not failed and url.endswith(".png") and url not in armed[0]:   # cells may load late)
-            failed.append(url)
+    def break_first(route):                                          # the first stimulus fails, every time it is
+        url = route.request.url                                      # asked for (a page run that re-mounts the image
+        if (armed and url.endswith(".png") and url not in armed[0]   # asks again): the first image not on the
+                and (not failed or url == failed[0])):               # instructions page (whose cells may load late);
+            failed[:1] = [url]                                       # "Load it again" serves it under a new URL
             route.abort()
         else:
             route.continue_()
