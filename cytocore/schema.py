@@ -240,12 +240,9 @@ def _read_table(path: Path, what: str) -> pd.DataFrame:
     if suffix in (".parquet", ".pq"):
         df = pd.read_parquet(path)
     elif suffix == ".csv":
-        df = pd.read_csv(path, dtype={"participant_id": str, "stimulus_id": str, "study_id": str,
-                                      "model_pred_class": object})
+        df = pd.read_csv(path, dtype={"participant_id": str, "stimulus_id": str, "study_id": str})
     else:
         raise ResponseDataError(f"{path}: unsupported file type {suffix!r}; give a .csv or .parquet file")
-    if "stimulus_id" in df.columns:
-        df["stimulus_id"] = df["stimulus_id"].astype("object").where(df["stimulus_id"].notna(), None)
     return df
 
 
