@@ -106,9 +106,9 @@ def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig |
                  out_dir: str | Path | None = None, lineage: dict | None = None,
                  stimuli: pd.DataFrame | None = None) -> AnalysisResult:
     """Validate (if needed; with the export's stimulus table ``stimuli`` when it has one, see
-    :func:`analysis.inputs.load_export`) and run the configured analyses.  Never raises on a diagnostic failure or a failing
-    analysis — they are recorded (``result.fits[*].diagnostics``, ``result.failed``).  With ``out_dir`` every fit,
-    table and figure is written there as soon as it exists (:class:`~analysis.outputs.OutputFolder`)."""
+    :func:`analysis.inputs.load_export`) and run the configured analyses.  Never raises on a diagnostic failure or a
+    failing analysis — they are recorded (``result.fits[*].diagnostics``, ``result.failed``).  With ``out_dir``
+    every fit, table and figure is written there as soon as it exists (:class:`~analysis.outputs.OutputFolder`)."""
     cfg = config or AnalysisConfig()
     t0 = time.perf_counter()
     rep = data if isinstance(data, ValidationReport) else validate_responses(

@@ -4,8 +4,9 @@ This module is the single source of truth for the study export → analysis cont
 ``docs/tidy-responses.md``: an export is two tables keyed by ``stimulus_id`` — ``responses`` (one row per answer,
 :data:`RESPONSE_COLUMNS`) and ``stimuli`` (one row per stimulus, :data:`STIMULUS_TABLE_COLUMNS`) — and
 :func:`load_export_tables` is the one place that reads them and joins them into the table the checks and the
-analysis read (a single joined table made elsewhere, or by an older export, is read as it is). ``study_app`` imports the constants from here; ``analysis`` validates every input
-with :func:`cytocore.validation.validate_responses` before any model is built, so bad input produces a clear
+analysis read (a single joined table made elsewhere, or by an older export, is read as it is). ``study_app``
+imports the constants from here; ``analysis`` validates every input with
+:func:`cytocore.validation.validate_responses` before any model is built, so bad input produces a clear
 :class:`ResponseDataError` (or a *stated* exclusion in the report), never a crash deep inside PyMC.
 The checks themselves, one function each with its own message, are listed in :mod:`cytocore.schema_checks`.
 """

@@ -26,8 +26,8 @@ from sqlalchemy import select
 from cytocore.confidence import confidence_scale_record
 from cytocore.lineage import LINEAGE_FIELDS, lineage_from_study_meta
 from cytocore.provenance import atomic_output, code_version, sha256_bytes, write_json
-from cytocore.schema import (COLUMN_TYPES, MODEL_PROB_PREFIX, RESPONSE_COLUMNS, STIMULUS_TABLE_COLUMNS, ResponseDataError,
-                             join_stimuli)
+from cytocore.schema import (COLUMN_TYPES, MODEL_PROB_PREFIX, RESPONSE_COLUMNS, STIMULUS_TABLE_COLUMNS,
+                             ResponseDataError, join_stimuli)
 from cytocore.study_files import EXPORT_STEM, METADATA_KEY, provenance_sidecar, stimuli_table_for
 from cytocore.validation import validate_responses
 
