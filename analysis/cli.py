@@ -55,7 +55,9 @@ def _add_report(sub) -> None:
                        description="Validate the responses, fit the models (SDT, psychometric functions, meta-d′, "
                                    "experts vs model), check diagnostics and write a report folder. Settings: "
                                    "defaults < --config FILE < the flags below < --set key=value.")
-    r.add_argument("--data", required=True, type=Path, help="responses (.parquet or .csv)")
+    r.add_argument("--data", required=True, type=Path,
+                   help="an export folder or its responses.parquet / .csv (the stimuli table beside it is joined), "
+                        "or one joined table")
     r.add_argument("--out", required=True, type=Path, help="output folder")
     r.add_argument("--study", type=Path, default=None,
                    help="the built study folder (study.json) the responses come from: its hashes go into the "
@@ -140,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", default=None, help="comma-separated class names (default: the 8 PBC classes)")
     v = sub.add_parser("validate", help="check a response table and list exclusions",
                        description="Run cytocore.validation.validate_responses and print what would be analysed.")
-    v.add_argument("--data", required=True, type=Path)
+    v.add_argument("--data", required=True, type=Path, help="as for report")
     p = sub.add_parser("power", help="P(equivalence/difference decision) per design, by simulation",
                        description="Simulate studies under given group parameters and count HDI+ROPE decisions "
                                    "on the population authenticity accuracy (see analysis.power).")
@@ -175,6 +177,7 @@ def report_config(a):
 
 def cmd_report(a) -> int:
     from cytocore.provenance import sha256_file
+    from cytocore.study_files import export_file
     from cytocore.validation import validate_responses
 
     from .fitting import set_quiet
@@ -183,12 +186,13 @@ def cmd_report(a) -> int:
     from .report import write_report
     set_quiet(a.quiet)
     cfg = report_config(a)
-    df, lineage = load_export(a.data, a.study)
-    rep = validate_responses(df, min_attention_accuracy=cfg.min_attention_accuracy)
+    df, lineage, stimuli = load_export(a.data, a.study)
+    rep = validate_responses(df, min_attention_accuracy=cfg.min_attention_accuracy, stimuli=stimuli)
     for e in rep.exclusions:
         print(f"exclusion: {e.describe()}", file=sys.stderr)
     res = run_analysis(rep, cfg, out_dir=a.out, lineage=lineage)
-    path = write_report(res, a.out, input_path=str(a.data), input_sha256=sha256_file(a.data))
+    data = export_file(a.data)
+    path = write_report(res, a.out, input_path=str(data), input_sha256=sha256_file(data))
     print(path)
     for r in res.skipped:
         print(f"skipped {r.step}: {r.reason}", file=sys.stderr)
@@ -232,9 +236,10 @@ def cmd_simulate(a) -> int:
 
 
 def cmd_validate(a) -> int:
-    from cytocore.schema import load_responses
+    from cytocore.schema import load_export_tables
     from cytocore.validation import validate_responses
-    print(validate_responses(load_responses(a.data)).to_markdown())
+    df, stimuli = load_export_tables(a.data)
+    print(validate_responses(df, stimuli=stimuli).to_markdown())
     return 0
 
 

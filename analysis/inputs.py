@@ -1,23 +1,37 @@
-"""Reading an export for analysis: the table and its lineage (what it says about the study, stimuli and model),
-checked against each other."""
+"""Reading an export for analysis: the table (an export's two tables joined by
+:func:`cytocore.schema.load_export_tables`, or a single joined table made elsewhere), its stimulus table, and its
+lineage (what it says about the study, stimuli and model), checked against each other."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
 from cytocore.lineage import UNKNOWN, read_lineage
-from cytocore.schema import ResponseDataError, load_responses
+from cytocore.schema import ResponseDataError, load_export_tables
+from cytocore.study_files import export_file
 
-__all__ = ["load_export"]
+__all__ = ["LoadedExport", "load_export"]
 
 
-def load_export(data: str | Path, study_folder: str | Path | None = None) -> tuple[pd.DataFrame, dict]:
-    """The response table at ``data`` and its lineage (:func:`cytocore.lineage.read_lineage`).
+class LoadedExport(NamedTuple):
+    """What :func:`load_export` read: ``table`` for :func:`cytocore.validation.validate_responses`, ``stimuli`` for its
+    ``stimuli`` argument (None for a single joined table), ``lineage`` for the report."""
+
+    table: pd.DataFrame
+    lineage: dict
+    stimuli: pd.DataFrame | None
+
+
+def load_export(data: str | Path, study_folder: str | Path | None = None) -> LoadedExport:
+    """The response table at ``data`` (an export folder or its responses file, its stimulus table beside it; or a
+    single joined table), its stimulus table and its lineage (:func:`cytocore.lineage.read_lineage`).
 
     Raises :class:`ResponseDataError` when the study folder given is not the study the rows come from."""
-    df = load_responses(data)
+    data = export_file(data)
+    df, stimuli = load_export_tables(data)
     try:
         lineage = read_lineage(df.attrs, data, study_folder)
     except FileNotFoundError as e:
@@ -33,4 +47,4 @@ def load_export(data: str | Path, study_folder: str | Path | None = None) -> tup
         if claimed == UNKNOWN and len(ids) == 1:
             lineage["study_id"] = ids[0]
             lineage["sources"]["study_id"] = "the table's study_id column"
-    return df, lineage
+    return LoadedExport(df, lineage, stimuli)

@@ -103,14 +103,16 @@ def stamp(rep: ValidationReport, cfg: AnalysisConfig, lineage: dict | None) -> d
 
 
 def run_analysis(data: pd.DataFrame | ValidationReport, config: AnalysisConfig | None = None, *,
-                 out_dir: str | Path | None = None, lineage: dict | None = None) -> AnalysisResult:
-    """Validate (if needed) and run the configured analyses.  Never raises on a diagnostic failure or a failing
-    analysis — they are recorded (``result.fits[*].diagnostics``, ``result.failed``).  With ``out_dir`` every fit,
-    table and figure is written there as soon as it exists (:class:`~analysis.outputs.OutputFolder`)."""
+                 out_dir: str | Path | None = None, lineage: dict | None = None,
+                 stimuli: pd.DataFrame | None = None) -> AnalysisResult:
+    """Validate (if needed; with the export's stimulus table ``stimuli`` when it has one, see
+    :func:`analysis.inputs.load_export`) and run the configured analyses.  Never raises on a diagnostic failure or a
+    failing analysis — they are recorded (``result.fits[*].diagnostics``, ``result.failed``).  With ``out_dir``
+    every fit, table and figure is written there as soon as it exists (:class:`~analysis.outputs.OutputFolder`)."""
     cfg = config or AnalysisConfig()
     t0 = time.perf_counter()
     rep = data if isinstance(data, ValidationReport) else validate_responses(
-        data, min_attention_accuracy=cfg.min_attention_accuracy)
+        data, min_attention_accuracy=cfg.min_attention_accuracy, stimuli=stimuli)
     out = OutputFolder(out_dir, stamp(rep, cfg, lineage)) if out_dir is not None else None
     ctx = Context(rep, cfg, out)
     groups = _groups(cfg)

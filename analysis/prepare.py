@@ -162,14 +162,26 @@ class ConfidenceMap:
     description: str
 
 
-def confidence_probability(raw: pd.Series, level: pd.Series, K: int, chance: float, scale: str = "auto"
+def confidence_probability(raw: pd.Series | None, level: pd.Series, K: int, chance: float, scale: str = "auto"
                            ) -> tuple[np.ndarray, ConfidenceMap]:
     """Map confidence to a subjective probability of being correct.
 
     scale "percent": raw/100; "probability": raw as is; "levels": level k ↦ chance + (1 − chance)(k − 1)/(K − 1)
     (level 1 = guessing, level K = certain); "auto": percent if raw lies in [0, 100] with values above 1 and is
-    not just the level, probability if raw lies in [0, 1], otherwise levels.
+    not just the level, probability if raw lies in [0, 1], otherwise levels. ``raw`` None (a ``cytostudy export``,
+    which records the level alone and states its scale): the levels, nothing guessed; "percent" and "probability"
+    then raise, as there is no raw confidence to read.
     """
+    if raw is None:
+        if scale in ("percent", "probability"):
+            raise ValueError(f"confidence_scale {scale!r} reads the raw confidence columns auth_confidence / "
+                             "class_confidence, which this table does not have (a cytostudy export records the "
+                             "level and states its scale): use confidence_scale = 'levels' or 'auto'")
+        if scale not in ("auto", "levels"):
+            raise ValueError(f"unknown confidence scale {scale!r}")
+        p = level_probability(level.to_numpy(float), K, chance)
+        return np.clip(p, 0, 1), ConfidenceMap("levels", f"the recorded level k of K = {K} (the export states its "
+                                                         f"scale) ↦ {_level_words(chance)}")
     raw = pd.to_numeric(raw, errors="coerce")
     if scale == "auto":
         if raw.notna().all() and not np.allclose(raw.to_numpy(float), level.to_numpy(float)):
@@ -189,10 +201,14 @@ def confidence_probability(raw: pd.Series, level: pd.Series, K: int, chance: flo
         desc = "raw confidence used as a probability"
     elif scale == "levels":
         p = level_probability(level.to_numpy(float), K, chance)
-        desc = f"level k ↦ {chance:.3g} + (1 − {chance:.3g})·(k − 1)/(K − 1): level 1 = guessing, K = certain"
+        desc = f"level k ↦ {_level_words(chance)}"
     else:
         raise ValueError(f"unknown confidence scale {scale!r}")
     return np.clip(p, 0, 1), ConfidenceMap(scale, desc)
+
+
+def _level_words(chance: float) -> str:
+    return f"{chance:.3g} + (1 − {chance:.3g})·(k − 1)/(K − 1): level 1 = guessing, K = certain"
 
 
 def is_correct_class(df: pd.DataFrame) -> np.ndarray:

@@ -161,8 +161,9 @@ def simulate_study(
         rows += _rater_rows(r_i, prof, recs, classes, rng, n_trials=n_trials, practice_trials=practice_trials,
                             attention_checks=attention_checks, study_id=study_id)
     df = pd.DataFrame(rows)
-    from cytocore.schema import REQUIRED_COLUMNS
-    cols = list(REQUIRED_COLUMNS) + [f"{MODEL_PROB_PREFIX}{k}" for k in classes]
+    from cytocore.schema import COLUMN_TYPES
+    # one joined table, as a tool other than cytostudy writes it: the raw confidence percent beside the levels
+    cols = list(COLUMN_TYPES) + [f"{MODEL_PROB_PREFIX}{k}" for k in classes]
     df = df[cols]
     df.attrs["truth"] = _truth(profile, raters, rater_sd, stimulus_sd, stimuli)
     df.attrs["simulation"] = {

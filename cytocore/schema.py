@@ -1,8 +1,12 @@
 """The tidy response table: column names, codes and validation.
 
 This module is the single source of truth for the study export → analysis contract documented in
-``docs/tidy-responses.md``. ``study_app`` imports the constants from here; ``analysis`` validates every input
-with :func:`cytocore.validation.validate_responses` before any model is built, so bad input produces a clear
+``docs/tidy-responses.md``: an export is two tables keyed by ``stimulus_id`` — ``responses`` (one row per answer,
+:data:`RESPONSE_COLUMNS`) and ``stimuli`` (one row per stimulus, :data:`STIMULUS_TABLE_COLUMNS`) — and
+:func:`load_export_tables` is the one place that reads them and joins them into the table the checks and the
+analysis read (a single joined table made elsewhere, or by an older export, is read as it is). ``study_app``
+imports the constants from here; ``analysis`` validates every input with
+:func:`cytocore.validation.validate_responses` before any model is built, so bad input produces a clear
 :class:`ResponseDataError` (or a *stated* exclusion in the report), never a crash deep inside PyMC.
 The checks themselves, one function each with its own message, are listed in :mod:`cytocore.schema_checks`.
 """
@@ -24,15 +28,21 @@ __all__ = [
     "MODEL_COLUMNS",
     "MODEL_PROB_PREFIX",
     "PHASES",
+    "RAW_CONFIDENCE_COLUMNS",
     "REQUIRED_COLUMNS",
+    "RESPONSE_COLUMNS",
     "SOURCES",
     "STIMULUS_COLUMNS",
+    "STIMULUS_TABLE_COLUMNS",
     "Exclusion",
     "ResponseDataError",
     "ValidationReport",
     "data_hash",
+    "join_stimuli",
+    "load_export_tables",
     "load_responses",
     "model_prob_columns",
+    "require_known_stimuli",
 ]
 
 AUTH_RESPONSES: tuple[str, str] = ("real", "synthetic")
@@ -71,7 +81,10 @@ COLUMN_TYPES: dict[str, str] = {
     "model_margin": "float",
     "model_anomaly": "float",
 }
-REQUIRED_COLUMNS: tuple[str, ...] = tuple(COLUMN_TYPES)
+#: the raw confidence a table made elsewhere (or an older export) may carry beside the levels; ``cytostudy export``
+#: records the level alone and states its scale in the provenance (``confidence_scale``), so nothing is guessed
+RAW_CONFIDENCE_COLUMNS: tuple[str, str] = ("auth_confidence", "class_confidence")
+REQUIRED_COLUMNS: tuple[str, ...] = tuple(c for c in COLUMN_TYPES if c not in RAW_CONFIDENCE_COLUMNS)
 
 #: columns that may contain missing values without being an error (a missing model output just removes that
 #: stimulus from the model-side analyses, and the report says so).
@@ -92,6 +105,14 @@ MODEL_COLUMNS: tuple[str, ...] = tuple(c for c in MANIFEST_MODEL_COLUMNS
                                        if c not in ("model_runner_up", "model_entropy", "model_unet_calls"))
 #: properties of a stimulus: the same on every row that shows it (else the table was edited or mixes studies)
 STIMULUS_COLUMNS: tuple[str, ...] = ("source", "morph_strength", "true_class") + MODEL_COLUMNS
+#: the stimulus table of an export: one row per stimulus (plus its ``model_prob_<class>`` columns, an optional
+#: ``role`` — main / practice / attention / example; without it every stimulus counts as main — and any further
+#: stimulus-level field of the study's manifest)
+STIMULUS_TABLE_COLUMNS: tuple[str, ...] = ("stimulus_id",) + STIMULUS_COLUMNS
+#: the responses table of an export: the answers, keyed to the stimulus table by ``stimulus_id``
+RESPONSE_COLUMNS: tuple[str, ...] = tuple(c for c in REQUIRED_COLUMNS if c not in STIMULUS_COLUMNS)
+#: the stimuli of a study's main part (the ones its model-side analyses describe), by the stimulus table's ``role``
+MAIN_ROLE = "main"
 
 
 class ResponseDataError(ValueError):
@@ -131,6 +152,7 @@ class ValidationReport:
     data_sha256: str = ""
     has_human_answers: bool = True
     study_id: str | None = None
+    stimuli: pd.DataFrame | None = None   # the export's stimulus table (main stimuli, checked), when it has one
 
     def excluded_ids(self, what: str, scope: str) -> set[str]:
         out: set[str] = set()
@@ -156,6 +178,24 @@ class ValidationReport:
         if task == "model":
             df = df[df[["model_pred_class", "model_confidence", "model_margin"]].notna().all(axis=1)]
         return df
+
+    def model_rows(self) -> pd.DataFrame:
+        """What the model-side analyses read. With a stimulus table: every main stimulus of the study, answered or
+        not (after the stated class and missing-output exclusions), the answered ones in the order
+        :meth:`for_task` ("model") first shows them, then the others by id — so an export whose every stimulus was
+        answered gives the model the same table as before. Without one: the rows of :meth:`for_task` ("model")."""
+        rows = self.for_task("model")
+        if self.stimuli is None:
+            return rows
+        st = self.stimuli
+        bad_classes = self.excluded_ids("class", "classification")
+        if bad_classes:
+            st = st[~st["true_class"].isin(bad_classes)]
+        st = st[st[["model_pred_class", "model_confidence", "model_margin"]].notna().all(axis=1)]
+        first = {sid: i for i, sid in enumerate(dict.fromkeys(rows["stimulus_id"]))}
+        order = st["stimulus_id"].map(first).fillna(len(first)).to_numpy()
+        return st.assign(_order=order).sort_values(["_order", "stimulus_id"], kind="stable").drop(
+            columns="_order").reset_index(drop=True)
 
     @property
     def raters(self) -> tuple[str, ...]:
@@ -193,12 +233,10 @@ def data_hash(df: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def load_responses(path: str | Path) -> pd.DataFrame:
-    """Read a tidy response table from ``.csv`` or ``.parquet`` (``.pq``); a Parquet file's ``attrs`` (what the
-    export records about the study, see :mod:`cytocore.lineage`) come with it."""
-    path = Path(path)
+def _read_table(path: Path, what: str) -> pd.DataFrame:
+    """One table from ``.csv`` or ``.parquet`` (``.pq``), ids read as text."""
     if not path.exists():
-        raise ResponseDataError(f"response file {path} does not exist")
+        raise ResponseDataError(f"{what} file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         df = pd.read_parquet(path)
@@ -206,6 +244,68 @@ def load_responses(path: str | Path) -> pd.DataFrame:
         df = pd.read_csv(path, dtype={"participant_id": str, "stimulus_id": str, "study_id": str})
     else:
         raise ResponseDataError(f"{path}: unsupported file type {suffix!r}; give a .csv or .parquet file")
+    return df
+
+
+def require_known_stimuli(stimulus_ids: pd.Series, stimuli: pd.DataFrame, responses_name: str,
+                          stimuli_name: str) -> None:
+    """Every answered stimulus must be in the stimulus table, once: else the two tables are not one export."""
+    missing = [c for c in STIMULUS_TABLE_COLUMNS if c not in stimuli.columns]
+    if missing:
+        raise ResponseDataError(
+            f"the stimulus table {stimuli_name} lacks column(s) {missing}: it needs the columns of "
+            "cytocore.schema.STIMULUS_TABLE_COLUMNS (docs/tidy-responses.md); re-export the study (cytostudy export).")
+    dup = stimuli["stimulus_id"][stimuli["stimulus_id"].duplicated()]
+    if len(dup):
+        raise ResponseDataError(
+            f"the stimulus table {stimuli_name} lists {dup.nunique()} stimulus id(s) more than once, e.g. "
+            f"{dup.iloc[0]!r}: it must have one row per stimulus; re-export the study (cytostudy export).")
+    unknown = sorted(set(stimulus_ids.dropna().astype(str)) - set(stimuli["stimulus_id"].astype(str)))
+    if unknown:
+        shown = ", ".join(map(repr, unknown[:8])) + (" …" if len(unknown) > 8 else "")
+        raise ResponseDataError(
+            f"{len(unknown)} stimulus id(s) answered in {responses_name} are not in the stimulus table "
+            f"{stimuli_name}: {shown}. The two tables must come from one export: put that export's stimulus table "
+            "beside the responses (or export the study again: cytostudy export).")
+
+
+def join_stimuli(responses: pd.DataFrame, stimuli: pd.DataFrame, responses_name: str = "the responses",
+                 stimuli_name: str = "the stimulus table") -> pd.DataFrame:
+    """The responses with their stimulus's properties and model judgements (the one joined table the checks and the
+    per-answer analyses read); the names say which files a :class:`ResponseDataError` is about."""
+    require_known_stimuli(responses["stimulus_id"], stimuli, responses_name, stimuli_name)
+    copies = [c for c in (*STIMULUS_COLUMNS, *model_prob_columns(responses)) if c in responses.columns]
+    if copies:
+        raise ResponseDataError(
+            f"{responses_name} already carries stimulus column(s) {copies} and a stimulus table {stimuli_name} lies "
+            "beside it: give either one joined table (move the stimulus table away) or the two tables of an export.")
+    keep = ["stimulus_id", *STIMULUS_COLUMNS, *model_prob_columns(stimuli)]
+    joined = responses.merge(stimuli[keep], on="stimulus_id", how="left", validate="many_to_one")
+    first = [c for c in COLUMN_TYPES if c in joined.columns]
+    joined = joined[first + [c for c in joined.columns if c not in first]]
+    joined.attrs = dict(responses.attrs)
+    return joined
+
+
+def load_export_tables(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(the joined response table, the stimulus table or None) of ``path``: an export folder, its responses file
+    (``.csv`` / ``.parquet``, its stimulus table found beside it by :func:`cytocore.study_files.stimuli_table_for`),
+    or a single joined table made elsewhere (or by an older export), read as it is."""
+    from .study_files import export_file, stimuli_table_for
+
+    path = export_file(path)
+    df = _read_table(path, "response")
+    stim_path = stimuli_table_for(path)
+    stimuli = None
+    if stim_path.is_file():
+        stimuli = _read_table(stim_path, "stimulus")
+        df = join_stimuli(df, stimuli, str(path), str(stim_path))
     if "responded_at" in df.columns:
         df["responded_at"] = pd.to_datetime(df["responded_at"], utc=True, errors="coerce")
-    return df
+    return df, stimuli
+
+
+def load_responses(path: str | Path) -> pd.DataFrame:
+    """The tidy response table at ``path`` (joined with its stimulus table when it is an export's; see
+    :func:`load_export_tables`)."""
+    return load_export_tables(path)[0]

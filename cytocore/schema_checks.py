@@ -12,9 +12,10 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .schema import (ANSWER_COLUMNS, AUTH_RESPONSES, CANNOT_TELL, COLUMN_TYPES, MODEL_PROB_PREFIX,
-                     NULLABLE_COLUMNS, PHASES, REQUIRED_COLUMNS, SOURCES, STIMULUS_COLUMNS, Exclusion,
-                     ResponseDataError, ValidationReport, data_hash, model_prob_columns)
+from .schema import (ANSWER_COLUMNS, AUTH_RESPONSES, CANNOT_TELL, COLUMN_TYPES, MAIN_ROLE, MODEL_PROB_PREFIX,
+                     NULLABLE_COLUMNS, PHASES, REQUIRED_COLUMNS, SOURCES, STIMULUS_COLUMNS, STIMULUS_TABLE_COLUMNS,
+                     Exclusion, ResponseDataError, ValidationReport, data_hash, model_prob_columns,
+                     require_known_stimuli)
 from .study_files import METADATA_KEY
 
 __all__ = ["CHECKS", "EXCLUSION_RULES", "FINAL_CHECKS", "TableUnderCheck"]
@@ -24,8 +25,9 @@ class TableUnderCheck:
     """The table while it is being checked: the frame (normalised step by step) and what the checks found."""
 
     def __init__(self, df, classes: Sequence[str] | None, *, min_attention_accuracy: float | None,
-                 prob_sum_tolerance: float):
+                 prob_sum_tolerance: float, stimuli: pd.DataFrame | None = None):
         self.df = df
+        self.stimuli = stimuli    # the export's stimulus table (None: a single joined table)
         self.classes_arg = classes
         self.min_attention_accuracy = min_attention_accuracy
         self.prob_sum_tolerance = prob_sum_tolerance
@@ -85,7 +87,7 @@ def detect_answers(t: TableUnderCheck) -> None:
 
 
 def check_missing_values(t: TableUnderCheck) -> None:
-    for col in COLUMN_TYPES:
+    for col in REQUIRED_COLUMNS:
         if col in NULLABLE_COLUMNS or (not t.has_answers and col in ANSWER_COLUMNS):
             continue
         if t.df[col].isna().any():
@@ -103,9 +105,11 @@ def _as_bool(s: pd.Series, col: str) -> pd.Series:
     return out.astype(bool)
 
 
-def coerce_types(t: TableUnderCheck) -> None:
-    df = t.df
+def _coerce(df: pd.DataFrame) -> None:
+    """The columns of :data:`COLUMN_TYPES` that ``df`` has, as their kind (in place)."""
     for col, kind in COLUMN_TYPES.items():
+        if col not in df.columns:
+            continue
         if kind == "str":
             df[col] = df[col].astype("object").where(df[col].notna(), None)
             df[col] = df[col].map(lambda v: None if v is None else str(v))
@@ -117,6 +121,10 @@ def coerce_types(t: TableUnderCheck) -> None:
             df[col] = conv
         elif kind == "bool":
             df[col] = _as_bool(df[col], col)
+
+
+def coerce_types(t: TableUnderCheck) -> None:
+    _coerce(t.df)
 
 
 # --------------------------------------------------------------------------------------------- codes
@@ -152,20 +160,24 @@ def _check_codes(df: pd.DataFrame, col: str, allowed: Sequence[str], hint: str) 
               f"(first at row {bad.index[0]}). {hint}")
 
 
-def check_codes(t: TableUnderCheck) -> None:
-    df, classes = t.df, t.classes
-    _check_codes(df, "phase", PHASES, "Use 'practice' or 'main'.")
+def _check_stimulus_codes(df: pd.DataFrame, classes: Sequence[str]) -> None:
     _check_codes(df, "source", SOURCES, "Use 'real' or 'synthetic'.")
-    if t.has_answers:
-        _check_codes(df, "auth_response", AUTH_RESPONSES,
-                     "Authenticity answers must be 'real' or 'synthetic' (cytocore.schema.AUTH_RESPONSES).")
     _check_codes(df, "true_class", classes, f"true_class must be one of the study's classes {list(classes)}.")
-    if t.has_answers:
-        _check_codes(df, "class_response", classes + (CANNOT_TELL,),
-                     f"class answers must be one of {list(classes)} or '{CANNOT_TELL}'.")
     mp = df["model_pred_class"].dropna()
     if len(mp) and not mp.isin(classes).all():
         _check_codes(df.loc[mp.index], "model_pred_class", classes, "model_pred_class must be one of the classes.")
+
+
+def check_codes(t: TableUnderCheck) -> None:
+    df, classes = t.df, t.classes
+    _check_codes(df, "phase", PHASES, "Use 'practice' or 'main'.")
+    if t.has_answers:
+        _check_codes(df, "auth_response", AUTH_RESPONSES,
+                     "Authenticity answers must be 'real' or 'synthetic' (cytocore.schema.AUTH_RESPONSES).")
+    if t.has_answers:
+        _check_codes(df, "class_response", classes + (CANNOT_TELL,),
+                     f"class answers must be one of {list(classes)} or '{CANNOT_TELL}'.")
+    _check_stimulus_codes(df, classes)
 
 
 def check_confidence_scale(t: TableUnderCheck) -> None:
@@ -191,7 +203,10 @@ def check_confidence_scale(t: TableUnderCheck) -> None:
 
 
 def check_morph_strength(t: TableUnderCheck) -> None:
-    df = t.df
+    _check_morph_strength(t.df)
+
+
+def _check_morph_strength(df: pd.DataFrame) -> None:
     ms = df["morph_strength"]
     if ((ms < 0) | (ms > 1)).any():
         _fail(f"column 'morph_strength' must lie in [0, 1]; got {_examples(ms[(ms < 0) | (ms > 1)])}")
@@ -206,7 +221,10 @@ def check_morph_strength(t: TableUnderCheck) -> None:
 
 
 def check_probabilities(t: TableUnderCheck) -> None:
-    df = t.df
+    _check_probabilities(t.df, t)
+
+
+def _check_probabilities(df: pd.DataFrame, t: TableUnderCheck) -> None:
     for c in t.prob_cols:
         p = df[c]
         if ((p < 0) | (p > 1)).any():
@@ -252,8 +270,35 @@ def check_one_study(t: TableUnderCheck) -> None:
               "was edited or assembled from another export. Re-export the study (cytostudy export).")
 
 
+def check_stimulus_table(t: TableUnderCheck) -> None:
+    """An export's stimulus table (two tables, not one joined table): every answered stimulus is in it, and its
+    main stimuli — which the model-side analyses read whether answered or not — pass the per-stimulus checks."""
+    if t.stimuli is None:
+        return
+    st = t.stimuli
+    require_known_stimuli(t.df["stimulus_id"], st, "the responses", "the stimulus table")
+    st = st.copy()
+    _coerce(st)
+    if "role" in st.columns:
+        st = st[st["role"] == MAIN_ROLE]
+    missing_p = [c for c in t.prob_cols if c not in st.columns]
+    try:
+        if missing_p:
+            _fail(f"missing model probability column(s) {missing_p} (the responses' classes).")
+        _check_stimulus_codes(st, t.classes)
+        _check_morph_strength(st)
+        _check_probabilities(st, t)
+    except ResponseDataError as exc:
+        raise ResponseDataError(f"the stimulus table: {exc} (columns {list(STIMULUS_TABLE_COLUMNS)}; "
+                                "docs/tidy-responses.md)") from None
+    t.stimuli = st.reset_index(drop=True)
+
+
 def check_stimulus_consistency(t: TableUnderCheck) -> None:
-    """Every row that shows a stimulus must agree on what it is (source, morph, class, the model's outputs)."""
+    """Every row that shows a stimulus must agree on what it is (source, morph, class, the model's outputs) — in a
+    single joined table; the two tables of an export hold each stimulus once (:func:`check_stimulus_table`)."""
+    if t.stimuli is not None:
+        return
     df = t.df
     for col in STIMULUS_COLUMNS + tuple(t.prob_cols):
         vals = df[col]
@@ -342,11 +387,14 @@ def rule_empty_classes(t: TableUnderCheck) -> None:
 
 
 def rule_missing_model_outputs(t: TableUnderCheck) -> None:
-    data = t.data
-    miss_model = data[["model_pred_class", "model_confidence", "model_margin"]].isna().any(axis=1)
-    if miss_model.any():
-        stim = tuple(sorted(data.loc[miss_model, "stimulus_id"].unique()))
-        t.exclusions.append(Exclusion("stimulus", stim, "model", "missing model outputs", int(miss_model.sum())))
+    data, cols = t.data, ["model_pred_class", "model_confidence", "model_margin"]
+    miss_model = data[cols].isna().any(axis=1)
+    stim = set(data.loc[miss_model, "stimulus_id"])
+    if t.stimuli is not None:   # every main stimulus enters the model side, answered or not
+        stim |= set(t.stimuli.loc[t.stimuli[cols].isna().any(axis=1), "stimulus_id"])
+    if stim:
+        t.exclusions.append(Exclusion("stimulus", tuple(sorted(stim)), "model", "missing model outputs",
+                                      int(miss_model.sum())))
 
 
 def rule_few_trials(t: TableUnderCheck) -> None:
@@ -367,7 +415,7 @@ def final_something_to_analyse(rep: ValidationReport) -> None:
 CHECKS: tuple[Callable[[TableUnderCheck], None], ...] = (
     check_is_frame, check_columns, check_not_empty, detect_answers, check_missing_values, coerce_types,
     check_classes, check_codes, check_confidence_scale, check_morph_strength, check_probabilities,
-    check_duplicates, check_one_study, check_stimulus_consistency, select_main,
+    check_duplicates, check_one_study, check_stimulus_table, check_stimulus_consistency, select_main,
 )
 EXCLUSION_RULES: tuple[Callable[[TableUnderCheck], None], ...] = (
     rule_attention_checks, rule_identical_answers, rule_empty_classes, rule_missing_model_outputs, rule_few_trials,

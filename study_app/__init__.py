@@ -7,13 +7,13 @@ Public API::
     load_study_config(path, overrides)         -> StudyConfig
     run_audits / leak_audit / confound_check   the leak audit and the content-confound check
     StudyService(study_dir, db_url=None)       the participant session logic on the database (study_app.serve)
-    export_study(service, out)                 -> (DataFrame, paths): tidy responses with provenance
+    export_study(service, out)                 -> (responses, paths): the responses and stimuli tables, provenance
     run_bot / simulate_raters / make_profile   simulated raters through the same code path (cytocore's rater model)
     simulate_and_analyse(study, raters)        the road without experts: raters -> export -> analysis (workflow)
     study_app.serve.server.serve(study_dir, port, ...)   start the Streamlit app
 
 Layout: ``build/`` makes a study (cytomodel, torch); ``serve/`` runs it (no torch); ``storage/`` is the
-database; ``audit/`` checks a stimulus set; ``study.py`` reads a built folder; ``export.py`` writes the tidy table;
+database; ``audit/`` checks a stimulus set; ``study.py`` reads a built folder; ``export.py`` writes the two tidy tables;
 ``workflow.py`` chains build -> simulated raters -> export -> analysis (the one place the analysis is imported).
 """
 from __future__ import annotations
@@ -28,7 +28,8 @@ _EXPORTS = {
     "StudyService": "serve.session", "AccessDenied": "serve.errors", "TooFast": "serve.errors",
     "NotLoaded": "serve.errors", "StudyMismatch": "serve.errors",
     "StorageUnavailable": "storage", "Database": "storage",
-    "export_responses": "export", "export_study": "export", "write_export": "export", "read_provenance": "export",
+    "export_responses": "export", "export_stimuli": "export", "export_study": "export", "write_export": "export",
+    "read_provenance": "export",
     "run_bot": "bots", "simulate_raters": "bots", "make_profile": "bots",
     "SimulatedRaters": "workflow", "simulate_and_analyse": "workflow",
     "main": "cli",

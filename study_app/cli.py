@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="tidy responses (CSV + Parquet, with provenance)")
     _study_args(e)
-    e.add_argument("--out", required=True, help="folder, or file name ending .csv/.parquet")
+    e.add_argument("--out", required=True,
+                   help="folder (responses.* and stimuli.*), or the responses file name ending .csv/.parquet")
     e.add_argument("--main-only", action="store_true", help="leave out practice trials")
     e.set_defaults(func=cmd_export)
 

@@ -81,8 +81,8 @@ def analyse(export: Path, study: Path, out: Path, say: Say = print) -> Path:
 
     say("analysis (short sampling for a demo: 2 chains x 400 draws) ...")
     t0 = time.perf_counter()
-    data, lineage = load_export(export, study)
-    result = run_analysis(data, short_sampling(AnalysisConfig()), lineage=lineage)
+    data, lineage, stimuli = load_export(export, study)
+    result = run_analysis(data, short_sampling(AnalysisConfig()), lineage=lineage, stimuli=stimuli)
     report = write_report(result, out, input_path=str(export), input_sha256=sha256_file(export))
     say(f"analysis done in {time.perf_counter() - t0:.0f} s")
     return Path(report)

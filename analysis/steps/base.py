@@ -76,7 +76,7 @@ class Context:
         self.classes = [c for c in rep.classes if c not in rep.excluded_ids("class", "classification")]
         self.auth = rep.for_task("authenticity")
         self.cls = rep.for_task("classification")
-        dm = rep.for_task("model")
+        dm = rep.model_rows()   # with an export's stimulus table: every main stimulus, answered or not
         self.model = (prepare.model_answers(dm, rep.classes, self.K, anomaly_threshold=self.cfg.anomaly_threshold)
                       if len(dm) else None)
 

@@ -34,10 +34,11 @@ def needs_observed(ctx: Context) -> str | None:
 def _expert_rows(ctx: Context, res: ObservedMetacognition) -> list[dict]:
     K, C, cfg = ctx.K, ctx.C, ctx.cfg
     da, dc = ctx.auth, ctx.cls
+    # an export records the level alone (no raw column): read as it is; a table made elsewhere may carry raw values
     pa, res.confidence_maps["authenticity"] = prepare.confidence_probability(
-        da["auth_confidence"], da["auth_confidence_level"], K, 0.5, cfg.confidence_scale)
+        da.get("auth_confidence"), da["auth_confidence_level"], K, 0.5, cfg.confidence_scale)
     pc, res.confidence_maps["classification"] = prepare.confidence_probability(
-        dc["class_confidence"], dc["class_confidence_level"], K, 1 / C, cfg.confidence_scale)
+        dc.get("class_confidence"), dc["class_confidence_level"], K, 1 / C, cfg.confidence_scale)
     rows = []
     for task, d, corr, lev, prob in (
             ("authenticity", da, (da["auth_response"] == da["source"]).to_numpy(),

@@ -87,7 +87,7 @@ def test_lineage_reads_attrs_sidecar_and_study_folder(tmp_path, base):
                                                "model_weights_sha256": "w" * 64,
                                                "model_training_data_hash": "t" * 64, "model_train_steps": 6}
     from analysis.inputs import load_export
-    _, lin2 = load_export(data, study)
+    lin2 = load_export(data, study).lineage
     assert lin2["model_weights_sha256"] == "w" * 64          # parquet carries attrs
     (study / "study.json").write_text(json.dumps({"study_id": "another"}))
     with pytest.raises(ResponseDataError, match="study folder .* is study 'another'"):

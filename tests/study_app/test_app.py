@@ -244,9 +244,11 @@ def test_admin_needs_the_password_and_exports(svc, built_study):
     assert not at.exception, at.exception
     exports = sorted((built_study / "exports").glob("responses-*.parquet"))
     assert exports
+    assert exports[-1].with_name(exports[-1].name.replace("responses-", "stimuli-")).is_file()
     import pandas as pd
     df = pd.read_parquet(exports[-1])
     assert len(df) == 2 and set(df["phase"]) == {"practice"}
+    assert [b.label for b in at.get("download_button")] == ["Download export (zip: responses + stimuli)"]
     from study_app.export import read_provenance
     assert read_provenance(exports[-1])["n_responses"] == 2
 

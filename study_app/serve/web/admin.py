@@ -12,7 +12,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from ...export import NoResponses, export_study
+from ...export import NoResponses, export_study, export_zip
 from ...storage import StorageUnavailable
 from ..monitoring import wait_text
 from .common import ADMIN_PASSWORD_ENV, PUBLIC_URL_ENV, get_service, storage_error, style
@@ -143,8 +143,10 @@ def _invites(svc) -> None:
 
 
 def _export(svc) -> None:
-    st.markdown("One row per response, joined with the stimulus manifest and the model's outputs, in the columns "
-                "of `docs/tidy-responses.md` (validated with `cytocore.validation.validate_responses`).")
+    st.markdown("Two tables keyed by `stimulus_id`, in the columns of `docs/tidy-responses.md` (checked together "
+                "with `cytocore.validation.validate_responses`): **responses**, one row per answer, and **stimuli**, "
+                "one row per stimulus of the study with the model's judgements — each as CSV and Parquet, with the "
+                "provenance, in one zip.")
     practice = st.checkbox("include practice trials (phase = practice)", value=True)
     if st.button("Prepare export", type="primary"):
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -154,15 +156,13 @@ def _export(svc) -> None:
         except NoResponses as exc:
             st.info(str(exc))
             return
-        st.session_state["export"] = (df, paths[1].read_bytes(), [str(p) for p in paths])
+        st.session_state["export"] = (df, export_zip(paths), f"export-{stamp}.zip", [str(p) for p in paths])
     ex = st.session_state.get("export")
     if ex is not None:
-        df, pq, paths = ex
+        df, zipped, name, paths = ex
         st.write(f"{len(df)} rows, {df['participant_id'].nunique() if len(df) else 0} participants"
                  + (f"; also saved to {', '.join(paths)}" if paths else ""))
-        a, b = st.columns(2)
-        a.download_button("Download CSV", df.to_csv(index=False).encode(), "responses.csv", "text/csv")
-        b.download_button("Download Parquet", pq, "responses.parquet", "application/octet-stream")
+        st.download_button("Download export (zip: responses + stimuli)", zipped, name, "application/zip")
         st.dataframe(df.head(50), hide_index=True, width="stretch")
 
 
