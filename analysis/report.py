@@ -12,6 +12,7 @@ import pandas as pd
 
 from cytocore.lineage import LINEAGE_FIELDS, UNKNOWN
 from cytocore.provenance import atomic_write_text, sha256_file
+from cytocore.study_files import stimuli_table_for
 
 from .fitting import log
 from .markdown import md_table
@@ -43,7 +44,12 @@ def provenance(res: AnalysisResult, out: OutputFolder, figs: dict[str, dict[str,
                          "study_content_hash": res.lineage.get("study_content_hash", UNKNOWN),
                          "model_weights_sha256": res.lineage.get("model_weights_sha256", UNKNOWN),
                          "model_training_data_hash": res.lineage.get("model_training_data_hash", UNKNOWN)}
-    return {**out.stamp, "input": input_path, "input_file_sha256": input_sha256,
+    stimuli = stimuli_table_for(input_path) if input_path else None   # an export's second table, when it has one
+    if stimuli is not None and stimuli.is_file():
+        stim = {"input_stimuli": str(stimuli), "input_stimuli_sha256": sha256_file(stimuli)}
+    else:
+        stim = {}
+    return {**out.stamp, "input": input_path, "input_file_sha256": input_sha256, **stim,
             "lineage_sources": res.lineage.get("sources", {}),
             "versions": {"python": platform.python_version(), "pymc": pymc.__version__, "pytensor": pytensor.__version__,
                          "arviz": arviz.__version__, "numpy": np.__version__, "pandas": pd.__version__,

@@ -86,4 +86,6 @@ def test_five_steps_from_images_to_a_report(tiny_dataset, tmp_path):
     assert lineage["model_train_steps"] == 6
     assert lineage["stimuli_source_hash"] == study_meta["provenance"]["data_hash"]
     assert prov["input_file_sha256"] == sha256_file(export)
+    stimuli = tmp_path / "stimuli.parquet"                             # the export's second table, beside it
+    assert prov["input_stimuli"] == str(stimuli) and prov["input_stimuli_sha256"] == sha256_file(stimuli)
     assert prov["skipped_steps"]["power"].startswith("power_sims = 0")
