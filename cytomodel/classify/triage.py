@@ -81,7 +81,7 @@ def read_classification_table(table: pd.DataFrame, *, name: str = "table") -> pd
         raise ValueError(f"{name}: no column {' or '.join(missing)}; give the CSV/Parquet written by "
                          "`cytomodel classify` or `cytomodel baseline predict`")
     out = pd.DataFrame({"id": table[ident].astype(str) if ident else np.arange(len(table)).astype(str),
-                        "predicted": table[pred].astype(str),
+                        "predicted": table[pred].astype(str).where(table[pred].notna(), ""),
                         "confidence": pd.to_numeric(table["confidence"], errors="coerce")})
     if "anomaly_score" in cols:
         out["anomaly"] = pd.to_numeric(table["anomaly_score"], errors="coerce")
@@ -98,7 +98,12 @@ def read_classification_table(table: pd.DataFrame, *, name: str = "table") -> pd
         source = "predictive entropy of the class probabilities"
     if "label" in cols:
         out["label"] = table["label"].astype(str)
-    bad = out[["confidence", "anomaly"]].isna().any(axis=1)
+    # a cell the classifier could not frame (two cells, no cell, …) keeps its row without a prediction; it is
+    # nobody's answer, so triage sends it to review with its reason (and calibration leaves it out)
+    status = table["framing_status"].astype(str) if "framing_status" in cols else pd.Series("ok", index=table.index)
+    unframed = (table[pred].isna() & ~status.isin(["ok", "cut_by_border"])).to_numpy()
+    out["unclassified"] = np.where(unframed, "not framed: " + status, "")
+    bad = out[["confidence", "anomaly"]].isna().any(axis=1) & ~unframed
     if bad.any():
         raise ValueError(f"{name}: {int(bad.sum())} row(s) have no numeric confidence/anomaly (first: "
                          f"{out['id'][bad].iloc[0]}); re-run the classifier on them")
@@ -129,6 +134,8 @@ def fit_triage(calibration: pd.DataFrame, *, target_error: float = 0.01, target_
         if not lo < v < hi:
             raise ValueError(f"{what} must be in ({lo}, {hi}), got {v}")
     cal = read_classification_table(calibration, name=name)
+    n_unframed = int((cal["unclassified"] != "").sum())
+    cal = cal[cal["unclassified"] == ""]
     if "label" not in cal:
         raise ValueError(f"{name}: no 'label' column; calibration needs labelled cells (classify a split of a "
                          "dataset with a manifest, e.g. --split val)")
@@ -159,7 +166,8 @@ def fit_triage(calibration: pd.DataFrame, *, target_error: float = 0.01, target_
     info = {"n_flagged": int((cal["anomaly"] > flag_t).sum()), "n_accepted": int(acc.sum()),
             "coverage": float(acc.mean() * len(kept) / len(cal)),
             "error_among_accepted": float(wrong[acc.to_numpy()].mean()) if acc.any() else None,
-            "thresholds_tested": tested, "min_accepted_to_test": m_min}
+            "thresholds_tested": tested, "min_accepted_to_test": m_min,
+            "n_not_framed_left_out": n_unframed}
     return TriageRule(accept_t, flag_t, target_error, target_flag_rate, delta, len(cal),
                       cal.attrs["anomaly_source"], info)
 
@@ -168,14 +176,16 @@ def apply_triage(table: pd.DataFrame, rule: TriageRule, *, name: str = "table") 
     """One row per cell: id, decision (accept / review / flag), class (the accepted class, else empty), confidence,
     anomaly score, why; plus label and correct where the table is labelled."""
     t = read_classification_table(table, name=name)
-    flag = t["anomaly"] > rule.flag_threshold
-    accept = ~flag & (t["confidence"] >= rule.accept_threshold)
+    unframed = (t["unclassified"] != "").to_numpy()
+    flag = (t["anomaly"] > rule.flag_threshold).to_numpy() & ~unframed
+    accept = ~flag & ~unframed & (t["confidence"] >= rule.accept_threshold).to_numpy()
     decision = np.where(flag, "flag", np.where(accept, "accept", "review"))
     why = np.where(
         flag, [f"anomaly {a:.3g} > {rule.flag_threshold:.3g}: unlike the trained classes" for a in t["anomaly"]],
         np.where(accept, [f"confidence {c:.3f} ≥ {rule.accept_threshold:.3f}" for c in t["confidence"]],
-                 [f"confidence {c:.3f} < {rule.accept_threshold:.3f}: uncertain between {p} and others"
-                  for c, p in zip(t["confidence"], t["predicted"])]))
+                 np.where(unframed, t["unclassified"] + " (no prediction)",
+                          [f"confidence {c:.3f} < {rule.accept_threshold:.3f}: uncertain between {p} and others"
+                           for c, p in zip(t["confidence"], t["predicted"])])))
     out = pd.DataFrame({"id": t["id"], "decision": decision, "class": np.where(accept, t["predicted"], ""),
                         "predicted": t["predicted"], "confidence": t["confidence"], "anomaly_score": t["anomaly"],
                         "why": why})
@@ -230,10 +240,12 @@ def selective_risk_curve(table: pd.DataFrame, *, name: str = "table") -> pd.Data
     t = read_classification_table(table, name=name)
     if "label" not in t:
         raise ValueError(f"{name}: a risk–coverage curve needs a 'label' column")
+    n_all = len(t)
+    t = t[t["unclassified"] == ""]        # cells that could not be framed are never accepted (coverage of all cells)
     order = np.argsort(-t["confidence"].to_numpy(), kind="stable")
     wrong = (t["predicted"] != t["label"]).to_numpy()[order]
     m = np.arange(1, len(t) + 1)
-    return pd.DataFrame({"threshold": t["confidence"].to_numpy()[order], "coverage": m / len(t),
+    return pd.DataFrame({"threshold": t["confidence"].to_numpy()[order], "coverage": m / max(n_all, 1),
                          "selective_risk": np.cumsum(wrong) / m})
 
 

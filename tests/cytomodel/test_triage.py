@@ -84,6 +84,29 @@ def test_baseline_tables_work_and_bad_tables_name_what_is_missing():
         fit_triage(d, target_error=1.5)
 
 
+def test_cells_classify_could_not_frame_go_to_review_and_stay_out_of_calibration():
+    rng = np.random.default_rng(4)
+    cal, cells = _cells(800, rng), _cells(300, rng)
+    cal["framing_status"] = cells["framing_status"] = "ok"
+    for d in (cal, cells):                            # classify keeps such a row without a prediction
+        d.loc[:9, ["pred_class", "confidence", "anomaly_score"]] = np.nan
+        d.loc[:9, "framing_status"] = "two_cells"
+    rule = fit_triage(cal, target_error=0.1)
+    assert rule.n_calibration == 790 and rule.calibration["n_not_framed_left_out"] == 10
+    framed = fit_triage(cal.iloc[10:], target_error=0.1)             # as if those rows were not there
+    assert (rule.accept_threshold, rule.flag_threshold) == (framed.accept_threshold, framed.flag_threshold)
+    out = apply_triage(cells, rule)
+    assert (out["decision"][:10] == "review").all() and (out["class"][:10] == "").all()
+    assert out["why"][:10].str.contains("not framed: two_cells").all() and (out["predicted"][:10] == "").all()
+    assert out.iloc[10:].equals(apply_triage(cells.iloc[10:], rule).set_index(out.index[10:]))
+    curve = selective_risk_curve(cells)
+    assert len(curve) == 290 and curve["coverage"].iloc[-1] == pytest.approx(290 / 300)
+    lost = cells.copy()
+    lost.loc[20, ["pred_class", "confidence"]] = np.nan          # no prediction for no stated reason: an error
+    with pytest.raises(ValueError, match="re-run the classifier"):
+        apply_triage(lost, rule)
+
+
 def test_run_triage_writes_decisions_summary_and_the_risk_coverage_figure(tmp_path):
     import json
 
