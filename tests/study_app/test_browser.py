@@ -14,6 +14,7 @@
   and never answer buttons, and opening the study-code link again in the same browser resumes."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import signal
@@ -319,29 +320,37 @@ def _scrolled(page) -> int:
 def test_phone_layout_touch_broken_image_and_resume_by_code(browser, server, tmp_path, request):
     page = _page(browser, request, 390, 844, touch=True)
     svc = server.svc
-    failed, armed = [], []
+    # the first stimulus shown fails, every time it is asked for (a page run that re-mounts the image asks again);
+    # "Load it again" serves it under a new URL. A stimulus is known by its bytes, not by the order of requests:
+    # the instructions' example cells may still be arriving when the first trial starts (a loaded machine)
+    man = svc.study.manifest
+    stimuli = {hashlib.sha256(svc.image_bytes(s)).hexdigest() for s in man.loc[man["role"] != "example", "stimulus_id"]}
+    failed, seen = [], []
 
-    def break_first(route):                                          # the first stimulus fails, every time it is
-        url = route.request.url                                      # asked for (a page run that re-mounts the image
-        if (armed and url.endswith(".png") and url not in armed[0]   # asks again): the first image not on the
-                and (not failed or url == failed[0])):               # instructions page (whose cells may load late);
-            failed[:1] = [url]                                       # "Load it again" serves it under a new URL
+    def break_first(route):
+        if failed and route.request.url != failed[0]:
+            route.continue_()
+            return
+        resp = route.fetch()
+        is_stimulus = hashlib.sha256(resp.body()).hexdigest() in stimuli
+        seen.append((route.request.url.rsplit("/", 1)[-1], is_stimulus))
+        if is_stimulus:
+            failed[:1] = [route.request.url]
             route.abort()
         else:
-            route.continue_()
+            route.fulfill(response=resp)
     page.route(re.compile(r".*/media/.*"), break_first)
     page.goto(f"{server.base}/?code=TINY")
     wait_screen(page, "code-consent")                                # the consent text first: nobody joined yet
     assert svc.counts()["participants"] == 0
     shoot(page, tmp_path, "phone-consent")
-
-    def arm():                                                       # after the example cells have loaded
-        page.wait_for_function("() => Array.from(document.images).every(i => i.complete)")
-        page.wait_for_load_state("networkidle")
-        armed.append(set(page.evaluate("() => Array.from(document.images).map(i => i.src)")))
-    onboard(page, before_start=arm)
+    onboard(page)
     tok = page.evaluate("() => new URLSearchParams(location.search).get('t')")
-    page.get_by_text("The image did not load.").wait_for()           # a broken image: a retry, no answer buttons
+    try:
+        page.get_by_text("The image did not load.").wait_for()       # a broken image: a retry, no answer buttons
+    except Exception as e:
+        shown = page.evaluate("() => Array.from(document.images).map(i => [i.src.split('/').pop(), i.complete])")
+        raise AssertionError(f"no error shown; routed: {seen}; failed: {failed}; images now: {shown}") from e
     assert page.locator("[class*='st-key-auth-'] button").count() == 0
     shoot(page, tmp_path, "phone-broken-image")
     page.get_by_role("button", name="Load it again").tap()
