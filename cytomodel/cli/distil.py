@@ -20,6 +20,15 @@ def cmd_distil(args: argparse.Namespace) -> int:
     from ..evaluate import distillation  # torch: see above
 
     runtime.configure_runtime()
+    if args.calibrate_only:
+        from ..evaluate import BaselineClassifier  # torch: see above
+        if not args.val_table:
+            raise SystemExit("--calibrate-only needs --val-table")
+        student = BaselineClassifier.from_pretrained(args.out)
+        _calibrate(student, args.val_table, args.out)
+        return 0
+    if not args.teacher_table:
+        raise SystemExit("--teacher-table is required (the teacher's table of the training split)")
     table_path = Path(args.teacher_table)
     table = classify.classified(classify.read_table(table_path)).reset_index(drop=True)
     teacher = models.load_base(args.model)
@@ -48,7 +57,20 @@ def cmd_distil(args: argparse.Namespace) -> int:
     extra["crop_fraction"] = teacher.crop_fraction
     student.save_pretrained(args.out, dtype=torch.float32, extra=extra)
     print(f"student saved to {args.out}")
+    if args.val_table:
+        _calibrate(student, args.val_table, args.out)
     return 0
+
+
+def _calibrate(student, val_table: str, out: str) -> None:
+    # torch and the distillation only when the command runs (see cmd_distil)
+    import torch
+    from ..evaluate import distillation
+
+    fit = distillation.fit_temperature_on(student, classify.classified(classify.read_table(Path(val_table))))
+    student.save_pretrained(out, dtype=torch.float32)
+    print(f"temperature T={fit['temperature']:.4g} fitted on {fit['n_images']} labelled cells of {val_table}: NLL "
+          f"{fit['nll_at_T1']:.4f} (T=1) -> {fit['nll_at_T']:.4f}; written to {out}/baseline.json")
 
 
 def register(sub) -> None:
@@ -57,8 +79,11 @@ def register(sub) -> None:
                        "temperature) and anomaly scores — a `cytomodel classify` table of the training split — with "
                        "the training augmentations. The student is a baseline folder with an anomaly head: "
                        "`cytomodel classify --model STUDENT` and `cytomodel triage` take it.")
-    p.add_argument("--teacher-table", required=True, help="`cytomodel classify` output over the training images "
-                   "(.csv/.parquet)")
+    p.add_argument("--teacher-table", help="`cytomodel classify` output over the training images (.csv/.parquet)")
+    p.add_argument("--val-table", help="the teacher's `cytomodel classify` output over labelled validation images: "
+                   "the student's temperature is fitted on their labels (as the teacher's was)")
+    p.add_argument("--calibrate-only", action="store_true", help="only fit the temperature of the student already "
+                   "in --out on --val-table")
     p.add_argument("--model", default=None, help="the teacher model folder (default: the bundled classifier)")
     p.add_argument("--out", required=True, help="student folder")
     p.add_argument("--epochs", type=int, default=20, help="(%(default)s)")

@@ -196,10 +196,17 @@ class BaselineClassifier:
         """(N, C) float32 logits."""
         return self._run(images, "logits", batch_size, precision)
 
+    @property
+    def temperature(self) -> float:
+        """The fitted temperature (a distilled student's, :func:`cytomodel.evaluate.distillation.fit_temperature_on`);
+        1 for a classifier that has none."""
+        return float(self.metadata.get("temperature") or 1.0)
+
     def predict_proba(self, images, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
-        """(N, C) float32 class probabilities (softmax of the logits), columns in ``class_names`` order."""
+        """(N, C) float32 class probabilities (softmax of the logits over the temperature), columns in
+        ``class_names`` order."""
         z = torch.from_numpy(self.logits(images, batch_size, precision))
-        return torch.softmax(z, dim=1).numpy()
+        return torch.softmax(z / self.temperature, dim=1).numpy()
 
     def predict(self, images, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
         """(N,) int64 index of the most probable class."""

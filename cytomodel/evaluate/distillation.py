@@ -21,7 +21,8 @@ import torch
 
 from cytocore import classification as ct
 
-from ..data import ImageArrays
+from ..classify.scores import fit_temperature
+from ..data import ImageArrays, framed_arrays
 from ..models.base import pixel_statistics
 from ..runtime import configure_runtime, resolve_device
 from .baseline import BaselineClassifier, ResNetSmall
@@ -101,6 +102,31 @@ def distil_student(data: ImageArrays, probs: np.ndarray, anomaly: np.ndarray, te
                                "loss": "soft cross-entropy to the teacher's probabilities + "
                                        f"{anomaly_weight:g} x Huber(anomaly head, standardised teacher anomaly)"}
     return clf
+
+
+def fit_temperature_on(student: BaselineClassifier, table: pd.DataFrame) -> dict[str, Any]:
+    """Fit the student's temperature by the NLL of the labels of a classification table's cells (the teacher's table
+    of the val split: its images and labels), as the teacher's own temperature was fitted; stored in the student's
+    metadata (``temperature``, ``temperature_fit``), so ``predict_proba`` and every table use it.
+
+    Why: soft targets carry the teacher's calibration only as far as the student can follow them (measured on PBC:
+    ECE 0.050 against the teacher's 0.021 at T = 1)."""
+    table = ct.with_current_names(table)
+    if ct.LABEL not in table:
+        raise ValueError("the temperature is fitted on labelled cells: give a classification table with a 'label' "
+                         "column (e.g. `cytomodel classify --split val` of the teacher)")
+    known = table[table[ct.LABEL].isin(student.class_names)].reset_index(drop=True)
+    cells = student.intake().frame(list(known[ct.IMAGE]))
+    arrays, keep = framed_arrays(cells, student.resolution)
+    if len(keep) < 10:
+        raise ValueError(f"{len(keep)} framed labelled cells are too few to fit a temperature on")
+    labels = known[ct.LABEL].to_numpy()[keep]
+    y = np.array([student.class_names.index(c) for c in labels])
+    t, nll_1, nll_t = fit_temperature(-student.logits(arrays).astype(np.float64), y)
+    fit = {"temperature": t, "nll_at_T1": nll_1, "nll_at_T": nll_t, "n_images": int(len(y))}
+    student.metadata["temperature"] = t
+    student.metadata["temperature_fit"] = fit
+    return fit
 
 
 def teacher_record(model_meta: dict[str, Any], model_dir: str, table: pd.DataFrame, table_sha256: str,

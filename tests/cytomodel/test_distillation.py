@@ -82,3 +82,14 @@ def test_cli_distil_then_classify_and_triage_with_the_student(tiny_model_dir, ti
     assert len(decisions) == 36
     record = json.loads((tmp_path / "triage" / "triage.json").read_text())
     assert "student" in json.dumps(record)          # triage used the student's own anomaly score
+    # the student's temperature, fitted on labelled cells (the teacher's table gives the images and labels)
+    assert main(["distil", "--out", str(out), "--val-table", str(teacher_table), "--calibrate-only"]) == 0
+    calibrated = BaselineClassifier.from_pretrained(out)
+    fit = calibrated.metadata["temperature_fit"]
+    assert calibrated.temperature == fit["temperature"] != 1.0 and fit["nll_at_T"] <= fit["nll_at_T1"]
+    assert fit["n_images"] == 36
+    data = load_dataset(tiny_dataset, calibrated.resolution)
+    z = calibrated.logits(data.images)
+    p = np.exp(z / calibrated.temperature - (z / calibrated.temperature).max(1, keepdims=True))
+    np.testing.assert_allclose(calibrated.predict_proba(data.images), p / p.sum(1, keepdims=True), rtol=1e-4,
+                               atol=1e-6)
