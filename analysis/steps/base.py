@@ -136,6 +136,9 @@ def timed_run(step: Step, ctx: Context) -> StepResult:
         return Failed(step.name, message=f"{type(e).__name__}: {e}", trace=traceback.format_exc(),
                       seconds=time.perf_counter() - t0)
     res.seconds = time.perf_counter() - t0
+    if isinstance(res, Skipped):   # the data turned out not to support it (found only by running it)
+        log(f"  {step.name}: skipped — {res.reason}")
+        return res
     if ctx.out is not None:
         ctx.out.write_tables(res.tables)
         if step.figures is not None:

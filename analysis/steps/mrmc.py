@@ -21,7 +21,7 @@ from .. import prepare
 from ..figstyle import EXPERT, GREY, MODEL, new_figure, save_figure
 from ..markdown import md_table
 from ..mrmc import ReaderAUCs, reader_aucs, single_test, sizing
-from .base import Context, Step, StepResult
+from .base import Context, Skipped, Step, StepResult
 
 MIN_CASES = 10   # of each truth state, per reader
 
@@ -147,8 +147,9 @@ def run_mrmc(ctx: Context) -> MRMCResult:
             per += [{"task": "classification", "reader": r, "auc": a} for r, a in zip(cwide.index[ok], hum.auc)]
             if mod is not None:
                 per.append({"task": "classification", "reader": "model", "auc": float(mod.auc[0])})
-    if not rows:
-        raise ValueError("no task has enough cases read by every reader for the MRMC analysis")
+    if not rows:   # e.g. raters who saw different images: a fact of the design, not an error
+        return Skipped("mrmc", reason="no task has enough images read by every reader (the MRMC analysis is for a "
+                                      "fully crossed design): " + " ".join(res.notes))
     res.summary, res.readers = pd.DataFrame(rows), pd.DataFrame(per)
     res.tables = {"mrmc": res.summary, "mrmc_readers": res.readers}
     if not res.sizing.empty:

@@ -99,3 +99,22 @@ def test_type2_auc_with_each_readers_own_truth_uses_the_jackknife():
     assert r.v10 is None and r.cov("jackknife").shape == (3, 3)
     with pytest.raises(ValueError, match="DeLong"):
         r.cov("delong")
+
+
+def test_raters_who_saw_different_images_skip_the_step_and_say_why():
+    """Not a fully crossed design (each rater read other images): the report says why there is no MRMC analysis
+    instead of counting a failed step."""
+    from analysis.config import AnalysisConfig
+    from analysis.simulate_study import simulate_study
+    from analysis.steps import MRMC_STEP, Skipped
+    from analysis.steps.base import Context, timed_run
+    from cytocore.validation import validate_responses
+
+    df = simulate_study(2, 40, ["a", "b", "c"], seed=3)
+    first = df["participant_id"] == sorted(df["participant_id"].unique())[0]
+    df.loc[first, "stimulus_id"] = df.loc[first, "stimulus_id"].astype(str) + "-seen-by-one"
+    res = timed_run(MRMC_STEP, Context(validate_responses(df, min_attention_accuracy=None), AnalysisConfig()))
+    assert isinstance(res, Skipped) and "fully crossed" in res.reason and "read by every reader" in res.reason
+    crossed = simulate_study(2, 40, ["a", "b", "c"], seed=3)
+    assert not isinstance(timed_run(MRMC_STEP, Context(validate_responses(crossed, min_attention_accuracy=None),
+                                                       AnalysisConfig())), Skipped)
