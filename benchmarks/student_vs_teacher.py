@@ -99,7 +99,7 @@ def speed(teacher, student, baseline, table: pd.DataFrame, n: int) -> dict:
 def main(argv=None) -> int:
     from sklearn.metrics import roc_auc_score
 
-    from cytomodel.classify import read_table
+    from cytomodel.classify import classified, read_table
     from cytomodel.evaluate import load_baseline
     from cytomodel.models.loading import load_base
 
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     tv, tt = read_table(Path(args.teacher_val)), read_table(Path(args.teacher_test))
     # the same cells for every classifier: those the teacher framed (a cell it could not frame has no prediction)
     res = {"not_framed_left_out": {"val": int(tv["pred_class"].isna().sum()), "test": int(tt["pred_class"].isna().sum())}}
-    tv, tt = tv[tv["pred_class"].notna()].reset_index(drop=True), tt[tt["pred_class"].notna()].reset_index(drop=True)
+    tv, tt = classified(tv).reset_index(drop=True), classified(tt).reset_index(drop=True)
     res.update({"speed": speed(teacher, student, baseline, tt, args.speed_cells), "test": {}, "triage": {}})
     for name, clf in (("teacher", None), ("student", student), ("baseline", baseline)):
         if name != "teacher" and clf is None:
@@ -134,7 +134,7 @@ def main(argv=None) -> int:
         res["triage"][name] = triage(val, test, args.target_error, [])
     if args.holdout and args.holdout_student:
         hv, ht = read_table(Path(args.holdout_teacher_val)), read_table(Path(args.holdout_teacher_test))
-        hv, ht = hv[hv["pred_class"].notna()].reset_index(drop=True), ht[ht["pred_class"].notna()].reset_index(drop=True)
+        hv, ht = classified(hv).reset_index(drop=True), classified(ht).reset_index(drop=True)
         hs = load_baseline(args.holdout_student)
         res["holdout"] = {"class": args.holdout}
         for name, table in (("teacher", ht), ("student", single_pass_table(hs, ht))):

@@ -32,6 +32,8 @@ import pandas as pd
 
 from cytocore.provenance import atomic_output, provenance_record, write_json
 
+from ..data.framing import FRAMED_STATUSES
+
 __all__ = ["DECISIONS", "TriageRule", "fit_triage", "apply_triage", "selective_risk_curve", "summarise_triage",
            "read_classification_table", "run_triage", "plot_risk_coverage"]
 
@@ -101,7 +103,7 @@ def read_classification_table(table: pd.DataFrame, *, name: str = "table") -> pd
     # a cell the classifier could not frame (two cells, no cell, …) keeps its row without a prediction; it is
     # nobody's answer, so triage sends it to review with its reason (and calibration leaves it out)
     status = table["framing_status"].astype(str) if "framing_status" in cols else pd.Series("ok", index=table.index)
-    unframed = (table[pred].isna() & ~status.isin(["ok", "cut_by_border"])).to_numpy()
+    unframed = (table[pred].isna() & ~status.isin(FRAMED_STATUSES)).to_numpy()
     out["unclassified"] = np.where(unframed, "not framed: " + status, "")
     bad = out[["confidence", "anomaly"]].isna().any(axis=1) & ~unframed
     if bad.any():

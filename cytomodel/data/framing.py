@@ -49,6 +49,8 @@ PROBLEMS = {
     "cut_by_border": "the cell's nucleus touches the image border: the cell is cut off",
     "bad_image": "the image cannot be framed",
 }
+#: the statuses of a cell that is framed (and classified): a cut cell is framed, its row says it is cut
+FRAMED_STATUSES = (STATUS_OK, "cut_by_border")
 
 
 class FramingError(ValueError):
@@ -288,7 +290,7 @@ def measure_contract(images: Sequence[Image.Image], training_px: tuple[int, int]
         mean, std = lab_statistics(img)
         lab_means.append(mean)
         lab_stds.append(std)
-        if m.status not in (STATUS_OK, "cut_by_border") or m.centre is None:
+        if m.status not in FRAMED_STATUSES or m.centre is None:
             continue
         side = min(m.size)
         offsets.append(_offset(m, side))
@@ -387,7 +389,7 @@ def plan_scale(measurements: Sequence[CellMeasurement], contract: FramingContrac
     """One window for a set of images of one size from one source (one scanner: one magnification), from the median
     of their measurements. A known framing for their size is kept when the measurements agree with it within what
     the training images' spread allows for this many images; ``um_per_px`` overrides the measurements."""
-    found = [m for m in measurements if m.status in (STATUS_OK, "cut_by_border")]
+    found = [m for m in measurements if m.status in FRAMED_STATUSES]
     size = measurements[0].size if measurements else (0, 0)
     side = min(size) if measurements else 1
     if um_per_px is not None:
@@ -454,7 +456,7 @@ def frame_image(img: Image.Image, contract: FramingContract | None, out_px: int,
         return _cut(img, ((w - 1) / 2, (h - 1) / 2), crop_fraction * min(w, h), out_px, "centre crop (the model "
                     "records no framing)", name, exact=True)
     m = measurement or measure_cell(img)
-    if m.status not in (STATUS_OK, "cut_by_border"):  # a cut cell is framed; its row says it is cut
+    if m.status not in FRAMED_STATUSES:
         return FramedCell(None, m.status, "not framed", m.centre, n_rbc=m.n_rbc, message=PROBLEMS[m.status])
     if scale is None:
         scale = plan_scale([m], contract, crop_fraction, um_per_px)
