@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping
 from cytocore.config import ConfigError, build_config, load_toml, parse_overrides, to_dict
 
 from .fitting import SamplerConfig
+from .models import D_PRIME_FLOOR
 
 __all__ = ["ALL_ANALYSES", "AnalysisConfig", "ConfigError", "load_analysis_config"]
 
@@ -53,6 +54,10 @@ class AnalysisConfig:
     morph_dispersion: str = "stimulus"
     class_dispersion: str = "stimulus"
     lapse: float | str = "free"
+    # meta-d′: an M-ratio (meta-d′/d′) only for observers whose d′ is above metad_d_floor with posterior probability
+    # ≥ metad_credible; the others get meta-d′ and the type-2 AUROC (docs/analysis.md: why the floor is not 0)
+    metad_d_floor: float = D_PRIME_FLOOR
+    metad_credible: float = 0.975
     anomaly_threshold: float | None = None
     confidence_scale: str = "auto"
     power_raters: tuple[int, ...] = (5, 10, 20, 40)
@@ -95,6 +100,9 @@ class AnalysisConfig:
         if not 0 < self.mrmc_alpha < 1 or not 0 < self.mrmc_effect < 0.5:
             raise ConfigError("config fields 'mrmc_alpha' (0–1) and 'mrmc_effect' (an AUC difference, 0–0.5) are out "
                               "of range")
+        if self.metad_d_floor < 0 or not 0.5 <= self.metad_credible < 1:
+            raise ConfigError("config fields 'metad_d_floor' (a d′, ≥ 0) and 'metad_credible' (a probability in "
+                              f"[0.5, 1)) are out of range (got {self.metad_d_floor}, {self.metad_credible})")
         if self.power_sims < 0:
             raise ConfigError(f"config field 'power_sims': simulated studies per design, ≥ 0 (got {self.power_sims}; "
                               "0 skips the power table)")

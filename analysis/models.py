@@ -189,35 +189,43 @@ def type1_point_estimates(counts_S1: np.ndarray | None, counts_S2: np.ndarray, K
     return est[:, 0], est[:, 1]
 
 
-def d_prime_credible(counts_S1: np.ndarray | None, counts_S2: np.ndarray, prob: float = 0.975) -> tuple[np.ndarray,
-                                                                                                     np.ndarray]:
-    """P(d′ > 0) per rater and whether it reaches ``prob`` (d′ credibly above zero).
+def d_prime_credible(counts_S1: np.ndarray | None, counts_S2: np.ndarray, prob: float = 0.975,
+                     floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """P(d′ > ``floor``) per rater and whether it reaches ``prob`` (d′ credibly above the floor).
 
-    d′ > 0 exactly when the hit rate exceeds the false-alarm rate; with uniform priors on both rates their posteriors
-    are Beta(1 + hits, 1 + misses) and Beta(1 + false alarms, 1 + correct rejections), and P(H > F) is one
-    integral.  Folded counts (``counts_S1`` None): d′ = 2Φ⁻¹(accuracy) > 0 exactly when accuracy > ½, P from
-    Beta(1 + correct, 1 + incorrect)."""
+    With uniform priors on the hit and false-alarm rates their posteriors are Beta(1 + hits, 1 + misses) and
+    Beta(1 + false alarms, 1 + correct rejections); d′ = Φ⁻¹(H) − Φ⁻¹(F) > floor exactly when
+    H > Φ(Φ⁻¹(F) + floor), so P is one integral over F (for floor 0: P(H > F)).  Folded counts (``counts_S1``
+    None): d′ = 2Φ⁻¹(accuracy) > floor exactly when accuracy > Φ(floor/2), P from Beta(1 + correct, 1 + incorrect)."""
     c2 = np.asarray(counts_S2, float)
     K = c2.shape[1] // 2
     out = []
     for r in range(c2.shape[0]):
         if counts_S1 is None:
-            out.append(float(stats.beta.sf(0.5, 1 + c2[r, K:].sum(), 1 + c2[r, :K].sum())))
+            out.append(float(stats.beta.sf(stats.norm.cdf(floor / 2), 1 + c2[r, K:].sum(), 1 + c2[r, :K].sum())))
             continue
         c1 = np.asarray(counts_S1, float)[r]
         h = stats.beta(1 + c2[r, K:].sum(), 1 + c2[r, :K].sum())
         f = stats.beta(1 + c1[K:].sum(), 1 + c1[:K].sum())
-        out.append(float(integrate.quad(lambda x: h.pdf(x) * f.cdf(x), 0.0, 1.0, limit=200)[0]))
-    p = np.asarray(out)
+        if floor == 0:
+            integrand = lambda x: f.pdf(x) * h.sf(x)  # noqa: E731
+        else:
+            integrand = lambda x: f.pdf(x) * h.sf(stats.norm.cdf(stats.norm.ppf(x) + floor))  # noqa: E731
+        out.append(float(integrate.quad(integrand, 0.0, 1.0, limit=200)[0]))
+    p = np.clip(np.asarray(out), 0.0, 1.0)
     return p, p >= prob
 
 
+# an M-ratio needs d′ credibly above this floor, not just above 0: with d′ 0.3–0.5 (raters near chance, the demo
+# and issue studies of benchmarks/analysis_gate.py) M = meta-d′/d′ is a ratio over a denominator whose posterior
+# reaches near 0, the group log M and those d′ made a funnel, and the fits diverged (docs/analysis.md)
+D_PRIME_FLOOR = 0.5
 MIN_GROUP_M = 3   # pooled raters with an M-ratio needed for a group M-ratio (μ, σ of log M)
 
 
 def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, observers: Sequence[str], K: int, *,
-                      pooled: Sequence[bool] | None = None, folded: bool = False, credible: float = 0.975
-                      ) -> tuple[pm.Model, dict[str, str]]:
+                      pooled: Sequence[bool] | None = None, folded: bool = False, credible: float = 0.975,
+                      d_floor: float = D_PRIME_FLOOR) -> tuple[pm.Model, dict[str, str]]:
     """Meta-d′ model over observers, as HMeta-d's default group model (Fleming 2017), with an M-ratio only where it
     means something, and the model as one more (unpooled) observer in the same fit.
 
@@ -242,9 +250,9 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
     transform: the density of the sorted draws, no label switching).  σ is the spread of the criteria *within* a
     rater as much as between raters, so it stays away from 0 even when every rater uses the same criteria (a
     between-rater SD of each criterion made a funnel there).  An unpooled observer (the model) draws its criteria
-    from N(1, 1) truncated at 0.  Observers whose d′ is credibly above 0 (:func:`d_prime_credible`,
-    P(d′ > 0) ≥ ``credible``) get an M-ratio, meta-d′ = M·d′; for the others M = meta-d′/d′ would be a ratio over
-    a d′ indistinguishable from 0, so their meta-d′ is a parameter of its own (N(0, 1.5)) and M is NaN
+    from N(1, 1) truncated at 0.  Observers whose d′ is credibly above ``d_floor`` (:func:`d_prime_credible`,
+    P(d′ > d_floor) ≥ ``credible``; :data:`D_PRIME_FLOOR`) get an M-ratio, meta-d′ = M·d′; for the others M =
+    meta-d′/d′ would be a ratio over a d′ whose posterior reaches near 0, so their meta-d′ is a parameter of its own (N(0, 1.5)) and M is NaN
     (``model.metad_info`` says who and why).  Bin probabilities are differences of log Φ
     (:func:`metad_log_probabilities`); counts are multinomial.
 
@@ -259,7 +267,7 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
     counts_S1 = np.zeros_like(counts_S2) if folded or counts_S1 is None else np.asarray(counts_S1, int)
     folded = folded or counts_S1.sum() == 0
     d_hat, c_hat = type1_point_estimates(None if folded else counts_S1, counts_S2, K)
-    p_pos, ok = d_prime_credible(None if folded else counts_S1, counts_S2, credible)
+    p_pos, ok = d_prime_credible(None if folded else counts_S1, counts_S2, credible, d_floor)
     if folded:
         c_hat = np.zeros(R)
     pooled_ = np.asarray(pooled if pooled is not None else [R > 1] * R, bool)
@@ -270,11 +278,11 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
     priors = {"d, c1": "type-1 d′ ~ N(0, 2) and criterion c1 ~ N(0, 1) per observer, unpooled, estimated from the "
                        "type-1 counts (initial point: the padded point estimates)"
                        + ("; c1 = 0 (folded)" if folded else ""),
-              "mu_log_M": "group log M-ratio (HMeta-d), pooled raters with d′ credibly > 0",
+              "mu_log_M": f"group log M-ratio (HMeta-d), pooled raters with d′ credibly > {d_floor:g}",
               "sigma_log_M": "between-rater SD of log M-ratio",
               "z_log_M": "log M-ratio: μ + σ·z for a pooled rater (when ≥ 3 pooled raters have an M-ratio), "
                          "z (N(0, 1)) for an unpooled observer or when fewer do",
-              "meta_d_free": "meta-d′ of an observer whose d′ is not credibly above 0 (no M-ratio)",
+              "meta_d_free": f"meta-d′ of an observer whose d′ is not credibly above {d_floor:g} (no M-ratio)",
               "mu_c2": "group mean distance of a type-2 criterion beyond c1, per answer side (HMeta-d's mu_c2)",
               "sigma_c2": "spread of the type-2 criteria around it, within and between raters (HMeta-d's sigma_c2)",
               "c2": "an observer's type-2 criteria (distances beyond c1), iid N(μ_side, σ) truncated at 0 and "
@@ -331,7 +339,7 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
     # PyTensor's C backend: numba compiles this graph (~150 nodes) again in every process, 20–60 s even with a warm
     # cache, while C loads its cached per-op modules in seconds; the data are small, so C's slower calls cost little
     model.backend_hint = "c"
-    model.metad_info = {"P(d′ > 0)": dict(zip(observers, p_pos.round(4))),
+    model.metad_info = {"P(d′ > floor)": dict(zip(observers, p_pos.round(4))), "d_floor": float(d_floor),
                         "no_M_raters": [o for o, k in zip(observers, ok) if not k], "credible": credible,
                         "pooled": [o for o, k in zip(observers, pooled_) if k], "folded": bool(folded),
                         "group_M": bool(group_on)}

@@ -68,19 +68,20 @@ def _model_counts(ctx: Context, task: str):
 
 
 def _observer_table(f: Fit, info: dict, task: str, correct: dict, conf: dict) -> pd.DataFrame:
-    """Per observer: type-1 d′ (posterior median), P(d′ > 0), type-2 AUROC (model-free), and why there is
+    """Per observer: type-1 d′ (posterior median), P(d′ > floor), type-2 AUROC (model-free), and why there is
     or is not an M-ratio."""
     obs = [str(r) for r in f.idata.posterior["observer"].values]
     d = np.asarray(f.idata.posterior["d"].median(("chain", "draw")))
     rows = []
     for i, r in enumerate(obs):
         no_m = r in info["no_M_raters"]
-        p = info["P(d′ > 0)"][r]
-        rows.append({"task": task, "observer": r, "d_prime": float(d[i]), "P(d′>0)": float(p),
+        p, fl = info["P(d′ > floor)"][r], info["d_floor"]
+        rows.append({"task": task, "observer": r, "d_prime": float(d[i]), "P(d′>floor)": float(p), "d_floor": fl,
                      "type2_auroc": metrics.type2_auroc(correct[r], conf[r]),
                      "M_ratio": "not estimated" if no_m else "estimated",
-                     "reason": (f"d′ not credibly above 0 (P(d′ > 0) = {p:.3f} < {info['credible']}): M = meta-d′/d′ "
-                                "would be a ratio over ≈ 0; meta-d′ and the type-2 AUROC are reported" if no_m else "")})
+                     "reason": (f"d′ not credibly above {fl:g} (P(d′ > {fl:g}) = {p:.3f} < {info['credible']}): "
+                                "M = meta-d′/d′ would be a ratio over a d′ that may be near 0; meta-d′ and the type-2 "
+                                "AUROC are reported" if no_m else "")})
     return pd.DataFrame(rows)
 
 
@@ -112,7 +113,8 @@ def run_metad(task: str, ctx: Context) -> MetadResult:
         for i, r in enumerate(names):
             m = np.asarray(r_idx) == i
             correct[r], conf[r] = np.asarray(corr)[m], np.asarray(cf)[m]
-    model, meanings = build_metad_model(cS1, cS2, observers, ctx.K, pooled=pooled, folded=folded)
+    model, meanings = build_metad_model(cS1, cS2, observers, ctx.K, pooled=pooled, folded=folded,
+                                        credible=ctx.cfg.metad_credible, d_floor=ctx.cfg.metad_d_floor)
     f = ctx.fit(f"metad_{task}", model, meanings, {k: v for k, v in model.metad_info.items()})
     res.fit = f
     res.fits.append(f)
@@ -192,11 +194,12 @@ def section_metad(res: MetadResult, figs: dict, cfg) -> list[str]:
     o = res.observers
     no_m = o[o["M_ratio"] == "not estimated"]
     if len(no_m):
-        L.append(f"**No M-ratio for {', '.join(map(str, no_m['observer']))}:** their type-1 d′ is not credibly above 0 "
-                 "(P(d′ > 0) < 0.975 from the hit and false-alarm rates), so M = meta-d′/d′ would be a ratio over a "
-                 "number indistinguishable from 0; their meta-d′ (above) and type-2 AUROC (below) say how well "
-                 "confidence tracks correctness.\n")
-    L.append(md_table(o[["observer", "d_prime", "P(d′>0)", "type2_auroc", "M_ratio"]]) + "\n")
+        fl = float(no_m["d_floor"].iloc[0])
+        L.append(f"**No M-ratio for {', '.join(map(str, no_m['observer']))}:** their type-1 d′ is not credibly above "
+                 f"{fl:g} (P(d′ > {fl:g}) < {cfg.metad_credible:g} from the hit and false-alarm rates), so M = "
+                 "meta-d′/d′ would be a ratio over a number that may be near 0; their meta-d′ (above) and type-2 AUROC "
+                 "(below) say how well confidence tracks correctness.\n")
+    L.append(md_table(o[["observer", "d_prime", "P(d′>floor)", "type2_auroc", "M_ratio"]]) + "\n")
     if res.weak:
         L.append(f"**What this design cannot identify:** the M-ratio of {', '.join(res.weak)} — the data narrowed the "
                  "prior of M by less than half (posterior contraction < 0.5, or < 0.8 where d′ < 1; "

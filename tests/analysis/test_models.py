@@ -178,3 +178,29 @@ def test_metad_point_estimates_are_padded_and_folded_is_unbiased():
     assert {"d_hat", "c1_hat"} <= {v.name for v in m.data_vars} and "mu_d" not in m.named_vars
     assert {"d", "c1", "c2"} <= {v.name for v in m.free_RVs} and "d, c1" in priors
     assert float(m.initial_point()["d"][0]) == pytest.approx(d_perfect[0])
+
+
+def test_d_prime_credible_with_a_floor_agrees_with_monte_carlo():
+    """P(d′ > floor) by the one integral against sampling the Beta posteriors of the hit and false-alarm rates."""
+    from scipy import stats as st
+    from analysis.models import d_prime_credible
+    K = 2
+    # HMeta-d order: answer S1 at confidence 2, 1, then answer S2 at 1, 2
+    cS1 = np.array([[60, 40, 30, 20], [50, 30, 40, 30], [80, 50, 15, 5]])   # synthetic (S1) stimuli
+    cS2 = np.array([[20, 30, 40, 60], [35, 35, 35, 45], [10, 20, 50, 70]])  # real (S2) stimuli
+    rng = np.random.default_rng(0)
+    for floor in (0.0, 0.5):
+        p, ok = d_prime_credible(cS1, cS2, 0.975, floor)
+        for r in range(3):
+            h = rng.beta(1 + cS2[r, K:].sum(), 1 + cS2[r, :K].sum(), 200_000)
+            f = rng.beta(1 + cS1[r, K:].sum(), 1 + cS1[r, :K].sum(), 200_000)
+            mc = np.mean(st.norm.ppf(h) - st.norm.ppf(f) > floor)
+            assert abs(p[r] - mc) < 0.005, (floor, r, p[r], mc)
+        assert np.array_equal(ok, p >= 0.975)
+    p0, _ = d_prime_credible(cS1, cS2, 0.975, 0.0)
+    p5, _ = d_prime_credible(cS1, cS2, 0.975, 0.5)
+    assert np.all(p5 <= p0) and p5[1] < p0[1] - 0.1   # rater 1 is weak: the floor matters
+    # folded (correct/incorrect): d′ = 2Φ⁻¹(accuracy) > floor
+    pf, _ = d_prime_credible(None, cS2, 0.975, 0.5)
+    acc = rng.beta(1 + cS2[:, K:].sum(1)[:, None], 1 + cS2[:, :K].sum(1)[:, None], (3, 200_000))
+    assert np.allclose(pf, np.mean(2 * st.norm.ppf(acc) > 0.5, axis=1), atol=0.005)
