@@ -252,8 +252,8 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
     between-rater SD of each criterion made a funnel there).  An unpooled observer (the model) draws its criteria
     from N(1, 1) truncated at 0.  Observers whose d′ is credibly above ``d_floor`` (:func:`d_prime_credible`,
     P(d′ > d_floor) ≥ ``credible``; :data:`D_PRIME_FLOOR`) get an M-ratio, meta-d′ = M·d′; for the others M =
-    meta-d′/d′ would be a ratio over a d′ whose posterior reaches near 0, so their meta-d′ is a parameter of its own (N(0, 1.5)) and M is NaN
-    (``model.metad_info`` says who and why).  Bin probabilities are differences of log Φ
+    meta-d′/d′ would be a ratio over a d′ whose posterior reaches near 0, so their meta-d′ is a parameter of its
+    own (N(0, 1.5)) and M is NaN (``model.metad_info`` says who and why).  Bin probabilities are differences of log Φ
     (:func:`metad_log_probabilities`); counts are multinomial.
 
     One graph for every data set (which observers have an M-ratio, pooling, folding and the counts are all
