@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 from cytocore.config import ConfigError, build_config, load_toml, parse_overrides, to_dict
 
 from .fitting import SamplerConfig
-from .models import D_PRIME_FLOOR
+from .models import D_PRIME_CREDIBLE, D_PRIME_FLOOR
 
 __all__ = ["ALL_ANALYSES", "AnalysisConfig", "ConfigError", "load_analysis_config"]
 
@@ -57,7 +57,7 @@ class AnalysisConfig:
     # meta-d′: an M-ratio (meta-d′/d′) only for observers whose d′ is above metad_d_floor with posterior probability
     # ≥ metad_credible; the others get meta-d′ and the type-2 AUROC (docs/analysis.md: why the floor is not 0)
     metad_d_floor: float = D_PRIME_FLOOR
-    metad_credible: float = 0.975
+    metad_credible: float = D_PRIME_CREDIBLE
     anomaly_threshold: float | None = None
     confidence_scale: str = "auto"
     power_raters: tuple[int, ...] = (5, 10, 20, 40)

@@ -189,7 +189,14 @@ def type1_point_estimates(counts_S1: np.ndarray | None, counts_S2: np.ndarray, K
     return est[:, 0], est[:, 1]
 
 
-def d_prime_credible(counts_S1: np.ndarray | None, counts_S2: np.ndarray, prob: float = 0.975,
+# an M-ratio needs d′ credibly above this floor, not just above 0: with d′ 0.3–0.5 (raters near chance, the demo
+# and issue studies of benchmarks/analysis_gate.py) M = meta-d′/d′ is a ratio over a denominator whose posterior
+# reaches near 0, the group log M and those d′ made a funnel, and the fits diverged (docs/analysis.md)
+D_PRIME_FLOOR = 0.5
+D_PRIME_CREDIBLE = 0.975   # the posterior probability of d′ > floor that "credibly" means
+
+
+def d_prime_credible(counts_S1: np.ndarray | None, counts_S2: np.ndarray, prob: float = D_PRIME_CREDIBLE,
                      floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """P(d′ > ``floor``) per rater and whether it reaches ``prob`` (d′ credibly above the floor).
 
@@ -207,24 +214,17 @@ def d_prime_credible(counts_S1: np.ndarray | None, counts_S2: np.ndarray, prob: 
         c1 = np.asarray(counts_S1, float)[r]
         h = stats.beta(1 + c2[r, K:].sum(), 1 + c2[r, :K].sum())
         f = stats.beta(1 + c1[K:].sum(), 1 + c1[:K].sum())
-        if floor == 0:
-            integrand = lambda x: f.pdf(x) * h.sf(x)  # noqa: E731
-        else:
-            integrand = lambda x: f.pdf(x) * h.sf(stats.norm.cdf(stats.norm.ppf(x) + floor))  # noqa: E731
-        out.append(float(integrate.quad(integrand, 0.0, 1.0, limit=200)[0]))
+        out.append(float(integrate.quad(lambda x: f.pdf(x) * h.sf(stats.norm.cdf(stats.norm.ppf(x) + floor)),
+                                        0.0, 1.0, limit=200)[0]))
     p = np.clip(np.asarray(out), 0.0, 1.0)
     return p, p >= prob
 
 
-# an M-ratio needs d′ credibly above this floor, not just above 0: with d′ 0.3–0.5 (raters near chance, the demo
-# and issue studies of benchmarks/analysis_gate.py) M = meta-d′/d′ is a ratio over a denominator whose posterior
-# reaches near 0, the group log M and those d′ made a funnel, and the fits diverged (docs/analysis.md)
-D_PRIME_FLOOR = 0.5
 MIN_GROUP_M = 3   # pooled raters with an M-ratio needed for a group M-ratio (μ, σ of log M)
 
 
 def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, observers: Sequence[str], K: int, *,
-                      pooled: Sequence[bool] | None = None, folded: bool = False, credible: float = 0.975,
+                      pooled: Sequence[bool] | None = None, folded: bool = False, credible: float = D_PRIME_CREDIBLE,
                       d_floor: float = D_PRIME_FLOOR) -> tuple[pm.Model, dict[str, str]]:
     """Meta-d′ model over observers, as HMeta-d's default group model (Fleming 2017), with an M-ratio only where it
     means something, and the model as one more (unpooled) observer in the same fit.

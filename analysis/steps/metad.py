@@ -194,7 +194,7 @@ def section_metad(res: MetadResult, figs: dict, cfg) -> list[str]:
     o = res.observers
     no_m = o[o["M_ratio"] == "not estimated"]
     if len(no_m):
-        fl = float(no_m["d_floor"].iloc[0])
+        fl = cfg.metad_d_floor
         L.append(f"**No M-ratio for {', '.join(map(str, no_m['observer']))}:** their type-1 d′ is not credibly above "
                  f"{fl:g} (P(d′ > {fl:g}) < {cfg.metad_credible:g} from the hit and false-alarm rates), so M = "
                  "meta-d′/d′ would be a ratio over a number that may be near 0; their meta-d′ (above) and type-2 AUROC "
