@@ -32,6 +32,10 @@ def cmd_distil(args: argparse.Namespace) -> int:
     table_path = Path(args.teacher_table)
     table = classify.classified(classify.read_table(table_path)).reset_index(drop=True)
     teacher = models.load_base(args.model)
+    table, n_foreign = distillation.teacher_training_rows(table, teacher.class_names)
+    if n_foreign:
+        print(f"{n_foreign} rows of {table_path} are labelled with a class the teacher was not trained on; left out",
+              file=sys.stderr)
     probs, anomaly = distillation.teacher_targets(table, teacher.class_names)
     intake = teacher.intake()
     paths = [Path(p) for p in table["image"]]

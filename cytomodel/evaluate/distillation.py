@@ -46,6 +46,17 @@ def teacher_targets(table: pd.DataFrame, class_names: Sequence[str]) -> tuple[np
     return probs / probs.sum(axis=1, keepdims=True), anomaly
 
 
+def teacher_training_rows(table: pd.DataFrame, class_names: Sequence[str]) -> tuple[pd.DataFrame, int]:
+    """The rows a student may learn from and how many were left out: cells labelled with a class the teacher was
+    not trained on (a held-out class in its split) are dropped, or the student would learn the teacher's verdict on
+    the very cells its anomaly flag is later measured on. Unlabelled rows are kept."""
+    table = ct.with_current_names(table)
+    if ct.LABEL not in table:
+        return table, 0
+    foreign = table[ct.LABEL].notna() & ~table[ct.LABEL].isin(list(class_names))
+    return table[~foreign].reset_index(drop=True), int(foreign.sum())
+
+
 class _DistilRun(_Run):
     """The baseline's training run with the student's loss: cross-entropy against the teacher's probabilities plus
     a Huber loss of the anomaly head against the teacher's standardised anomaly score."""

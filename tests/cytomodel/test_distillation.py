@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 
 from cytomodel.data import load_dataset
 from cytomodel.evaluate import BaselineClassifier
-from cytomodel.evaluate.distillation import distil_student, teacher_targets
+from cytomodel.evaluate.distillation import distil_student, teacher_targets, teacher_training_rows
 
 
 def _teacher(data):
@@ -53,6 +53,17 @@ def test_teacher_table_is_checked():
         teacher_targets(table.iloc[:1], ["x", "y", "z"])
     probs, anomaly = teacher_targets(table.iloc[:1], ["y", "x"])
     np.testing.assert_allclose(probs, [[0.1, 0.9]])
+
+
+def test_cells_of_a_class_the_teacher_never_saw_are_not_learnt_from():
+    # a held-out-class teacher's table of the whole training split: the student must not learn the teacher's
+    # verdict on the held-out class, whose anomaly flag is measured afterwards
+    table = pd.DataFrame({"image": list("abcd"), "label": ["x", "ig", None, "y"], "pred_class": ["x", "y", "x", "y"],
+                          "prob_x": [0.9, 0.4, 0.8, 0.1], "prob_y": [0.1, 0.6, 0.2, 0.9],
+                          "anomaly_score": [0.0, 5.0, 1.0, 0.5]})
+    kept, n_left_out = teacher_training_rows(table, ["x", "y"])
+    assert n_left_out == 1 and list(kept["image"]) == ["a", "c", "d"]       # unlabelled cells stay
+    assert teacher_training_rows(table.drop(columns="label"), ["x", "y"])[1] == 0
 
 
 def test_cli_distil_then_classify_and_triage_with_the_student(tiny_model_dir, tiny_dataset, tmp_path):
