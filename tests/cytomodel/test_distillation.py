@@ -104,3 +104,27 @@ def test_cli_distil_then_classify_and_triage_with_the_student(tiny_model_dir, ti
     p = np.exp(z / calibrated.temperature - (z / calibrated.temperature).max(1, keepdims=True))
     np.testing.assert_allclose(calibrated.predict_proba(data.images), p / p.sum(1, keepdims=True), rtol=1e-4,
                                atol=1e-6)
+
+
+def test_student_inherits_its_teachers_lab_variation(tiny_model_dir, tiny_dataset, tmp_path):
+    """A teacher trained with lab variation passes it on (the student sees other labs' looks, framed from larger
+    cells, against the teacher's verdict on the clean cell); --lab-augment 0 turns it off."""
+    import shutil
+
+    from cytomodel.cli import main
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_model_dir, teacher)
+    meta = json.loads((teacher / "cytomodel.json").read_text())
+    meta["config"].update(lab_augment=0.5, source_resolution=2 * meta["resolution"])
+    (teacher / "cytomodel.json").write_text(json.dumps(meta))
+    table = tmp_path / "teacher.csv"
+    assert main(["classify", "--model", str(teacher), "--data", str(tiny_dataset), "--out", str(table), "--trials",
+                 "2", "--min-trials", "2"]) == 0
+    for extra, share, px in (([], 0.5, 2 * meta["resolution"]), (["--lab-augment", "0"], 0.0, None)):
+        out = tmp_path / f"student{share}"
+        assert main(["distil", "--teacher-table", str(table), "--model", str(teacher), "--out", str(out),
+                     "--max-steps", "2", "--batch-size", "8", "--epochs", "1", *extra]) == 0
+        training = json.loads((out / "baseline.json").read_text())["training"]
+        assert training["lab_augment"] == share
+        assert (f"lab variation for 50% of images at {px} px" in training["augmentation"]) == (px is not None)
