@@ -13,6 +13,7 @@ temperature and anomaly score, and the scale of the anomaly head), so ``Baseline
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -152,6 +153,9 @@ def teacher_record(model_meta: dict[str, Any], model_dir: str, table: pd.DataFra
     """What a student records about its teacher: the model (folder, name, steps, data), the table it learned from
     (hash, rows, temperature) and the classifier settings that made the table."""
     temperature = float(table["temperature"].iloc[0]) if "temperature" in table and len(table) else None
+    here, root = Path(model_dir).resolve(), Path(__file__).resolve().parents[2]
+    if here.is_relative_to(root):      # a bundled teacher: the project's path, not this machine's
+        model_dir = str(here.relative_to(root))
     return {"model": model_dir, "name": model_meta.get("name"), "train_steps": model_meta.get("train_steps"),
             "data_hash": model_meta.get("data_hash"), "table_sha256": table_sha256, "rows": int(len(table)),
             "temperature": temperature, "classifier_config": classifier_config}

@@ -19,6 +19,7 @@ from cytomodel.testing import make_smear
 
 REPO = Path(__file__).resolve().parents[2]
 MINI = REPO / "data" / "pbc_mini"
+MODELS = REPO / "data" / "models"
 
 
 def _training_set(n=24, um_per_px=0.2, size=128):
@@ -218,16 +219,18 @@ def test_bundled_models_classify_the_bundled_originals():
     from cytomodel.models import load_model
 
     records = pd.read_csv(MINI / "labels.csv")
-    clf = load_baseline()
-    intake = clf.intake()
     paths = [MINI / p for p in records.file]
-    cells = intake.frame(paths)
-    assert all(c.rule.startswith("as the training originals") for c in cells)
-    arrays, keep = framed_arrays(cells, clf.resolution)
-    idx = {c: i for i, c in enumerate(clf.class_names)}
-    y = records.label.map(idx).to_numpy()
-    s = classification_summary(y, clf.predict_proba(arrays).argmax(1), len(idx))
-    assert s["balanced_accuracy"] >= 0.90, s["balanced_accuracy"]
+    # the baseline and the two bundled students (measured 0.950, 0.962 and 0.944 on all 160)
+    for folder in (None, MODELS / "student-32", MODELS / "student-32-lab"):
+        clf = load_baseline(folder)
+        cells = clf.intake().frame(paths)
+        assert all(c.rule.startswith("as the training originals") for c in cells)
+        arrays, keep = framed_arrays(cells, clf.resolution)
+        idx = {c: i for i, c in enumerate(clf.class_names)}
+        y = records.label.map(idx).to_numpy()
+        s = classification_summary(y, clf.predict_proba(arrays).argmax(1), len(idx))
+        assert s["balanced_accuracy"] >= 0.90, (folder, s["balanced_accuracy"])
+        assert folder is None or np.isfinite(clf.anomaly(arrays)).all()
     model = load_model(bundled_model_path())
     items = balanced_items(MINI, None, 5, model.class_names, seed=0)
     import tempfile
