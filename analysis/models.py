@@ -158,12 +158,6 @@ def build_sdt_model(y: np.ndarray, s: np.ndarray, rater_idx: np.ndarray, stim_id
         "sigma_c": "between-rater SD of criterion",
     }
 
-    def group_effect(name, mu, sigma, dim):
-        if form[name if name != "u" else "stimulus"]:
-            return pm.Normal(name, mu, sigma, dims=dim)
-        z = pm.Normal(f"z_{name}", 0.0, 1.0, dims=dim)
-        return mu + sigma * z if name == "u" else pm.Deterministic(name, mu + sigma * z, dims=dim)
-
     for k, what in (("c", "a rater's criterion"), ("d", "a rater's d′"), ("u", "a stimulus effect")):
         if form[k if k != "u" else "stimulus"] and (k != "u" or stimulus_effects):
             priors[k] = f"{what}, centred (sdt_centring: the answers pin it down better than the spread does)"
@@ -172,8 +166,12 @@ def build_sdt_model(y: np.ndarray, s: np.ndarray, rater_idx: np.ndarray, stim_id
         mu_c = pm.Normal("mu_c", 0.0, 1.0)
         sigma_d = pm.HalfNormal("sigma_d", 1.0)
         sigma_c = pm.HalfNormal("sigma_c", 1.0)
-        d = group_effect("d", mu_d, sigma_d, "rater")
-        c = group_effect("c", mu_c, sigma_c, "rater")
+        # free variables first, in one order for every form (the all-non-centred graph is the one used before the
+        # form was chosen: same seed, same draws)
+        raw = {k: pm.Normal(k, mu, sd, dims="rater") if form[k] else pm.Normal(f"z_{k}", 0.0, 1.0, dims="rater")
+               for k, mu, sd in (("d", mu_d, sigma_d), ("c", mu_c, sigma_c))}
+        d = raw["d"] if form["d"] else pm.Deterministic("d", mu_d + sigma_d * raw["d"], dims="rater")
+        c = raw["c"] if form["c"] else pm.Deterministic("c", mu_c + sigma_c * raw["c"], dims="rater")
         r = pm.Data("rater_idx", np.asarray(rater_idx, int), dims="obs")
         s_ = pm.Data("s", np.asarray(s, float), dims="obs")
         eta = c[r] + d[r] * s_
@@ -181,8 +179,12 @@ def build_sdt_model(y: np.ndarray, s: np.ndarray, rater_idx: np.ndarray, stim_id
         if stimulus_effects:
             priors["sigma_stimulus"] = "SD of stimulus effects u_i (how real an image looks)"
             sigma_u = pm.HalfNormal("sigma_stimulus", 1.0)
-            u = group_effect("u", 0.0, sigma_u, "stimulus")
-            eta = eta + u[pm.Data("stimulus_idx", np.asarray(stim_idx, int), dims="obs")]
+            if form["stimulus"]:
+                u = pm.Normal("u", 0.0, sigma_u, dims="stimulus")
+                eta = eta + u[pm.Data("stimulus_idx", np.asarray(stim_idx, int), dims="obs")]
+            else:
+                z_u = pm.Normal("z_u", 0.0, 1.0, dims="stimulus")
+                eta = eta + sigma_u * z_u[pm.Data("stimulus_idx", np.asarray(stim_idx, int), dims="obs")]
             var_u = sigma_u**2
         tau_r = pt.sqrt(1.0 + var_u)
         pm.Deterministic("accuracy", 0.5 * (Phi((c + d / 2) / tau_r) + Phi((d / 2 - c) / tau_r)), dims="rater")
