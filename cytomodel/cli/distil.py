@@ -52,21 +52,9 @@ def cmd_distil(args: argparse.Namespace) -> int:
     run_key = table_path.with_name(table_path.name + ".run.json")
     record = distillation.teacher_record(teacher.metadata, str(args.model), table, table_sha256,
                                          json.loads(run_key.read_text()) if run_key.is_file() else None)
-    lab_share = args.lab_augment
-    if lab_share is None:       # the student inherits its teacher's lab variation
-        lab_share = float(teacher.metadata.get("config", {}).get("lab_augment", 0.0))
-    source = None
-    source_px = int(teacher.metadata.get("config", {}).get("source_resolution") or 0)
-    if lab_share > 0 and source_px > teacher.resolution:
-        wide = data.Intake.for_record(teacher.metadata, source_px, teacher.crop_fraction)
-        big, keep_big = data.framed_arrays(wide.frame([paths[i] for i in keep], progress=True), source_px)
-        if len(keep_big) != len(keep):
-            raise SystemExit(f"{len(keep) - len(keep_big)} cells framed at {teacher.resolution} px could not be "
-                             f"framed at {source_px} px for the lab variation; give --lab-augment 0")
-        source = data.ImageArrays(big, images.labels, list(names), [], table_sha256[:16])
+    lab_share, source = distillation.lab_variation(teacher, [paths[i] for i in keep], images, args.lab_augment)
     print(f"{len(arrays)} cells from {table_path} (teacher {args.model}); training the student"
-          + (f" with lab variation for {lab_share:.0%} of images" + (f" (from {source_px}-px cells)" if source
-                                                                       else "") if lab_share > 0 else ""))
+          + (f" with lab variation for {lab_share:.0%} of images" if lab_share > 0 else ""))
     student = distillation.distil_student(images, probs[keep], anomaly[keep], record, epochs=args.epochs,
                                           batch_size=args.batch_size, seed=args.seed, lr=args.lr,
                                           anomaly_weight=args.anomaly_weight, max_steps=args.max_steps,

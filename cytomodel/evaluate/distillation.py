@@ -23,7 +23,7 @@ import torch
 from cytocore import classification as ct
 
 from ..classify.scores import fit_temperature
-from ..data import ImageArrays, framed_arrays
+from ..data import ImageArrays, Intake, framed_arrays
 from ..models.base import pixel_statistics
 from ..runtime import configure_runtime, resolve_device
 from .baseline import BaselineClassifier, ResNetSmall
@@ -56,6 +56,24 @@ def teacher_training_rows(table: pd.DataFrame, class_names: Sequence[str]) -> tu
         return table, 0
     foreign = table[ct.LABEL].notna() & ~table[ct.LABEL].isin(list(class_names))
     return table[~foreign].reset_index(drop=True), int(foreign.sum())
+
+
+def lab_variation(teacher, paths: Sequence, images: ImageArrays,
+                  share: float | None = None) -> tuple[float, ImageArrays | None]:
+    """The share of training images a student gives another lab's look (``share``, else its teacher's own, from the
+    teacher's training config) and, where the teacher drew those looks from larger cells, the student's training
+    cells (``paths``, in the order of ``images``) framed again at that size."""
+    config = teacher.metadata.get("config", {})
+    share = float(config.get("lab_augment", 0.0)) if share is None else float(share)
+    px = int(config.get("source_resolution") or 0)
+    if share <= 0 or px <= teacher.resolution:
+        return share, None
+    wide = Intake.for_record(teacher.metadata, px, teacher.crop_fraction)
+    big, keep = framed_arrays(wide.frame(list(paths), progress=True), px)
+    if len(keep) != len(paths):
+        raise ValueError(f"{len(paths) - len(keep)} cells framed at {teacher.resolution} px could not be framed at "
+                         f"{px} px for the lab variation; give a lab-variation share of 0")
+    return share, ImageArrays(big, images.labels, list(images.class_names), [], images.data_hash)
 
 
 class _DistilRun(_Run):
