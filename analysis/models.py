@@ -110,9 +110,11 @@ def sdt_centring(y: np.ndarray, s: np.ndarray, rater_idx: np.ndarray, stim_idx: 
         return (np.bincount(rater_idx[mask], weights=y[mask], minlength=R),
                 np.bincount(rater_idx[mask], minlength=R).astype(float))
 
-    z_h, v_h = _probit_and_variance(*per_rater(real))
-    z_f, v_f = _probit_and_variance(*per_rater(~real))
-    seen = (np.bincount(rater_idx[real], minlength=R) > 0) & (np.bincount(rater_idx[~real], minlength=R) > 0)
+    k_h, n_h = per_rater(real)
+    k_f, n_f = per_rater(~real)
+    z_h, v_h = _probit_and_variance(k_h, n_h)
+    z_f, v_f = _probit_and_variance(k_f, n_f)
+    seen = (n_h > 0) & (n_f > 0)
     out = {"c": _centre(((z_h + z_f) / 2)[seen], ((v_h + v_f) / 4)[seen]),
            "d": _centre((z_h - z_f)[seen], (v_h + v_f)[seen])}
     S = int(stim_idx.max()) + 1 if len(stim_idx) else 0

@@ -74,6 +74,8 @@ def holdout_detail(tables: dict[str, pd.DataFrame], held_out: str, manifest: str
     AUROC per subtype of the held-out class (the manifest's ``subtype``)."""
     from sklearn.metrics import roc_auc_score
 
+    from cytomodel.morphology_map.cells import read_subtypes
+
     t, s = tables["teacher"], tables["student"]
     y = (t["label"] == held_out).to_numpy()
     a, b = t["anomaly_score"].to_numpy(float), s["anomaly_score"].to_numpy(float)
@@ -89,10 +91,10 @@ def holdout_detail(tables: dict[str, pd.DataFrame], held_out: str, manifest: str
            "rank_correlation_of_scores": float(pd.Series(a).corr(pd.Series(b), method="spearman"))}
     for name, score in (("teacher", a), ("student", b)):
         out[f"{name}_sensitivity_at_specificity"] = float(np.mean(score[y] > np.quantile(score[~y], specificity)))
-    if Path(manifest).is_file():
-        m = pd.read_csv(manifest)
-        subtype = dict(zip(m["path"].str.split("/").str[-1], m.get("subtype", pd.Series(dtype=str))))
-        sub = t["image"].astype(str).str.split("/").str[-1].map(subtype).to_numpy()
+    subtypes = read_subtypes(Path(manifest)) if Path(manifest).is_file() else None
+    if subtypes:
+        by_name = {Path(p).name: v for p, v in subtypes.items()}     # the tables' paths may be relative or absolute
+        sub = t["image"].map(lambda p: by_name.get(Path(str(p)).name)).to_numpy()
         out["by_subtype"] = {}
         for st in sorted({x for x in sub[y] if isinstance(x, str)}):
             k = y & (sub == st)
