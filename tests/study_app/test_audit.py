@@ -36,9 +36,12 @@ def test_the_verdict_on_an_unchanged_study_does_not_depend_on_the_seed(built_stu
     m = audit_population(load_study(built_study).manifest)
     results = [leak_audit(m, built_study, seed=seed, n_permutations=2000) for seed in range(12)]
     assert all(r.passed for r in results)
+    # Monte-Carlo error of 2000 permutations: SD <= 0.011 per raw p; Holm multiplies a raw p by up to the number of
+    # groups (SD <= 0.022 here). The range of 12 draws stays under 7 SD unless the seed changes more than the draws.
+    sd = len(results[0].auroc) * np.sqrt(0.25 / 2000)
     for g in results[0].auroc:
         ps = [r.p_value[g] for r in results]
-        assert max(ps) - min(ps) < 0.1, (g, ps)   # Monte-Carlo error of 2000 permutations (SD <= 0.011 per p)
+        assert max(ps) - min(ps) < 7 * sd, (g, ps)
 
 
 def test_leak_audit_catches_a_file_size_leak(built_study, tmp_path):
