@@ -40,8 +40,8 @@ def single_pass_table(clf, teacher_table: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame({ct.IMAGE: teacher_table["image"].to_numpy(), ct.LABEL: teacher_table["label"].to_numpy(),
                           ct.PRED_CLASS: np.asarray(clf.class_names)[proba.argmax(1)],
                           ct.CONFIDENCE: proba.max(1)})
-    if clf.student:
-        table["anomaly_score"] = clf.anomaly(arrays)
+    if clf.student:   # its anomaly score (by its rule) and its head's estimate of the teacher's
+        table["anomaly_score"], table["anomaly_head"] = clf.anomaly(arrays), clf.anomaly_head(arrays)
     for j, c in enumerate(clf.class_names):
         table[ct.prob_column(c)] = proba[:, j]
     return table
@@ -89,7 +89,11 @@ def holdout_detail(tables: dict[str, pd.DataFrame], held_out: str, manifest: str
            "auroc_difference_ci95": [float(q) for q in np.quantile(diffs, [0.025, 0.975])],
            "specificity": specificity,
            "rank_correlation_of_scores": float(pd.Series(a).corr(pd.Series(b), method="spearman"))}
-    for name, score in (("teacher", a), ("student", b)):
+    scores = {"teacher": a, "student": b}
+    if "anomaly_head" in s and not np.array_equal(s["anomaly_head"].to_numpy(float), b):
+        scores["student_head"] = s["anomaly_head"].to_numpy(float)
+        out["student_head_auroc"] = float(roc_auc_score(y, scores["student_head"]))
+    for name, score in scores.items():
         out[f"{name}_sensitivity_at_specificity"] = float(np.mean(score[y] > np.quantile(score[~y], specificity)))
     subtypes = read_subtypes(Path(manifest)) if Path(manifest).is_file() else None
     if subtypes:
@@ -100,7 +104,7 @@ def holdout_detail(tables: dict[str, pd.DataFrame], held_out: str, manifest: str
             k = y & (sub == st)
             yy = np.r_[np.ones(k.sum()), np.zeros(len(neg))]
             out["by_subtype"][st] = {"n": int(k.sum()), **{f"{name}_auroc": float(roc_auc_score(yy, np.r_[x[k], x[~y]]))
-                                                            for name, x in (("teacher", a), ("student", b))}}
+                                                            for name, x in scores.items()}}
     return out
 
 
@@ -125,8 +129,8 @@ def speed(teacher, student, baseline, table: pd.DataFrame, n: int) -> dict:
         for _ in range(5):
             t0 = time.perf_counter()
             clf.predict_proba(arrays)
-            if clf.student:
-                clf.anomaly(arrays)
+            if clf.student and clf.anomaly_rule == "head":   # entropy comes with the probabilities
+                clf.anomaly_head(arrays)
             times.append(time.perf_counter() - t0)
         out[f"{name}_cells_per_s"] = len(arrays) / float(np.median(times))
         out[f"{name}_speedup_over_teacher"] = out[f"{name}_cells_per_s"] / out["teacher_cells_per_s"]

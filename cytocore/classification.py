@@ -41,6 +41,16 @@ def prob_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if str(c).startswith(PROB_PREFIX)]
 
 
+def predictive_entropy(probs):
+    """(N,) entropy (nats) of each row of (N, C) class probabilities: the classifier's own uncertainty, the anomaly
+    score of a classifier that has no other (triage) and of a distilled student (``cytomodel distil``)."""
+    import numpy as np
+
+    p = np.asarray(probs, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+
+
 def with_current_names(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` with the old column names of a classification table (``path``, ``predicted``, ``p_<class>``)
     renamed to today's; a table already in today's names comes back as it is. An old name is renamed only where the

@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from cytocore import classification as ct
 from cytocore.provenance import atomic_output, provenance_record, write_json
 
 from ..data.framing import FRAMED_STATUSES
@@ -88,15 +89,13 @@ def read_classification_table(table: pd.DataFrame, *, name: str = "table") -> pd
     if "anomaly_score" in cols:
         out["anomaly"] = pd.to_numeric(table["anomaly_score"], errors="coerce")
         source = ("anomaly_score (the classifier's own: the diffusion classifier's −ζ, best-error or class-gain, or "
-                  "a distilled student's estimate of its teacher's)")
+                  "a distilled student's: the entropy of its probabilities or its estimate of its teacher's)")
     else:
         probs = [c for c in table.columns if c.startswith(_PROB_PREFIXES)]
         if not probs:
             raise ValueError(f"{name}: no 'anomaly_score' and no probability columns (prob_<class> or p_<class>) "
                              "to score abnormality from")
-        p = table[probs].to_numpy(dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out["anomaly"] = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+        out["anomaly"] = ct.predictive_entropy(table[probs].to_numpy(dtype=np.float64))
         source = "predictive entropy of the class probabilities"
     if "label" in cols:
         out["label"] = table["label"].astype(str)

@@ -97,10 +97,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
                           ct.PRED_CLASS: [clf.class_names[i] if i >= 0 else None for i in pred],
                           ct.CONFIDENCE: np.round(np.nanmax(np.where(ok[:, None], proba, 0), 1), 5)})
     table.loc[~ok, ct.CONFIDENCE] = np.nan
-    if clf.student:   # a distilled student also estimates its teacher's anomaly score
-        anomaly = np.full(len(cells), np.nan)
-        anomaly[keep] = clf.anomaly(arrays)
-        table["anomaly_score"] = anomaly
+    if clf.student:   # a distilled student's anomaly score (by its rule) and its estimate of its teacher's
+        for column, score in (("anomaly_score", clf.anomaly), ("anomaly_head", clf.anomaly_head)):
+            table[column] = np.nan
+            table.loc[keep, column] = score(arrays)
     for j, c in enumerate(clf.class_names):
         table[ct.prob_column(c)] = proba[:, j].round(5)
     table = pd.concat([table, pd.DataFrame([c.columns() for c in cells])], axis=1)

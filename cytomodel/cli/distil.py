@@ -57,7 +57,8 @@ def cmd_distil(args: argparse.Namespace) -> int:
           + (f" with lab variation for {lab_share:.0%} of images" if lab_share > 0 else ""))
     student = distillation.distil_student(images, probs[keep], anomaly[keep], record, epochs=args.epochs,
                                           batch_size=args.batch_size, seed=args.seed, lr=args.lr,
-                                          anomaly_weight=args.anomaly_weight, max_steps=args.max_steps,
+                                          anomaly_weight=args.anomaly_weight,
+                                          anomaly_score=args.anomaly_score, max_steps=args.max_steps,
                                           lab_augment=lab_share, source=source,
                                           device=runtime.resolve_device(args.device))
     extra = {k: teacher.metadata[k] for k in ("framing", "source_framing") if k in teacher.metadata}
@@ -98,6 +99,9 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, default=3e-3, help="(%(default)s)")
     p.add_argument("--anomaly-weight", type=float, default=1.0, help="weight of the anomaly head's loss "
                    "(%(default)s)")
+    p.add_argument("--anomaly-score", choices=("entropy", "head"), default="entropy",
+                   help="the student's anomaly score: the entropy of its probabilities, or its head's estimate of "
+                        "the teacher's (%(default)s; both are written)")
     p.add_argument("--lab-augment", type=float, default=None, help="share of training images given another lab's "
                    "stain, scale, focus and noise (default: the teacher's own, from its training config)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps (tests)")

@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from cytocore import classification as ct
 from cytocore.provenance import write_json
 
 from .. import bundled_baseline_path
@@ -212,7 +213,22 @@ class BaselineClassifier:
         """(N,) int64 index of the most probable class."""
         return self.logits(images, batch_size, precision).argmax(1)
 
+    @property
+    def anomaly_rule(self) -> str:
+        """A student's anomaly score: "entropy" (the predictive entropy of its calibrated probabilities; students
+        distilled since the held-out-class proxy chose it, see :mod:`cytomodel.evaluate.distillation`) or "head"
+        (its estimate of the teacher's score; students recorded without a rule)."""
+        if not self.student:
+            raise ValueError("only a distilled student has an anomaly score; this is a baseline classifier")
+        return self.student.get("anomaly_score", "head")
+
     def anomaly(self, images, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
+        """(N,) a student's anomaly score, by its :attr:`anomaly_rule`."""
+        if self.anomaly_rule == "entropy":
+            return ct.predictive_entropy(self.predict_proba(images, batch_size, precision))
+        return self.anomaly_head(images, batch_size, precision)
+
+    def anomaly_head(self, images, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
         """(N,) a student's estimate of its teacher's anomaly score (on the teacher's scale)."""
         if not self.student:
             raise ValueError("only a distilled student has an anomaly head; this is a baseline classifier")

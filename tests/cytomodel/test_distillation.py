@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
+from cytocore.classification import predictive_entropy
 from cytomodel.data import load_dataset
 from cytomodel.evaluate import BaselineClassifier
 from cytomodel.evaluate.distillation import distil_student, teacher_targets, teacher_training_rows
@@ -35,12 +36,20 @@ def test_student_learns_the_teachers_probabilities_and_anomaly_score(tiny_datase
     assert agree >= 0.9, agree                       # it follows the teacher, not the labels
     p = student.predict_proba(data.images)
     assert np.abs(p.max(axis=1) - 0.7).mean() < 0.15  # soft targets: not one-hot confidence
-    rho = spearmanr(student.anomaly(data.images), anomaly)[0]
+    head = student.anomaly_head(data.images)
+    rho = spearmanr(head, anomaly)[0]
     assert rho > 0.7, rho
-    assert abs(np.median(student.anomaly(data.images)) - np.median(anomaly)) < 2.0   # the teacher's scale
+    assert abs(np.median(head) - np.median(anomaly)) < 2.0   # the teacher's scale
+    # its anomaly score by default: the entropy of its probabilities (the head's estimate stays beside it)
+    assert student.anomaly_rule == "entropy"
+    np.testing.assert_allclose(student.anomaly(data.images), predictive_entropy(p), rtol=1e-5)
     student.save_pretrained(tmp_path / "student")
     again = BaselineClassifier.from_pretrained(tmp_path / "student")
-    np.testing.assert_allclose(again.anomaly(data.images), student.anomaly(data.images), rtol=1e-5)
+    np.testing.assert_allclose(again.anomaly_head(data.images), head, rtol=1e-5)
+    again.metadata["student"]["anomaly_score"] = "head"
+    np.testing.assert_allclose(again.anomaly(data.images), head, rtol=1e-5)
+    del again.metadata["student"]["anomaly_score"]           # a student recorded before the rule: its head
+    assert again.anomaly_rule == "head"
     assert again.logits(data.images).shape == (len(data.images), len(data.class_names))
 
 
@@ -86,7 +95,9 @@ def test_cli_distil_then_classify_and_triage_with_the_student(tiny_model_dir, ti
     teacher = pd.read_csv(teacher_table)
     assert {"image", "label", "pred_class", "confidence", "anomaly_score"} <= set(table.columns)
     assert [c for c in table.columns if c.startswith("prob_")] == [c for c in teacher.columns if c.startswith("prob_")]
-    assert np.isfinite(table.anomaly_score).all()
+    assert np.isfinite(table.anomaly_score).all() and np.isfinite(table.anomaly_head).all()
+    probs = table[[c for c in table.columns if c.startswith("prob_")]].to_numpy()
+    np.testing.assert_allclose(table.anomaly_score, predictive_entropy(probs), atol=1e-3)   # its rule: entropy
     assert main(["triage", "--calibration", str(table_path), "--cells", str(table_path), "--out",
                  str(tmp_path / "triage")]) == 0
     decisions = pd.read_csv(tmp_path / "triage" / "decisions_diffusion.csv")
