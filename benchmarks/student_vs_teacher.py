@@ -36,12 +36,12 @@ def single_pass_table(clf, teacher_table: pd.DataFrame) -> pd.DataFrame:
     arrays, keep = framed_arrays(cells, clf.resolution)
     if len(keep) != len(cells):
         raise RuntimeError(f"{len(cells) - len(keep)} cells could not be framed again")
-    proba = clf.predict_proba(arrays)
+    proba, anomaly, head = clf.student_outputs(arrays) if clf.student else (clf.predict_proba(arrays), None, None)
     table = pd.DataFrame({ct.IMAGE: teacher_table["image"].to_numpy(), ct.LABEL: teacher_table["label"].to_numpy(),
                           ct.PRED_CLASS: np.asarray(clf.class_names)[proba.argmax(1)],
                           ct.CONFIDENCE: proba.max(1)})
     if clf.student:   # its anomaly score (by its rule) and its head's estimate of the teacher's
-        table["anomaly_score"], table["anomaly_head"] = clf.anomaly(arrays), clf.anomaly_head(arrays)
+        table["anomaly_score"], table["anomaly_head"] = anomaly, head
     for j, c in enumerate(clf.class_names):
         table[ct.prob_column(c)] = proba[:, j]
     return table
@@ -128,9 +128,7 @@ def speed(teacher, student, baseline, table: pd.DataFrame, n: int) -> dict:
         times = []
         for _ in range(5):
             t0 = time.perf_counter()
-            clf.predict_proba(arrays)
-            if clf.student and clf.anomaly_rule == "head":   # entropy comes with the probabilities
-                clf.anomaly_head(arrays)
+            clf.student_outputs(arrays) if clf.student else clf.predict_proba(arrays)   # what its table needs
             times.append(time.perf_counter() - t0)
         out[f"{name}_cells_per_s"] = len(arrays) / float(np.median(times))
         out[f"{name}_speedup_over_teacher"] = out[f"{name}_cells_per_s"] / out["teacher_cells_per_s"]

@@ -88,7 +88,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not keep:
         raise data.DataError("none of the images could be framed")
     proba = np.full((len(cells), len(clf.class_names)), np.nan)
-    proba[keep] = clf.predict_proba(arrays)
+    scores = {}
+    if clf.student:   # a distilled student's anomaly score (by its rule) and its estimate of its teacher's
+        proba[keep], scores["anomaly_score"], scores["anomaly_head"] = clf.student_outputs(arrays)
+    else:
+        proba[keep] = clf.predict_proba(arrays)
     ok = np.zeros(len(cells), bool)
     ok[keep] = True
     pred = np.where(ok, np.nan_to_num(proba, nan=-1).argmax(1), -1)
@@ -97,10 +101,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                           ct.PRED_CLASS: [clf.class_names[i] if i >= 0 else None for i in pred],
                           ct.CONFIDENCE: np.round(np.nanmax(np.where(ok[:, None], proba, 0), 1), 5)})
     table.loc[~ok, ct.CONFIDENCE] = np.nan
-    if clf.student:   # a distilled student's anomaly score (by its rule) and its estimate of its teacher's
-        for column, score in (("anomaly_score", clf.anomaly), ("anomaly_head", clf.anomaly_head)):
-            table[column] = np.nan
-            table.loc[keep, column] = score(arrays)
+    for column, score in scores.items():
+        table[column] = np.nan
+        table.loc[keep, column] = score
     for j, c in enumerate(clf.class_names):
         table[ct.prob_column(c)] = proba[:, j].round(5)
     table = pd.concat([table, pd.DataFrame([c.columns() for c in cells])], axis=1)

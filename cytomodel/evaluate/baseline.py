@@ -183,13 +183,15 @@ class BaselineClassifier:
                 y = self.net.features(xb) if what == "features" else self.net(xb)
             if what == "logits":
                 y = y[:, :len(self.class_names)]
+            elif what == "student":      # the class logits and the anomaly head, one pass
+                y = y[:, :len(self.class_names) + 1]
             elif what == "anomaly":
                 y = y[:, len(self.class_names)]
             out.append(y.float().cpu())
         if not out:
             if what == "anomaly":
                 return np.zeros(0, np.float32)
-            dim = self.net.feature_dim if what == "features" else len(self.class_names)
+            dim = self.net.feature_dim if what == "features" else len(self.class_names) + (what == "student")
             return np.zeros((0, dim), np.float32)
         return torch.cat(out).numpy()
 
@@ -232,8 +234,21 @@ class BaselineClassifier:
         """(N,) a student's estimate of its teacher's anomaly score (on the teacher's scale)."""
         if not self.student:
             raise ValueError("only a distilled student has an anomaly head; this is a baseline classifier")
+        return self._head_scale(self._run(images, "anomaly", batch_size, precision))
+
+    def _head_scale(self, raw: np.ndarray) -> np.ndarray:
         a = self.student["anomaly"]
-        return self._run(images, "anomaly", batch_size, precision) * a["scale"] + a["loc"]
+        return raw * a["scale"] + a["loc"]
+
+    def student_outputs(self, images, batch_size: int = 256,
+                        precision: str = "fp32") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A student's (N, C) probabilities, (N,) anomaly score (by its rule) and (N,) anomaly head, from one
+        forward pass (what a classification table needs)."""
+        out = self._run(images, "student", batch_size, precision)
+        z = torch.from_numpy(out[:, :len(self.class_names)].copy())
+        proba = torch.softmax(z / self.temperature, dim=1).numpy()
+        head = self._head_scale(out[:, len(self.class_names)])
+        return proba, ct.predictive_entropy(proba) if self.anomaly_rule == "entropy" else head, head
 
     def features(self, images, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
         """(N, D) float32 penultimate-layer (globally pooled) features, e.g. for nearest-neighbour checks."""

@@ -50,6 +50,10 @@ def test_student_learns_the_teachers_probabilities_and_anomaly_score(tiny_datase
     np.testing.assert_allclose(again.anomaly(data.images), head, rtol=1e-5)
     del again.metadata["student"]["anomaly_score"]           # a student recorded before the rule: its head
     assert again.anomaly_rule == "head"
+    proba, score, head_once = student.student_outputs(data.images)   # one forward pass: the same numbers
+    np.testing.assert_allclose(proba, p, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(score, predictive_entropy(p), rtol=1e-5)
+    np.testing.assert_allclose(head_once, head, rtol=1e-5)
     assert again.logits(data.images).shape == (len(data.images), len(data.class_names))
 
 
