@@ -26,7 +26,6 @@ _CHOICES = {
     "class_evidence": ("model_margin", "model_confidence"),
     "confidence_scale": ("auto", "percent", "probability", "levels"),
     "morph_dispersion": ("stimulus", "betabinomial", "none"),
-    "sdt_form": ("non-centred", "auto"),
     "class_dispersion": ("stimulus", "none"),
 }
 
@@ -42,9 +41,6 @@ class AnalysisConfig:
     hdi_prob: float = 0.94              # tables
     sdt_synthetic: str = "full"         # "full": real vs fully synthetic; "all": morphs count as synthetic
     stimulus_effects: bool = True
-    # the SDT model's rater and stimulus effects: all "non-centred", or "auto" — centred where the answers pin an
-    # effect down better than the spread between units does (analysis.models.sdt_centring; docs/analysis.md)
-    sdt_form: str = "non-centred"
     # the morph curve: "sdt" = yes/no signal detection (d′ grows with strength, one criterion per rater; the
     # real-or-synthetic design); "psi" = ψ = γ + (1 − γ − λ)F, for forced-choice designs
     morph_model: str = "sdt"

@@ -3,8 +3,7 @@
 priors table of the report is generated from the model itself (:func:`analysis.fitting.prior_rows`), so it cannot
 drift from the code.  Index arrays and covariates enter as ``pm.Data`` along an ``obs`` coordinate whose labels are
 the response ids (``participant/trial``; stimulus ids for the model's answers), so every saved fit says which answer
-each observation is.  Non-centred parameterisations, except where the SDT model's answers call for centred
-effects (:func:`sdt_centring`).  Psychometric functions: :mod:`analysis.psychometric`.
+each observation is.  Non-centred parameterisations.  Psychometric functions: :mod:`analysis.psychometric`.
 
 Φ is the standard normal CDF.
 """
@@ -28,7 +27,6 @@ __all__ = [
     "log_normal_interval",
     "metad_counts_layout",
     "metad_log_probabilities",
-    "sdt_centring",
     "type1_point_estimates",
 ]
 
@@ -75,81 +73,27 @@ def _obs_coord(ids, n: int) -> list:
 # ---------------------------------------------------------------------------------------------------------------
 # 1. authenticity as signal detection
 # ---------------------------------------------------------------------------------------------------------------
-def _probit_and_variance(k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Φ⁻¹ of a padded proportion (k + ½)/(n + 1) and its delta-method sampling variance p(1 − p)/(n φ²)."""
-    p = (k + 0.5) / (n + 1.0)
-    z = stats.norm.ppf(p)
-    return z, p * (1 - p) / (np.maximum(n, 1) * stats.norm.pdf(z) ** 2)
-
-
-def _centre(estimates: np.ndarray, variances: np.ndarray) -> bool:
-    """Centre a group effect when the units' own data pin it down better than the spread between units does: the
-    mean sampling variance of the units' estimates below the moment estimate of the between-unit variance."""
-    if len(estimates) < 3:
-        return False
-    noise = float(np.mean(variances))
-    return float(np.var(estimates, ddof=1)) - noise > noise
-
-
-def sdt_centring(y: np.ndarray, s: np.ndarray, rater_idx: np.ndarray, stim_idx: np.ndarray) -> dict[str, bool]:
-    """Which effects of :func:`build_sdt_model` to centre (``c``, ``d`` per rater; ``stimulus``), read from the
-    answers before any fit.
-
-    Why: each form has its funnel on the other side (Papaspiliopoulos, Roberts & Sköld 2007; Betancourt & Girolami
-    2015). Non-centred fails where a unit's answers determine its effect tightly and the between-unit SD is large
-    (measured: a gate study whose raters' criteria differ, R-hat 1.069, ESS 11); centred fails where the units are
-    alike (σ near 0; studies whose raters share their criterion). The rule compares, per effect, the mean sampling
-    variance of per-unit probit estimates (hit and false-alarm rates per rater, the rate of 'real' answers per
-    stimulus) with the moment estimate of the between-unit variance."""
-    y, s = np.asarray(y, float), np.asarray(s, float)
-    rater_idx, stim_idx = np.asarray(rater_idx, int), np.asarray(stim_idx, int)
-    real = s > 0
-    R = int(rater_idx.max()) + 1 if len(rater_idx) else 0
-
-    def per_rater(mask):
-        return (np.bincount(rater_idx[mask], weights=y[mask], minlength=R),
-                np.bincount(rater_idx[mask], minlength=R).astype(float))
-
-    k_h, n_h = per_rater(real)
-    k_f, n_f = per_rater(~real)
-    z_h, v_h = _probit_and_variance(k_h, n_h)
-    z_f, v_f = _probit_and_variance(k_f, n_f)
-    seen = (n_h > 0) & (n_f > 0)
-    out = {"c": _centre(((z_h + z_f) / 2)[seen], ((v_h + v_f) / 4)[seen]),
-           "d": _centre((z_h - z_f)[seen], (v_h + v_f)[seen])}
-    S = int(stim_idx.max()) + 1 if len(stim_idx) else 0
-    k = np.bincount(stim_idx, weights=y, minlength=S)
-    n = np.bincount(stim_idx, minlength=S).astype(float)
-    side = np.zeros(S, bool)
-    side[stim_idx[real]] = True
-    z, v = _probit_and_variance(k, n)
-    used = n > 0
-    dev = np.array(z)
-    for sd in (True, False):       # a stimulus effect is a deviation from the mean of its source
-        m = used & (side == sd)
-        if m.any():
-            dev[m] = z[m] - z[m].mean()
-    out["stimulus"] = _centre(dev[used], v[used])
-    return out
-
-
 def build_sdt_model(y: np.ndarray, s: np.ndarray, rater_idx: np.ndarray, stim_idx: np.ndarray,
                     raters: Sequence[str], stimuli: Sequence[str], *, stimulus_effects: bool = True,
                     obs_ids: Sequence[str] | None = None,
-                    form: str | Mapping[str, bool] = "non-centred") -> tuple[pm.Model, dict[str, str]]:
-    """Hierarchical probit SDT model: P(answer "real") = Φ(c_r + d_r·s + u_i), s = +½ real, −½ synthetic.
+                    form: Mapping[str, bool] | None = None) -> tuple[pm.Model, dict[str, str]]:
+    """Hierarchical probit SDT model: P(answer "real") = Φ(√(1 + σ_u²)·(c_r + d_r·s) + u_i), s = +½ real, −½ synthetic.
 
-    d_r ~ N(μ_d, σ_d), c_r ~ N(μ_c, σ_c) (independent), u_i ~ N(0, σ_u) stimulus effects ("looks real").
-    ``form``: which of ``c``, ``d``, ``stimulus`` are sampled centred (the others as standardised offsets ``z_*``) —
-    "non-centred" (all), "auto" (:func:`sdt_centring` of the answers) or a mapping; recorded as ``model.centring``.
+    d_r ~ N(μ_d, σ_d), c_r ~ N(μ_c, σ_c) (independent), u_i ~ N(0, σ_u) stimulus effects ("looks real"). c_r and d_r
+    are **marginal over the stimuli** — P(answer "real" | rater, source) = Φ(c_r + d_r·s), the d′ and c of hit and
+    false-alarm rates pooled over images; the stimulus effects only correlate the answers to one image. The same
+    family as Φ(c + d·s + u) (c and d scaled by √(1 + σ_u²)), parameterised so that σ_u does not trade off against
+    the scale of c and d: that ridge left σ_u unconverged in gate studies (ESS 11; docs/analysis.md).
+    ``form``: which of ``c``, ``d``, ``stimulus`` to sample centred (default none: standardised offsets ``z_*``; a
+    form chosen from the answers was tried and diverged more often, docs/analysis.md); as ``model.centring``.
     Deterministics: per-rater accuracy (over the stimulus distribution), ``acc_typical`` (the group-mean rater)
     and ``acc_population`` (a random rater on a random image) — the latter is the study's headline accuracy:
-        P(correct) = ½[Φ((μ_c + μ_d/2)/τ) + Φ((μ_d/2 − μ_c)/τ)],  τ² = 1 + σ_c² + σ_d²/4 + σ_u².
+        P(correct) = ½[Φ((μ_c + μ_d/2)/τ) + Φ((μ_d/2 − μ_c)/τ)],  τ² = 1 + σ_c² + σ_d²/4.
     """
-    if isinstance(form, str) and form not in ("non-centred", "auto"):
-        raise ValueError(f"form must be 'non-centred', 'auto' or a mapping, not {form!r}")
-    chosen = sdt_centring(y, s, rater_idx, stim_idx) if form == "auto" else {} if isinstance(form, str) else form
-    form = {"c": False, "d": False, "stimulus": False, **chosen}
+    unknown = set(form or {}) - {"c", "d", "stimulus"}
+    if unknown:
+        raise ValueError(f"form names effects c, d and stimulus, not {sorted(unknown)}")
+    form = {"c": False, "d": False, "stimulus": False, **(form or {})}
     coords = {"rater": list(raters), "obs": _obs_coord(obs_ids, len(y))}
     if stimulus_effects:
         coords["stimulus"] = list(stimuli)
@@ -162,14 +106,13 @@ def build_sdt_model(y: np.ndarray, s: np.ndarray, rater_idx: np.ndarray, stim_id
 
     for k, what in (("c", "a rater's criterion"), ("d", "a rater's d′"), ("u", "a stimulus effect")):
         if form[k if k != "u" else "stimulus"] and (k != "u" or stimulus_effects):
-            priors[k] = f"{what}, centred (sdt_centring: the answers pin it down better than the spread does)"
+            priors[k] = f"{what}, centred"
     with pm.Model(coords=coords) as model:
         mu_d = pm.Normal("mu_d", 0.0, 1.5)
         mu_c = pm.Normal("mu_c", 0.0, 1.0)
         sigma_d = pm.HalfNormal("sigma_d", 1.0)
         sigma_c = pm.HalfNormal("sigma_c", 1.0)
-        # free variables first, in one order for every form (the all-non-centred graph is the one used before the
-        # form was chosen: same seed, same draws)
+        # free variables first, in one order for every form
         raw = {k: pm.Normal(k, mu, sd, dims="rater") if form[k] else pm.Normal(f"z_{k}", 0.0, 1.0, dims="rater")
                for k, mu, sd in (("d", mu_d, sigma_d), ("c", mu_c, sigma_c))}
         d = raw["d"] if form["d"] else pm.Deterministic("d", mu_d + sigma_d * raw["d"], dims="rater")
@@ -177,21 +120,17 @@ def build_sdt_model(y: np.ndarray, s: np.ndarray, rater_idx: np.ndarray, stim_id
         r = pm.Data("rater_idx", np.asarray(rater_idx, int), dims="obs")
         s_ = pm.Data("s", np.asarray(s, float), dims="obs")
         eta = c[r] + d[r] * s_
-        var_u = 0.0
         if stimulus_effects:
+            # c and d marginal over the stimuli (see the docstring): σ_u off the ridge with their scale
             priors["sigma_stimulus"] = "SD of stimulus effects u_i (how real an image looks)"
             sigma_u = pm.HalfNormal("sigma_stimulus", 1.0)
-            if form["stimulus"]:
-                u = pm.Normal("u", 0.0, sigma_u, dims="stimulus")
-                eta = eta + u[pm.Data("stimulus_idx", np.asarray(stim_idx, int), dims="obs")]
-            else:
-                z_u = pm.Normal("z_u", 0.0, 1.0, dims="stimulus")
-                eta = eta + sigma_u * z_u[pm.Data("stimulus_idx", np.asarray(stim_idx, int), dims="obs")]
-            var_u = sigma_u**2
-        tau_r = pt.sqrt(1.0 + var_u)
-        pm.Deterministic("accuracy", 0.5 * (Phi((c + d / 2) / tau_r) + Phi((d / 2 - c) / tau_r)), dims="rater")
-        pm.Deterministic("acc_typical", 0.5 * (Phi((mu_c + mu_d / 2) / tau_r) + Phi((mu_d / 2 - mu_c) / tau_r)))
-        tau = pt.sqrt(1.0 + sigma_c**2 + sigma_d**2 / 4 + var_u)
+            st = pm.Data("stimulus_idx", np.asarray(stim_idx, int), dims="obs")
+            u = pm.Normal("u", 0.0, sigma_u, dims="stimulus") if form["stimulus"] else \
+                sigma_u * pm.Normal("z_u", 0.0, 1.0, dims="stimulus")
+            eta = pt.sqrt(1.0 + sigma_u**2) * eta + u[st]
+        pm.Deterministic("accuracy", 0.5 * (Phi(c + d / 2) + Phi(d / 2 - c)), dims="rater")
+        pm.Deterministic("acc_typical", 0.5 * (Phi(mu_c + mu_d / 2) + Phi(mu_d / 2 - mu_c)))
+        tau = pt.sqrt(1.0 + sigma_c**2 + sigma_d**2 / 4)
         pm.Deterministic("acc_population", 0.5 * (Phi((mu_c + mu_d / 2) / tau) + Phi((mu_d / 2 - mu_c) / tau)))
         pm.Bernoulli("said_real", p=_clip(Phi(eta)), observed=y.astype(int), dims="obs")
     model.centring = {k: v for k, v in form.items() if stimulus_effects or k != "stimulus"}

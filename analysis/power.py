@@ -35,12 +35,13 @@ def decide(lo: float, hi: float, rope_halfwidth: float, chance: float = 0.5) -> 
 
 def simulate_auth_correct(n_raters: int, n_trials: int, mu_d: float, mu_c: float, sigma_d: float,
                           sigma_c: float, sigma_u: float, rng: np.random.Generator) -> dict:
-    """Authenticity answers of ``n_raters`` raters on the same ``n_trials`` stimuli (half real)."""
+    """Authenticity answers of ``n_raters`` raters on the same ``n_trials`` stimuli (half real); d and c on the SDT
+    model's scale, marginal over the stimuli (:func:`analysis.models.build_sdt_model`)."""
     s = np.where(np.arange(n_trials) < n_trials // 2, 0.5, -0.5)
     u = sigma_u * rng.standard_normal(n_trials)
     d = mu_d + sigma_d * rng.standard_normal(n_raters)
     c = mu_c + sigma_c * rng.standard_normal(n_raters)
-    p_real = ndtr(c[:, None] + d[:, None] * s[None, :] + u[None, :])
+    p_real = ndtr(np.sqrt(1 + sigma_u**2) * (c[:, None] + d[:, None] * s[None, :]) + u[None, :])
     said_real = rng.random((n_raters, n_trials)) < p_real
     correct = said_real == (s[None, :] > 0)
     return {"said_real": said_real, "correct": correct, "s": s}

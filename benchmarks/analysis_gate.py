@@ -48,10 +48,9 @@ def main(argv=None) -> int:
     ap.add_argument("--start", type=int, default=0, help="first study index (to continue an interrupted run)")
     ap.add_argument("--analyses", default="sdt,psychometric,metacognition,comparison",
                     help="the report's analyses to run (e.g. metacognition: the meta-d′ fits only)")
-    ap.add_argument("--sdt-form", default="non-centred", help="the SDT model's parameterisation (config sdt_form)")
     a = ap.parse_args(argv)
     set_quiet(True)
-    cfg = AnalysisConfig(analyses=tuple(a.analyses.split(",")), sdt_form=a.sdt_form)
+    cfg = AnalysisConfig(analyses=tuple(a.analyses.split(",")))
     rows, t0 = [], time.perf_counter()
     for i in range(a.start, a.start + a.studies):
         scen = ORDER[i % len(ORDER)]
@@ -62,7 +61,6 @@ def main(argv=None) -> int:
             rows.append({"study": i, "scenario": scen, "model": f.name, "ok": d.ok, "runs": len(f.attempts),
                          "rhat_max": d.rhat_max, "ess_min": min(d.ess_bulk_min, d.ess_tail_min),
                          "divergences": d.divergences, "seconds": round(f.seconds, 1),
-                         "centred": ",".join(k for k, v in f.info.get("centred", {}).items() if v),
                          "problems": "; ".join(d.problems),
                          "first_run": "; ".join(f.attempts[0]["problems"]) if len(f.attempts) > 1
                          else ""})

@@ -67,10 +67,8 @@ def run_sdt(ctx: Context) -> SDTResult:
     cfg = ctx.cfg
     a = prepare.sdt_arrays(ctx.auth, cfg.sdt_synthetic)
     model, meanings = build_sdt_model(a["y"], a["s"], a["rater_idx"], a["stim_idx"], a["raters"], a["stimuli"],
-                                      stimulus_effects=cfg.stimulus_effects, obs_ids=a["obs_ids"],
-                                      form=cfg.sdt_form)
-    fit = ctx.fit("sdt_authenticity", model, meanings, {"n_obs": len(a["y"]), "subset": cfg.sdt_synthetic,
-                                                        "centred": model.centring})
+                                      stimulus_effects=cfg.stimulus_effects, obs_ids=a["obs_ids"])
+    fit = ctx.fit("sdt_authenticity", model, meanings, {"n_obs": len(a["y"]), "subset": cfg.sdt_synthetic})
     src = np.where(a["s"] > 0, "real", "synthetic")
     rat = np.asarray(a["raters"])[a["rater_idx"]]
     acc = draws(fit.idata, "acc_population")
