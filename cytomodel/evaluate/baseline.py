@@ -208,8 +208,10 @@ class BaselineClassifier:
     def predict_proba(self, images, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
         """(N, C) float32 class probabilities (softmax of the logits over the temperature), columns in
         ``class_names`` order."""
-        z = torch.from_numpy(self.logits(images, batch_size, precision))
-        return torch.softmax(z / self.temperature, dim=1).numpy()
+        return self._probabilities(self.logits(images, batch_size, precision))
+
+    def _probabilities(self, logits: np.ndarray) -> np.ndarray:
+        return torch.softmax(torch.from_numpy(np.ascontiguousarray(logits)) / self.temperature, dim=1).numpy()
 
     def predict(self, images, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
         """(N,) int64 index of the most probable class."""
@@ -245,8 +247,7 @@ class BaselineClassifier:
         """A student's (N, C) probabilities, (N,) anomaly score (by its rule) and (N,) anomaly head, from one
         forward pass (what a classification table needs)."""
         out = self._run(images, "student", batch_size, precision)
-        z = torch.from_numpy(out[:, :len(self.class_names)].copy())
-        proba = torch.softmax(z / self.temperature, dim=1).numpy()
+        proba = self._probabilities(out[:, :len(self.class_names)])
         head = self._head_scale(out[:, len(self.class_names)])
         return proba, ct.predictive_entropy(proba) if self.anomaly_rule == "entropy" else head, head
 
