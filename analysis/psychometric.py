@@ -65,10 +65,10 @@ def _hier(name: str, mu_prior: tuple[float, float], sd_prior: float):
 
 
 def _stimulus_effect(meanings: dict[str, str], what: str):
-    """σ·z_i per stimulus (non-centred); ``stimulus_idx`` must be in the model."""
+    """(σ, σ·z_i per stimulus) (non-centred); ``stimulus_idx`` must be in the model."""
     sigma = pm.HalfNormal("sigma_stimulus", 1.0)
     meanings["sigma_stimulus"] = f"SD of the stimulus effects ({what})"
-    return sigma * pm.Normal("z_stimulus", 0.0, 1.0, dims="stimulus")
+    return sigma, sigma * pm.Normal("z_stimulus", 0.0, 1.0, dims="stimulus")
 
 
 def _binomial(name: str, p, k, n, dispersion: str, meanings: dict[str, str]):
@@ -121,9 +121,11 @@ def build_morph_sdt_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_idx
     sensitivity to a fully synthetic image, the quantity the SDT model estimates). Evidence for "real" is centred
     on d′max/2 − d′(s), so
 
-        P("synthetic" | s) = Φ(d′max·(g(s) − ½) − c [+ u_i]),
+        P("synthetic" | s) = Φ(d′max·(g(s) − ½) − c),
 
-    with one criterion c per rater for every strength, real images included, and c > 0 = a bias to answer "real"
+    marginal over the images: with stimulus effects the answer to image i is Φ(√(1 + σ_u²)·(d′max·(g(s) − ½) − c)
+    + u_i), so d′max and c are those of the SDT model (also marginal) and σ_u does not trade off against their scale
+    (the ridge that left the SDT fit unconverged). One criterion c per rater for every strength, real images included, and c > 0 = a bias to answer "real"
     (conservative about "synthetic"; with "synthetic" as the signal this is Macmillan & Creelman's c, and it is
     the SDT model's c). Reported: ``threshold`` = the strength at which d′ reaches half of d′max, ``width`` =
     the strength from 25 % to 75 % of d′max, ``d_max``, ``c`` — per rater and for the group (the typical rater,
@@ -166,9 +168,10 @@ def build_morph_sdt_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_idx
         F0, F1 = _F_pt(-loc / scale, family), _F_pt((1 - loc) / scale, family)
         g = (_F_pt((xs - loc[r]) / scale[r], family) - F0[r]) / (F1[r] - F0[r])
         eta = (d_max[r] * (g - 0.5) - c[r])[ci]
-        if dispersion == "stimulus":
-            u = _stimulus_effect(meanings, "on the evidence for 'synthetic': some images look more synthetic")
-            eta = eta + u[pm.Data("stimulus_idx", np.asarray(stimulus_idx, int), dims="obs")]
+        if dispersion == "stimulus":   # d′ and c marginal over the images, as in the SDT model
+            sigma_u, u = _stimulus_effect(meanings, "on the evidence for 'synthetic': some images look more synthetic")
+            eta = pt.sqrt(1.0 + sigma_u**2) * eta + u[pm.Data("stimulus_idx", np.asarray(stimulus_idx, int),
+                                                              dims="obs")]
         _morph_quantiles(loc, scale, mu_l, mu_s, family)
         _binomial("k", Phi(eta), np.asarray(k, int), np.asarray(n, int), dispersion, meanings)
     return model, meanings
@@ -322,7 +325,7 @@ def build_psychometric_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_
         pm.Deterministic("width", scale / b, dims="rater" if hierarchical else None)
         eta = a_obs + b_obs * zd
         if dispersion == "stimulus":
-            u = _stimulus_effect(meanings, "added to α + β·z: some images are harder than their evidence says")
+            _, u = _stimulus_effect(meanings, "added to α + β·z: some images are harder than their evidence says")
             eta = eta + u[pm.Data("stimulus_idx", np.asarray(stimulus_idx, int), dims="obs")]
         gamma, lapse = _psi_asymptotes(spec, meanings)
         psi = gamma + (1 - gamma - lapse) * _psi_F(eta, spec.family, pt.as_tensor_variable(x > 0))

@@ -70,6 +70,25 @@ def test_sdt_rater_effects_are_marginal_over_the_stimuli():
         build_sdt_model(y, s, rater, stim, ["a"] * R, ["b"] * S, form={"criterion": True})
 
 
+def test_morph_rater_effects_are_marginal_over_the_stimuli():
+    """The morph model's P('synthetic' | strength) is its curve Φ(d′max·(g(s) − ½) − c) whatever the stimulus SD
+    (its own draws over 3,000 images per strength against :func:`morph_sdt_curve`), as in the SDT model."""
+    from analysis.psychometric import build_morph_sdt_model, morph_sdt_curve
+    levels, S = np.array([0.0, 0.3, 0.6, 1.0]), 3000
+    x = np.repeat(levels, S)
+    m, _ = build_morph_sdt_model(x, np.zeros(len(x), int), np.ones(len(x), int), np.zeros(len(x), int), ["r0"],
+                                 dispersion="stimulus", stimulus_idx=np.arange(len(x)),
+                                 stimuli=[f"s{i}" for i in range(len(x))])
+    fixed = pm.do(m, {"mu_dmax": 1.5, "sigma_dmax": 0.0, "z_dmax": [0.0], "mu_c": 0.3, "sigma_c": 0.0,
+                      "z_c": [0.0], "mu_logit_location": 0.0, "sigma_logit_location": 0.0,
+                      "z_logit_location": [0.0], "mu_log_scale": np.log(0.15), "sigma_log_scale": 0.0,
+                      "z_log_scale": [0.0], "sigma_stimulus": 1.0})
+    k = pm.draw(fixed["k"], random_seed=2)
+    want = morph_sdt_curve(levels, [1.5], [0.3], [0.5], [0.15])[0]
+    got = np.array([k[x == v].mean() for v in levels])
+    np.testing.assert_allclose(got, want, atol=0.035)
+
+
 def test_metad_probabilities_match_independent_numpy_formula():
     """The PyTensor meta-d′ likelihood (log-diff-exp of log Φ) equals the SciPy MLE's formula (different code) at
     random parameters, sums to 1, and stays finite where a clamp used to flatten it (meta-d′ = 12)."""
