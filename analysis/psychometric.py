@@ -125,9 +125,9 @@ def build_morph_sdt_model(x: np.ndarray, k: np.ndarray, n: np.ndarray, rater_idx
 
     marginal over the images: with stimulus effects the answer to image i is Φ(√(1 + σ_u²)·(d′max·(g(s) − ½) − c)
     + u_i), so d′max and c are those of the SDT model (also marginal) and σ_u does not trade off against their scale
-    (the ridge that left the SDT fit unconverged). One criterion c per rater for every strength, real images included, and c > 0 = a bias to answer "real"
-    (conservative about "synthetic"; with "synthetic" as the signal this is Macmillan & Creelman's c, and it is
-    the SDT model's c). Reported: ``threshold`` = the strength at which d′ reaches half of d′max, ``width`` =
+    (the ridge that left the SDT fit unconverged). One criterion c per rater for every strength, real images
+    included, and c > 0 = a bias to answer "real" (conservative about "synthetic"; with "synthetic" as the signal
+    this is Macmillan & Creelman's c, and it is the SDT model's c). Reported: ``threshold`` = the strength at which d′ reaches half of d′max, ``width`` =
     the strength from 25 % to 75 % of d′max, ``d_max``, ``c`` — per rater and for the group (the typical rater,
     ``group_*``). Hierarchical (non-centred): d′max_r, c_r normal; logit ℓ_r, log σ_r normal. A rater at chance
     (d′max ≈ 0) leaves threshold and width to the group prior — their intervals then say so.

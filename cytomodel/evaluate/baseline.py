@@ -228,9 +228,7 @@ class BaselineClassifier:
 
     def anomaly(self, images, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
         """(N,) a student's anomaly score, by its :attr:`anomaly_rule`."""
-        if self.anomaly_rule == "entropy":
-            return ct.predictive_entropy(self.predict_proba(images, batch_size, precision))
-        return self.anomaly_head(images, batch_size, precision)
+        return self.student_outputs(images, batch_size, precision)[1]
 
     def anomaly_head(self, images, batch_size: int = 256, precision: str = "fp32") -> np.ndarray:
         """(N,) a student's estimate of its teacher's anomaly score (on the teacher's scale)."""
