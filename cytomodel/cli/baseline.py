@@ -10,7 +10,7 @@ import numpy as np
 from cytocore import classification as ct
 
 from .. import bundled_baseline_path, data, evaluate, runtime
-from .common import add_device_arg, add_intake_args
+from .common import add_classes_arg, add_device_arg, add_intake_args
 from .framing import record_framing_if_missing
 
 
@@ -93,6 +93,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
         proba[keep], scores["anomaly_score"], scores["anomaly_head"] = clf.student_outputs(arrays)
     else:
         proba[keep] = clf.predict_proba(arrays)
+    candidates = list(getattr(args, "classes", None) or clf.class_names)
+    if len(candidates) < len(clf.class_names):   # choose among the candidates: the probabilities renormalised over them
+        unknown = sorted(set(candidates) - set(clf.class_names))
+        if unknown:
+            raise ValueError(f"--classes: unknown class(es) {', '.join(unknown)}; this model knows: "
+                             f"{', '.join(clf.class_names)}")
+        others = [j for j, c in enumerate(clf.class_names) if c not in candidates]
+        proba[:, others] = 0.0
+        proba /= proba.sum(1, keepdims=True)
     ok = np.zeros(len(cells), bool)
     ok[keep] = True
     pred = np.where(ok, np.nan_to_num(proba, nan=-1).argmax(1), -1)
@@ -109,13 +118,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     table = pd.concat([table, pd.DataFrame([c.columns() for c in cells])], axis=1)
     if labels is not None:
         table.insert(1, ct.LABEL, labels)
-        known = np.isin(labels, clf.class_names) & ok
-        if (~np.isin(labels, clf.class_names)).any():
-            unseen = sorted(set(labels[~np.isin(labels, clf.class_names)]))
-            print(f"{int((~np.isin(labels, clf.class_names)).sum())} images of classes the baseline was not trained "
-                  f"on ({', '.join(unseen)}): kept with their labels, left out of the metrics")
-        idx = np.array([clf.class_names.index(c) for c in labels[known]], dtype=int)
-        m = evaluate.classification_metrics(idx, pred[known], clf.class_names)
+        known = np.isin(labels, candidates) & ok
+        if (~np.isin(labels, candidates)).any():
+            unseen = sorted(set(labels[~np.isin(labels, candidates)]))
+            print(f"{int((~np.isin(labels, candidates)).sum())} images of classes outside the candidates "
+                  f"({', '.join(unseen)}): kept with their labels, left out of the metrics")
+        to_candidate = {clf.class_names.index(c): i for i, c in enumerate(candidates)}
+        idx = np.array([candidates.index(c) for c in labels[known]], dtype=int)
+        m = evaluate.classification_metrics(idx, np.array([to_candidate[int(k)] for k in pred[known]], dtype=int),
+                                            candidates)
         print(f"accuracy {m['accuracy']:.4f}, balanced accuracy {m['balanced_accuracy']:.4f} (n={m['n']})")
         for c, r in m["recall"].items():
             print(f"  {c:<14} recall {r:.4f}" if r is not None else f"  {c:<14} (no images)")
@@ -177,5 +188,6 @@ def register(subparsers) -> None:
     q.add_argument("--strict", action="store_true", help="exit with an error when any image cannot be read or framed")
     q.add_argument("--out", help="write per-image probabilities to this CSV")
     add_device_arg(q)
+    add_classes_arg(q)
     add_intake_args(q)
     q.set_defaults(func=cmd_predict)

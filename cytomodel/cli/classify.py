@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import classify, evaluate, models, runtime
 from ..classify.config import ANOMALY_SCORES, ERROR_REGIONS, LAB_CONDITIONS, STRATEGIES, WEIGHTINGS, ClassifierConfig
 from . import baseline
-from .common import add_data_args, add_device_arg, add_intake_args, check_out_suffix
+from .common import add_classes_arg, add_data_args, add_device_arg, add_intake_args, check_out_suffix
 
 
 def add_classifier_args(p: argparse.ArgumentParser) -> None:
@@ -67,21 +67,23 @@ def cmd_classify(args: argparse.Namespace) -> int:
     model = _load(args, device)
     cfg = config_from_args(args)
     intake = model.intake(args.um_per_px, args.stain_normalisation)
+    candidates = list(args.classes or model.class_names)
     df = classify.classify_folder(model, args.data, args.out, cfg, split=args.split, limit=args.limit, state=state,
-                                  intake=intake, strict=args.strict)
+                                  classes=args.classes, intake=intake, strict=args.strict)
     if state.is_main_process:
         done = classify.classified(df)
         msg = (f"{len(done)} of {len(df)} images classified -> {args.out}; mean UNet calls/image "
                f"{done['unet_calls'].mean():.1f}")
         if "label" in df:
-            known = done[done["label"].isin(model.class_names)]
+            known = done[done["label"].isin(candidates)]
             msg += f"; accuracy {(known['label'] == known['pred_class']).mean():.4f}"
             if known["label"].nunique() > 1:
-                idx = {c: i for i, c in enumerate(model.class_names)}
+                idx = {c: i for i, c in enumerate(candidates)}
                 s = evaluate.classification_summary(known["label"].map(idx).to_numpy(),
-                                                    known["pred_class"].map(idx).to_numpy(),
-                                                    len(model.class_names))
+                                                    known["pred_class"].map(idx).to_numpy(), len(candidates))
                 msg += f", balanced accuracy {s['balanced_accuracy']:.4f}"
+            if args.classes:
+                msg += f" (cells of the {len(candidates)} candidate classes)"
         print(msg)
     return 0
 
@@ -147,6 +149,7 @@ def register(sub) -> None:
                    "is kept, without a prediction)")
     add_device_arg(p)
     add_classifier_args(p)
+    add_classes_arg(p)
     add_intake_args(p)
     p.set_defaults(func=cmd_classify, bundled="classifier")
 

@@ -33,6 +33,20 @@ def add_intake_args(p: argparse.ArgumentParser) -> None:
                    "(%(default)s)")
 
 
+def add_classes_arg(p: argparse.ArgumentParser) -> None:
+    """``--classes``: the candidate classes, e.g. only those another lab's data has."""
+    p.add_argument("--classes", type=parse_classes, default=None, metavar="A,B,...",
+                   help="choose only among these classes (comma-separated; default: all the model's), e.g. the "
+                   "classes another lab's data holds; cells labelled otherwise are kept and left out of the metrics")
+
+
+def parse_classes(text: str) -> list[str]:
+    names = [c.strip() for c in str(text).split(",") if c.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("--classes needs at least one class name, comma-separated")
+    return names
+
+
 def check_out_suffix(path: str | Path, suffixes: tuple[str, ...], flag: str = "--out") -> None:
     """The CLI's wording of the library's output-suffix rule (which names no flag)."""
     if Path(path).suffix not in suffixes:

@@ -167,6 +167,17 @@ def test_cli_train_and_predict(tiny_dataset, tmp_path, capsys):
                  "--target-error", "0.3", "--out", str(tmp_path / "triage")]) == 0
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "triage" / "decisions_diffusion.csv"),
                                   pd.read_csv(tmp_path / "triage" / "decisions_old.csv"))
+    # candidates restricted (another lab's classes): the probabilities renormalised over them, the rest 0
+    capsys.readouterr()
+    assert main(["baseline", "predict", "--model", str(out), "--data", str(tiny_dataset), "--out", str(csv),
+                 "--classes", "alpha,gamma"]) == 0
+    assert "outside the candidates (beta)" in capsys.readouterr().out
+    table = pd.read_csv(csv)
+    assert set(table.pred_class) <= {"alpha", "gamma"} and (table.prob_beta == 0).all()
+    np.testing.assert_allclose(table[["prob_alpha", "prob_gamma"]].sum(1), 1.0, atol=1e-4)
+    assert main(["baseline", "predict", "--model", str(out), "--data", str(tiny_dataset), "--classes",
+                 "alpha,delta"]) == 2
+    assert "unknown class(es) delta" in capsys.readouterr().err
     files = sorted((tiny_dataset / "beta").iterdir())[:2]
     assert main(["baseline", "predict", "--model", str(out), "--images", *map(str, files)]) == 0
     assert main(["baseline", "predict", "--model", str(tmp_path / "missing"), "--images", str(files[0])]) == 2

@@ -85,6 +85,10 @@ def test_cli_distil_then_classify_and_triage_with_the_student(tiny_model_dir, ti
     teacher_table = tmp_path / "teacher.csv"
     assert main(["classify", "--model", str(tiny_model_dir), "--data", str(tiny_dataset), "--out",
                  str(teacher_table), "--trials", "3", "--min-trials", "2", "--temperature", "0.01"]) == 0
+    restricted = tmp_path / "teacher-alpha-gamma.csv"   # the candidates restricted, as for another lab's classes
+    assert main(["classify", "--model", str(tiny_model_dir), "--data", str(tiny_dataset), "--out", str(restricted),
+                 "--trials", "3", "--min-trials", "2", "--limit", "6", "--classes", "alpha,gamma"]) == 0
+    assert set(pd.read_csv(restricted).pred_class) <= {"alpha", "gamma"}
     out = tmp_path / "student"
     assert main(["distil", "--teacher-table", str(teacher_table), "--model", str(tiny_model_dir), "--out", str(out),
                  "--max-steps", "4", "--batch-size", "8", "--epochs", "2"]) == 0
