@@ -94,7 +94,7 @@ def run_diffusion(model, name: str, cfg: dict, items, classes, out: Path) -> dic
 
 
 def run_baseline(clf, name: str, cfg: dict, items, classes, out: Path) -> dict:
-    from cytocore.classification import with_current_names
+    from cytocore.classification import restrict_probabilities, with_current_names
     from cytomodel.classify.batch import add_framing_columns
     from cytomodel.data import framed_arrays
 
@@ -105,12 +105,10 @@ def run_baseline(clf, name: str, cfg: dict, items, classes, out: Path) -> dict:
         intake = intake_for(clf, cfg)
         cells = intake.frame([p for p, _ in items])
         arrays, keep = framed_arrays(cells, clf.resolution)
-        proba = clf.predict_proba(arrays)
-        names = classes or clf.class_names
-        cols = [clf.class_names.index(c) for c in names]
+        proba = restrict_probabilities(clf.predict_proba(arrays), clf.class_names, classes or clf.class_names)
         pred = [None] * len(items)
         for k, i in enumerate(keep):
-            pred[i] = names[int(np.argmax(proba[k, cols]))]
+            pred[i] = clf.class_names[int(np.argmax(proba[k]))]
         table = pd.DataFrame({"image": [str(p) for p, _ in items], "label": [lab for _, lab in items],
                               "pred_class": pred})
         table = add_framing_columns(table, cells)

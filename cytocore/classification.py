@@ -51,6 +51,27 @@ def predictive_entropy(probs):
         return -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
 
 
+def check_candidates(candidates, class_names) -> list[str]:
+    """The candidate classes (``None``: every class), each one the classifier knows, else a ValueError naming them."""
+    names = list(class_names) if candidates is None else list(candidates)
+    unknown = [c for c in names if c not in class_names]
+    if unknown or not names:
+        raise ValueError(f"candidate classes: unknown {', '.join(unknown) or '(none given)'}; this classifier knows: "
+                         f"{', '.join(class_names)}")
+    return names
+
+
+def restrict_probabilities(probs, class_names, candidates):
+    """(N, C) class probabilities renormalised over ``candidates`` (the others 0): the classifier's answer when only
+    those classes can occur, e.g. another lab's data that holds fewer classes."""
+    import numpy as np
+
+    p = np.array(probs, dtype=np.float64)
+    p[:, [j for j, c in enumerate(class_names) if c not in set(candidates)]] = 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return p / p.sum(axis=1, keepdims=True)
+
+
 def with_current_names(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` with the old column names of a classification table (``path``, ``predicted``, ``p_<class>``)
     renamed to today's; a table already in today's names comes back as it is. An old name is renamed only where the

@@ -67,6 +67,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     clf = evaluate.BaselineClassifier.from_pretrained(args.model, device=runtime.resolve_device(args.device))
     intake = clf.intake(args.um_per_px, args.stain_normalisation)
+    candidates = ct.check_candidates(getattr(args, "classes", None), clf.class_names)   # before any image is read
     if args.images:
         paths, labels = [Path(p) for p in args.images], None
     elif args.data:
@@ -93,15 +94,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         proba[keep], scores["anomaly_score"], scores["anomaly_head"] = clf.student_outputs(arrays)
     else:
         proba[keep] = clf.predict_proba(arrays)
-    candidates = list(getattr(args, "classes", None) or clf.class_names)
-    if len(candidates) < len(clf.class_names):   # choose among the candidates: the probabilities renormalised over them
-        unknown = sorted(set(candidates) - set(clf.class_names))
-        if unknown:
-            raise ValueError(f"--classes: unknown class(es) {', '.join(unknown)}; this model knows: "
-                             f"{', '.join(clf.class_names)}")
-        others = [j for j, c in enumerate(clf.class_names) if c not in candidates]
-        proba[:, others] = 0.0
-        proba /= proba.sum(1, keepdims=True)
+    if len(candidates) < len(clf.class_names):
+        proba = ct.restrict_probabilities(proba, clf.class_names, candidates)
     ok = np.zeros(len(cells), bool)
     ok[keep] = True
     pred = np.where(ok, np.nan_to_num(proba, nan=-1).argmax(1), -1)
