@@ -8,6 +8,7 @@ meta-d′ fits needed in ≥ 9 of 10.  Re-runs (bounded, see analysis.fitting) a
 
     python benchmarks/analysis_gate.py [--studies 10] [--raters 10] [--trials 300] [--out gate.csv]
     python benchmarks/analysis_gate.py --analyses metacognition --studies 12     # the meta-d′ fits only
+    python benchmarks/analysis_gate.py --analyses metacognition --scenario criteria --studies 10   # one scenario
 """
 
 from __future__ import annotations
@@ -48,11 +49,16 @@ def main(argv=None) -> int:
     ap.add_argument("--start", type=int, default=0, help="first study index (to continue an interrupted run)")
     ap.add_argument("--analyses", default="sdt,psychometric,metacognition,comparison",
                     help="the report's analyses to run (e.g. metacognition: the meta-d′ fits only)")
+    ap.add_argument("--scenario", choices=ORDER, default=None,
+                    help="only this scenario's studies (the same seeds as in the full cycle: study i is scenario "
+                         "i mod 5)")
     a = ap.parse_args(argv)
     set_quiet(True)
     cfg = AnalysisConfig(analyses=tuple(a.analyses.split(",")))
     rows, t0 = [], time.perf_counter()
-    for i in range(a.start, a.start + a.studies):
+    studies = [i for i in range(a.start, a.start + len(ORDER) * a.studies)
+               if a.scenario in (None, ORDER[i % len(ORDER)])][:a.studies]
+    for i in studies:
         scen = ORDER[i % len(ORDER)]
         df = simulate_study(a.raters, a.trials, seed=100 + i, **SCENARIOS[scen])
         res = run_analysis(df, cfg)
