@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 from cytocore.config import ConfigError, build_config, load_toml, parse_overrides, to_dict
 
 from .fitting import SamplerConfig
-from .models import D_PRIME_CREDIBLE, D_PRIME_FLOOR
+from .models import D_PRIME_CREDIBLE, D_PRIME_FLOOR, METAD_GROUP_FORMS
 
 __all__ = ["ALL_ANALYSES", "AnalysisConfig", "ConfigError", "load_analysis_config"]
 
@@ -58,6 +58,9 @@ class AnalysisConfig:
     # ≥ metad_credible; the others get meta-d′ and the type-2 AUROC (docs/analysis.md: why the floor is not 0)
     metad_d_floor: float = D_PRIME_FLOOR
     metad_credible: float = D_PRIME_CREDIBLE
+    # the experts' group M-ratio: "raters" (the geometric mean over these raters, each rater's log M on its own) or
+    # "population" (HMeta-d's hierarchical log M ~ N(μ, σ); diverged in the gate's criteria scenario, docs/analysis.md)
+    metad_group: str = "raters"
     anomaly_threshold: float | None = None
     confidence_scale: str = "auto"
     power_raters: tuple[int, ...] = (5, 10, 20, 40)
@@ -103,6 +106,9 @@ class AnalysisConfig:
         if self.metad_d_floor < 0 or not 0.5 <= self.metad_credible < 1:
             raise ConfigError("config fields 'metad_d_floor' (a d′, ≥ 0) and 'metad_credible' (a probability in "
                               f"[0.5, 1)) are out of range (got {self.metad_d_floor}, {self.metad_credible})")
+        if self.metad_group not in METAD_GROUP_FORMS:
+            raise ConfigError(f"config field 'metad_group': {self.metad_group!r}; use one of "
+                              f"{', '.join(METAD_GROUP_FORMS)}")
         if self.power_sims < 0:
             raise ConfigError(f"config field 'power_sims': simulated studies per design, ≥ 0 (got {self.power_sims}; "
                               "0 skips the power table)")

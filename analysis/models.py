@@ -237,12 +237,15 @@ def d_prime_credible(counts_S1: np.ndarray | None, counts_S2: np.ndarray, prob: 
     return p, p >= prob
 
 
-MIN_GROUP_M = 3   # pooled raters with an M-ratio needed for a group M-ratio (μ, σ of log M)
+MIN_GROUP_M = 3   # pooled raters with an M-ratio needed for a group M-ratio
+# the group M-ratio: "raters" — these raters' geometric mean, each rater's log M ~ N(0, 1) on its own; "population"
+# — HMeta-d's hierarchical log M ~ N(μ, σ), whose (μ, σ) diverged where raters' confidence criteria differ
+METAD_GROUP_FORMS = ("raters", "population")
 
 
 def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, observers: Sequence[str], K: int, *,
                       pooled: Sequence[bool] | None = None, folded: bool = False, credible: float = D_PRIME_CREDIBLE,
-                      d_floor: float = D_PRIME_FLOOR) -> tuple[pm.Model, dict[str, str]]:
+                      d_floor: float = D_PRIME_FLOOR, group: str = "raters") -> tuple[pm.Model, dict[str, str]]:
     """Meta-d′ model over observers, as HMeta-d's default group model (Fleming 2017), with an M-ratio only where it
     means something, and the model as one more (unpooled) observer in the same fit.
 
@@ -259,9 +262,14 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
     be one more funnel where raters are alike); meta-c1 = c1; the type-1 point estimates
     (:func:`type1_point_estimates`) are the initial point and are kept as data (``d_hat``, ``c1_hat``).  Estimating
     d′ carries its uncertainty into M = meta-d′/d′ (with d′ held at a point estimate, an M-ratio inherits the
-    estimate's error: a rater whose d′ came out low by chance got an M too high).  ``pooled`` (default: every observer when there are several) marks the raters of the group: their log
-    M is hierarchical normal (non-centred) when at least ``MIN_GROUP_M`` of them have an M-ratio (else N(0, 1) each,
-    and ``metad_info["group_M"]`` is False).  **Type-2 criteria as in HMeta-d**: each observer's K−1 criteria on
+    estimate's error: a rater whose d′ came out low by chance got an M too high).  ``pooled`` (default: every
+    observer when there are several) marks the raters of the group.  **The group M-ratio** (``group_M``, when at
+    least ``MIN_GROUP_M`` pooled raters have an M-ratio; else ``metad_info["group_M"]`` is False): with ``group=
+    "raters"`` (default) each rater's log M is N(0, 1) on its own and ``group_M`` is the geometric mean of these
+    raters' M — the study's experts, its interval their estimation uncertainty, not the spread of a population of
+    experts; with ``group="population"`` HMeta-d's hierarchical log M ~ N(μ, σ) (non-centred) and ``group_M`` =
+    exp(μ), the population's.  The hierarchical form diverged in the gate's criteria scenario (a few divergent
+    draws in the tail of σ, whatever the parameterisation; without the hierarchy none: docs/analysis.md).  **Type-2 criteria as in HMeta-d**: each observer's K−1 criteria on
     each answer side, as distances beyond c1, are iid draws from one normal truncated at 0 — for a pooled rater
     N(μ_side, σ), μ per answer side and σ shared, both group parameters — and put in order (PyMC's ``ordered``
     transform: the density of the sorted draws, no label switching).  σ is the spread of the criteria *within* a
@@ -287,6 +295,8 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
     p_pos, ok = d_prime_credible(None if folded else counts_S1, counts_S2, credible, d_floor)
     if folded:
         c_hat = np.zeros(R)
+    if group not in METAD_GROUP_FORMS:
+        raise ValueError(f"group: {group!r}; use one of {', '.join(METAD_GROUP_FORMS)}")
     pooled_ = np.asarray(pooled if pooled is not None else [R > 1] * R, bool)
     group_on = int(np.sum(pooled_ & ok)) >= MIN_GROUP_M
     observers = [str(r) for r in observers]
@@ -295,10 +305,13 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
     priors = {"d, c1": "type-1 d′ ~ N(0, 2) and criterion c1 ~ N(0, 1) per observer, unpooled, estimated from the "
                        "type-1 counts (initial point: the padded point estimates)"
                        + ("; c1 = 0 (folded)" if folded else ""),
-              "mu_log_M": f"group log M-ratio (HMeta-d), pooled raters with d′ credibly > {d_floor:g}",
-              "sigma_log_M": "between-rater SD of log M-ratio",
-              "z_log_M": "log M-ratio: μ + σ·z for a pooled rater (when ≥ 3 pooled raters have an M-ratio), "
-                         "z (N(0, 1)) for an unpooled observer or when fewer do",
+              "mu_log_M": f"population log M-ratio (HMeta-d; group='population' only), pooled raters with d′ "
+                          f"credibly > {d_floor:g}",
+              "sigma_log_M": "between-rater SD of log M-ratio (group='population' only)",
+              "z_log_M": "log M-ratio: z (N(0, 1)) on its own; μ + σ·z for a pooled rater with group='population' "
+                         "(when ≥ 3 pooled raters have an M-ratio)",
+              "group_M": f"the experts' M-ratio: the geometric mean of the pooled raters' M (d′ credibly > "
+                         f"{d_floor:g})" if group == "raters" else "the experts' M-ratio: exp(μ), the population's",
               "meta_d_free": f"meta-d′ of an observer whose d′ is not credibly above {d_floor:g} (no M-ratio)",
               "mu_c2": "group mean distance of a type-2 criterion beyond c1, per answer side (HMeta-d's mu_c2)",
               "sigma_c2": "spread of the type-2 criteria around it, within and between raters (HMeta-d's sigma_c2)",
@@ -320,13 +333,15 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
         # the group log M needs raters to pool: with fewer than MIN_GROUP_M pooled raters that have an M-ratio, every
         # observer's log M is N(0, 1) on its own and μ, σ are left to their priors (one rater cannot inform a
         # between-rater SD; the chance study of the gate diverged there)
-        grp = pm.Data("group_M_on", np.array([float(group_on)]))[0]
+        grp = pm.Data("group_M_on", np.array([float(group_on and group == "population")]))[0]
         pm_ = pool * grp
         log_M = pm_ * (mu_lm + sigma_lm * z_lm) + (1 - pm_) * z_lm
+        in_group = pool * has_M
+        raters_mean = (in_group * log_M).sum() / pt.maximum(in_group.sum(), 1.0)
         md_free = pm.Normal("meta_d_free", 0.0, 1.5, dims="observer")
         meta_d = pm.Deterministic("meta_d", pt.switch(has_M > 0, pt.exp(log_M) * d, md_free), dims="observer")
         pm.Deterministic("M", pt.switch(has_M > 0, pt.exp(log_M), np.nan), dims="observer")
-        pm.Deterministic("group_M", pt.exp(mu_lm))
+        pm.Deterministic("group_M", pt.exp(pt.switch(grp > 0, mu_lm, raters_mean)))
         mu_c2 = pm.Normal("mu_c2", 1.0, 1.0, dims="side")
         sigma_c2 = pm.HalfNormal("sigma_c2", 1.0)
         # folded: the S1 side is unused; its criteria are left to a fixed prior, N(1, 1) truncated at 0, apart from
@@ -359,7 +374,7 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
     model.metad_info = {"P(d′ > floor)": dict(zip(observers, p_pos.round(4))), "d_floor": float(d_floor),
                         "no_M_raters": [o for o, k in zip(observers, ok) if not k], "credible": credible,
                         "pooled": [o for o, k in zip(observers, pooled_) if k], "folded": bool(folded),
-                        "group_M": bool(group_on)}
+                        "group_M": bool(group_on), "group_M_form": group}
     return model, priors
 
 

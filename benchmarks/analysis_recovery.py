@@ -81,6 +81,10 @@ def run_sdt(rep, cfg, R, T, rows):
     return f
 
 
+def _raters_log_M(truth, raters) -> float:
+    return float(np.mean([np.log(truth["raters"][r]["meta_ratio"]) for r in raters]))
+
+
 def run_metad_auth(rep, cfg, R, T, rows):
     prof = RaterProfile(d_prime=1.5, criterion=0.0, meta_ratio=0.8, lapse=0.0)
     df = simulate_study(R, T, CLASSES, seed=2000 + rep, profile=prof, stimulus_sd=0.0, morph_fraction=0.0,
@@ -92,7 +96,8 @@ def run_metad_auth(rep, cfg, R, T, rows):
                                          d["auth_confidence_level"].to_numpy(), r_idx, len(raters), 4)
     m, _ = build_metad_model(cS1, cS2, raters, 4)
     f = fit_model("metad_auth", m, cfg, seed_offset=rep)
-    cover(rows, "metad_auth", rep, "mu_log_M", np.log(draws(f.idata, "group_M")), tr["group"]["mu_log_meta_ratio"])
+    # the experts' group M (metad_group "raters", the default) is these raters' geometric mean: its truth is theirs
+    cover(rows, "metad_auth", rep, "log group_M", np.log(draws(f.idata, "group_M")), _raters_log_M(tr, raters))
     cover(rows, "metad_auth", rep, "M[rater]", draws(f.idata, "M"), [tr["raters"][r]["meta_ratio"] for r in raters])
     rows[-1]["reruns"] = len(f.attempts) - 1
     cover(rows, "metad_auth", rep, "meta_d[rater]", draws(f.idata, "meta_d"), [tr["raters"][r]["meta_d"] for r in raters])
@@ -110,7 +115,8 @@ def run_metad_cls(rep, cfg, R, T, rows):
     cc = prepare.folded_counts(corr, d["class_confidence_level"].to_numpy(), r_idx, len(raters), 4)
     m, _ = build_metad_model(None, cc, raters, 4, folded=True)
     f = fit_model("metad_cls", m, cfg, seed_offset=rep)
-    cover(rows, "metad_cls", rep, "mu_log_M", np.log(draws(f.idata, "group_M")), tr["group"]["mu_log_meta_ratio"])
+    # the experts' group M (metad_group "raters", the default) is these raters' geometric mean: its truth is theirs
+    cover(rows, "metad_cls", rep, "log group_M", np.log(draws(f.idata, "group_M")), _raters_log_M(tr, raters))
     cover(rows, "metad_cls", rep, "M[rater]", draws(f.idata, "M"), [tr["raters"][r]["meta_ratio"] for r in raters])
     return f
 

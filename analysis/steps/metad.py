@@ -1,5 +1,6 @@
-"""How well does confidence use the evidence? Hierarchical meta-d′ (HMeta-d's group model) for the experts and
-the model as one observer, per task: authenticity (two-choice) and classification (folded correct/incorrect)."""
+"""How well does confidence use the evidence? Meta-d′ (HMeta-d's group model; by default the M-ratio without its
+population level) for the experts and the model as one observer, per task: authenticity (two-choice) and
+classification (folded correct/incorrect)."""
 
 from __future__ import annotations
 
@@ -114,7 +115,8 @@ def run_metad(task: str, ctx: Context) -> MetadResult:
             m = np.asarray(r_idx) == i
             correct[r], conf[r] = np.asarray(corr)[m], np.asarray(cf)[m]
     model, meanings = build_metad_model(cS1, cS2, observers, ctx.K, pooled=pooled, folded=folded,
-                                        credible=ctx.cfg.metad_credible, d_floor=ctx.cfg.metad_d_floor)
+                                        credible=ctx.cfg.metad_credible, d_floor=ctx.cfg.metad_d_floor,
+                                        group=ctx.cfg.metad_group)
     f = ctx.fit(f"metad_{task}", model, meanings, {k: v for k, v in model.metad_info.items()})
     res.fit = f
     res.fits.append(f)
@@ -205,9 +207,12 @@ def section_metad(res: MetadResult, figs: dict, cfg) -> list[str]:
                  "prior of M by less than half (posterior contraction < 0.5, or < 0.8 where d′ < 1; "
                  "`tables/identification_metad_*.csv`). Read those intervals as the prior, not as evidence about "
                  "metacognition.\n")
-    L.append("d′ and c1 are held at their type-1 point estimates (HMeta-d), so the M-ratio interval does not include "
-             "d′'s uncertainty; the SDT model above estimates d′ with its interval. The type-2 criteria are pooled "
-             "across raters as in HMeta-d's group model.\n")
+    group = ("`group_M` is the geometric mean of these raters' M-ratios (each rater's estimated on its own): it "
+             "describes the experts of this study, and its interval is their estimation uncertainty, not the spread of "
+             "experts at large" if cfg.metad_group == "raters" else
+             "`group_M` is exp(μ) of HMeta-d's hierarchical log M-ratio: the population of experts")
+    L.append("d′ and c1 are estimated with meta-d′, so the M-ratio intervals include d′'s uncertainty. The type-2 "
+             f"criteria are pooled across raters as in HMeta-d's group model. {group}.\n")
     name = f"metad_{res.task}"
     if name in figs:
         L.append(f"![{name}](figures/fig_{name}.png)\n")

@@ -16,7 +16,8 @@ def test_defaults_file_and_overrides(tmp_path):
 
 @pytest.mark.parametrize("over, field", [(["morph_model=logit"], "morph_model"), (["sampler.draws=0"], "draws"),
                                          (["lapse=lots"], "lapse"), (["nosuch=1"], "nosuch"),
-                                         (["analyses=[\"sdt\", \"x\"]"], "analyses")])
+                                         (["analyses=[\"sdt\", \"x\"]"], "analyses"),
+                                         (["metad_group=everyone"], "metad_group")])
 def test_bad_values_name_the_field(over, field):
     with pytest.raises(ConfigError, match=field):
         load_analysis_config(None, over)

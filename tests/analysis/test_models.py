@@ -250,3 +250,25 @@ def test_d_prime_credible_with_a_floor_agrees_with_monte_carlo():
     pf, _ = d_prime_credible(None, cS2, 0.975, 0.5)
     acc = rng.beta(1 + cS2[:, K:].sum(1)[:, None], 1 + cS2[:, :K].sum(1)[:, None], (3, 200_000))
     assert np.allclose(pf, np.mean(2 * st.norm.ppf(acc) > 0.5, axis=1), atol=0.005)
+
+
+def test_metad_group_M_is_the_raters_geometric_mean_or_the_population_mean():
+    """group_M by its form: "raters" (default) — the geometric mean of the M of the pooled raters that have one (the
+    unpooled model and a rater without an M-ratio left out); "population" — exp(μ) of the hierarchical log M."""
+    K = 2
+    good_S1 = np.array([[60, 40, 20, 10]] * 4 + [[40, 35, 35, 40]] + [[70, 40, 15, 5]])
+    good_S2 = np.array([[10, 20, 40, 60]] * 4 + [[38, 37, 37, 38]] + [[5, 15, 40, 70]])   # rater 4 at chance
+    names = ["r0", "r1", "r2", "r3", "r4", "model"]
+    pooled = [True] * 5 + [False]
+    for form in ("raters", "population"):
+        m, _ = build_metad_model(good_S1, good_S2, names, K, pooled=pooled, group=form)
+        assert m.metad_info["no_M_raters"] == ["r4"] and m.metad_info["group_M_form"] == form
+        with m:
+            prior = pm.sample_prior_predictive(draws=50, random_seed=1, var_names=["group_M", "M", "mu_log_M"])
+        g = prior.prior["group_M"].values.ravel()
+        M = prior.prior["M"].values.reshape(-1, len(names))
+        expected = (np.exp(np.log(M[:, :4]).mean(axis=1)) if form == "raters"
+                    else np.exp(prior.prior["mu_log_M"].values.ravel()))
+        np.testing.assert_allclose(g, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="group"):
+        build_metad_model(good_S1, good_S2, names, K, group="everyone")
