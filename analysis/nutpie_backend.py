@@ -12,6 +12,7 @@ compilation; they run a few thousand times, not a few hundred thousand).
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -68,6 +69,10 @@ def compile_logp(model: pm.Model, backend: str = "numba") -> CompiledLogp:
     from pymc.pytensorf import compile as compile_pymc
 
     t0 = time.perf_counter()
+    # nutpie calls these from one thread per chain; a compiled PyTensor function keeps its inputs and outputs in
+    # shared storage, so two threads inside one call can swap or clear each other's values (seen: the initial point
+    # failing with a cleared input). The numba kernel is a pure function and needs no lock.
+    lock = threading.Lock()
     x, free, values, shapes, sizes, logp_x, grad_x, constrained = _flat_graph(model)
     with model:
         if backend == "numba":
@@ -83,7 +88,8 @@ def compile_logp(model: pm.Model, backend: str = "numba") -> CompiledLogp:
             fn.trust_input = True
 
             def logp_dlogp(q):
-                lp, g = fn(q)
+                with lock:
+                    lp, g = fn(q)
                 return float(lp), g
         else:
             raise ValueError(f"unknown backend {backend!r}; use 'numba' or 'c'")
@@ -93,12 +99,17 @@ def compile_logp(model: pm.Model, backend: str = "numba") -> CompiledLogp:
     names_v = [v.name for v in values]
 
     def initial_point(seed: int) -> np.ndarray:
-        p = ip_fn(seed)
+        with lock:
+            p = ip_fn(seed)
         return np.concatenate([np.asarray(p[n], float).ravel() for n in names_v])
+
+    def expand(q: np.ndarray) -> list[np.ndarray]:
+        with lock:
+            return [np.array(a) for a in expand_fn(q)]
 
     logp_dlogp(initial_point(0))   # compile (or load from the cache) now, so that the time is counted here
     return CompiledLogp(model=model, n_dim=int(sum(sizes)), names=[v.name for v in free], shapes=shapes,
-                        logp_dlogp=logp_dlogp, expand=lambda q: expand_fn(q), initial_point=initial_point,
+                        logp_dlogp=logp_dlogp, expand=expand, initial_point=initial_point,
                         seconds=time.perf_counter() - t0, backend=backend)
 
 
