@@ -117,10 +117,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
             unseen = sorted(set(labels[~np.isin(labels, candidates)]))
             print(f"{int((~np.isin(labels, candidates)).sum())} images of classes outside the candidates "
                   f"({', '.join(unseen)}): kept with their labels, left out of the metrics")
-        to_candidate = {clf.class_names.index(c): i for i, c in enumerate(candidates)}
-        idx = np.array([candidates.index(c) for c in labels[known]], dtype=int)
-        m = evaluate.classification_metrics(idx, np.array([to_candidate[int(k)] for k in pred[known]], dtype=int),
-                                            candidates)
+        position = {c: i for i, c in enumerate(candidates)}   # metrics index the candidates, by name
+        truth = np.array([position[c] for c in labels[known]], dtype=int)
+        predicted = np.array([position[clf.class_names[int(k)]] for k in pred[known]], dtype=int)
+        m = evaluate.classification_metrics(truth, predicted, candidates)
         print(f"accuracy {m['accuracy']:.4f}, balanced accuracy {m['balanced_accuracy']:.4f} (n={m['n']})")
         for c, r in m["recall"].items():
             print(f"  {c:<14} recall {r:.4f}" if r is not None else f"  {c:<14} (no images)")
