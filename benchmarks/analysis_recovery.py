@@ -289,8 +289,10 @@ def main(argv=None) -> int:
             print(f"[{time.perf_counter() - t0:7.0f} s] {scen} rep {rep}: {f.seconds:.0f} s, {f.diagnostics.line()}"
                   + (f" ({f.retried})" if f.retried else ""),
                   file=sys.stderr, flush=True)
-            if a.out:
+            if a.out:   # after every study, so that a run stopped early keeps what it measured
                 pd.DataFrame(rows).to_csv(a.out, index=False)
+                if LOO_ROWS:
+                    pd.DataFrame(LOO_ROWS).to_csv(a.out.replace(".csv", "_loo.csv"), index=False)
     res = summarise(pd.DataFrame(rows))
     print(f"\nCoverage of 90 % central intervals ({a.reps} simulated studies per scenario, {a.raters} raters × "
           f"{a.trials} trials; target ≥ 0.85); fits failing diagnostics: {diag_fail}/{n_fits}; "
