@@ -1,0 +1,242 @@
+"""A texture anomaly score from the cascade's 128-px stage (issue 25): does the cell's fine detail — chromatin,
+granules, nucleoli — fit the class the base stage called, better than it fits no class?
+
+The 32-px base stage cannot see texture.  The super-resolution stage can: it is class-conditional, trained on 64 × 64
+crops, and predicts the *residual* (the 128-px cell minus the bicubic upsampling of its 32-px version) — exactly the
+detail the base stage lacks.  For each cell (a 128-px image framed like the training cells), the centre 64 × 64 crop
+(the cell; the stage is fully convolutional, so the crop is what it was trained on) of its residual is noised at
+fixed timesteps, and the stage predicts the noise under the base stage's predicted class and under the null class
+(:mod:`cytomodel.classify.texture`).  Texture gain =
+log(error under the base stage's predicted class / error under no class), averaged over draws: a normal cell's detail
+is explained better with its class than without (gain < 0); an unseen cell's is not.
+
+Stage 1 (``--compute``, resumable per split): ``<split>.npz`` with errors (N, T, D, 2) (timesteps, draws; the
+predicted class, then the null class), labels, subtypes and the base stage's predictions (from its results table).
+Stage 2 (``--score``): candidates — texture gain at each timestep set, z-scored per predicted class on trained-class
+val cells, and combinations with the base stage's score (the table's ``anomaly_score`` / ``zeta`` / 1 − confidence)
+and, with ``--baseline``, the baseline CNN's 1 − max softmax ("+" = the mean of the scores' quantiles among
+trained-class val cells). AUROC and sensitivity at specificity 0.962 of the held-out class against the trained
+classes: chosen on val, reported once on test, per subtype of the held-out class.
+
+    python benchmarks/texture_scores.py --superres RUNS/sr-ig/model --holdout ig --out RUNS/texture-ig --compute \\
+        --table val=RUNS/CG_ig_val.csv --table test=RUNS/CG_ig_test.csv
+    python benchmarks/texture_scores.py ... --score [--baseline RUNS/baseline-ig]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from cytomodel.classify.texture import TIMESTEPS  # noqa: E402
+
+SPEC = 0.962               # CytoDiffusion's operating point
+
+
+def compute(args) -> None:
+    from cytomodel.classify.texture import texture_errors
+    from cytomodel.data import framed_arrays
+    from cytomodel.models import load_model
+    from cytomodel.runtime import configure_runtime
+
+    configure_runtime()
+    sr = load_model(args.superres)
+    if getattr(sr, "STAGE", "") != "superres":
+        raise SystemExit(f"{args.superres} is not a super-resolution stage")
+    man = pd.read_csv(Path(args.shared) / "pbc" / "manifest.csv")
+    sub = dict(zip(man.path, man.subtype))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for spec in args.table:
+        split, table = spec.split("=", 1)
+        ts = tuple(int(t) for t in args.timesteps.split(","))
+        path = out / (f"{split}.npz" if ts == TIMESTEPS else f"{split}-t{'-'.join(map(str, ts))}.npz")
+        tab = pd.read_csv(table)
+        tab = tab[tab["pred_class"].notna()].reset_index(drop=True)
+        done = dict(np.load(path, allow_pickle=True)) if path.is_file() else None
+        start = 0 if done is None else len(done["errors"])
+        if start >= len(tab):
+            print(f"{split}: {start} cells already done", flush=True)
+            continue
+        intake = sr.intake()
+        errs = [done["errors"]] if done is not None else []
+        t0 = time.perf_counter()
+        for b in range(start, len(tab), args.chunk):
+            rows = tab.iloc[b:b + args.chunk]
+            cells = intake.frame(list(rows["image"]))
+            arrays, keep = framed_arrays(cells, sr.resolution)
+            if len(keep) != len(rows):
+                raise SystemExit(f"{split}: {len(rows) - len(keep)} cells could not be framed at rows {b}…")
+            pred = np.array([sr.class_index(c) for c in rows["pred_class"]])
+            seed = args.seed + b + (0 if ts == TIMESTEPS else sum(ts))   # another set of levels: other draws
+            errs.append(texture_errors(sr, arrays, pred, args.draws, seed=seed, timesteps=ts))
+            e = np.concatenate(errs)
+            root = (Path(args.shared) / "pbc").resolve()
+            rel = [str(Path(p).resolve().relative_to(root)) if Path(p).resolve().is_relative_to(root) else str(p)
+                   for p in tab["image"][:len(e)]]
+            np.savez(path, errors=e, classes=np.array(sr.class_names), image=tab["image"][:len(e)].to_numpy(),
+                     label=tab["label"][:len(e)].to_numpy(), pred=tab["pred_class"][:len(e)].to_numpy(), subtype=np.array([sub.get(r, "") for r in rel]),
+                     timesteps=np.array(ts))
+            rate = (len(e) - start) / (time.perf_counter() - t0)
+            print(f"{split}: {len(e)}/{len(tab)} cells, {1 / rate:.3f} s/cell", flush=True)
+
+
+def load_errors(out: Path, split: str) -> dict:
+    """``<split>.npz`` and any ``<split>-t….npz`` (more timesteps for the same cells), joined along the timesteps."""
+    parts = [dict(np.load(f, allow_pickle=True)) for f in sorted(out.glob(f"{split}*.npz"))]
+    n = min(len(p["errors"]) for p in parts)
+    z = {k: v[:n] if k in ("image", "label", "pred", "subtype") else v for k, v in parts[0].items()}
+    for p in parts[1:]:
+        if not np.array_equal(p["image"][:n], z["image"]):
+            raise SystemExit(f"{out}: the {split} files list different cells")
+    z["errors"] = np.concatenate([p["errors"][:n] for p in parts], axis=1)
+    z["timesteps"] = np.concatenate([p["timesteps"] for p in parts])
+    order = np.argsort(z["timesteps"])
+    z["errors"], z["timesteps"] = z["errors"][:, order], z["timesteps"][order]
+    return z
+
+
+def auroc_sens(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
+    from sklearn.metrics import roc_auc_score
+
+    y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    s = np.r_[pos, neg]
+    thr = np.quantile(neg, SPEC)
+    return float(roc_auc_score(y, s)), float(np.mean(pos > thr))
+
+
+def quantile_among(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
+    ref = np.sort(ref)
+    return np.searchsorted(ref, x, side="right") / len(ref)
+
+
+def gain_at(z: dict, ts: list[int]) -> np.ndarray:
+    """The library's texture gain over the noise levels ``ts``."""
+    from cytomodel.classify.texture import texture_gain
+
+    return texture_gain(z["errors"], [list(z["timesteps"]).index(t) for t in ts])
+
+
+def score(args) -> None:
+    out = Path(args.out)
+    z = {s: load_errors(out, s) for s in ("val", "test")}
+    all_t = [int(t) for t in z["val"]["timesteps"]]
+    classes = [str(c) for c in z["val"]["classes"]]
+    tabs = {}
+    for spec in args.table:
+        split, table = spec.split("=", 1)
+        t = pd.read_csv(table)
+        tabs[split] = t[t["pred_class"].notna()].reset_index(drop=True).iloc[:len(z[split]["errors"])]
+    base = {}
+    if args.baseline:
+        from cytomodel.data import framed_arrays
+        from cytomodel.evaluate import load_baseline
+
+        clf = load_baseline(args.baseline)
+        for s in ("val", "test"):
+            cells = clf.intake().frame(list(tabs[s]["image"]))
+            arrays, keep = framed_arrays(cells, clf.resolution)
+            p = np.full(len(cells), np.nan)
+            p[keep] = 1 - clf.predict_proba(arrays).max(axis=1)
+            base[s] = p
+    held = args.holdout
+    cands: dict[str, dict[str, np.ndarray]] = {}
+    tsets = {"all t": all_t, "t ≤ 200": [t for t in all_t if t <= 200], "t ≥ 200": [t for t in all_t if t >= 200],
+             "t ≥ 350": [t for t in all_t if t >= 350]}
+    tsets.update({f"t = {t}": [t] for t in all_t})
+    for name, ts in tsets.items():
+        cands[f"texture gain, {name}"] = {s: gain_at(z[s], ts) for s in ("val", "test")}
+    # per predicted class z-score against trained-class val cells
+    trained_val = z["val"]["label"] != held
+    for name in list(cands):
+        v = cands[name]["val"]
+        mu = {c: v[trained_val & (z["val"]["pred"] == c)].mean() for c in classes}
+        sd = {c: v[trained_val & (z["val"]["pred"] == c)].std() + 1e-9 for c in classes}
+        cands[name.replace("texture gain", "texture gain z/class")] = {
+            s: (cands[name][s] - np.array([mu.get(p, 0) for p in z[s]["pred"]]))
+            / np.array([sd.get(p, 1) for p in z[s]["pred"]]) for s in ("val", "test")}
+    for col, label in (("anomaly_score", "base class-gain"), ("zeta", "base −ζ"), ("confidence", "base 1 − conf")):
+        if col in tabs["val"]:
+            # every score "higher = more unusual": the table's anomaly_score already is; −ζ and 1 − confidence
+            flip = {"anomaly_score": lambda v: v, "zeta": lambda v: -v, "confidence": lambda v: 1 - v}[col]
+            cands[label] = {s: flip(tabs[s][col].to_numpy()) for s in ("val", "test")}
+    if base:
+        cands["baseline 1 − max softmax"] = base
+    singles = list(cands)
+    textures = [c for c in singles if c.startswith("texture")]
+    others = [c for c in singles if not c.startswith("texture")]
+
+    def combine(names):
+        ref = {n: cands[n]["val"][trained_val] for n in names}
+        return {s: np.mean([quantile_among(ref[n], cands[n][s]) for n in names], axis=0) for s in ("val", "test")}
+
+    for t in textures:
+        for o in others:
+            cands[f"{t} + {o}"] = combine([t, o])
+        if "base class-gain" in cands and base:
+            cands[f"{t} + base class-gain + baseline"] = combine([t, "base class-gain", "baseline 1 − max softmax"])
+    if "base class-gain" in cands and base:
+        cands["base class-gain + baseline"] = combine(["base class-gain", "baseline 1 − max softmax"])
+    rows = []
+    for name, sc in cands.items():
+        r = {"score": name}
+        for s in ("val", "test"):
+            lab = z[s]["label"]
+            pos, neg = sc[s][lab == held], sc[s][lab != held]
+            ok = ~np.isnan(pos)
+            r[f"{s}_auroc"], r[f"{s}_sens"] = auroc_sens(pos[ok], neg[~np.isnan(neg)])
+        sub = z["test"]["subtype"]
+        lab = z["test"]["label"]
+        neg = sc["test"][lab != held]
+        for st in sorted(set(sub[lab == held]) - {""}):
+            pos = sc["test"][(lab == held) & (sub == st)]
+            if len(pos) >= 20:
+                r[f"test_auroc_{st}"] = auroc_sens(pos, neg)[0]
+        rows.append(r)
+    res = pd.DataFrame(rows).sort_values("val_auroc", ascending=False)
+    res.to_csv(out / "scores.csv", index=False)
+    best = res.iloc[0]
+    json.dump({"held_out": held, "n_val": {k: int(v) for k, v in pd.Series(z["val"]["label"]).value_counts().items()},
+               "n_test": {k: int(v) for k, v in pd.Series(z["test"]["label"]).value_counts().items()},
+               "timesteps": all_t, "draws": int(z["val"]["errors"].shape[2]), "crop": "the stage's training crop (config.crop_size)",
+               "chosen_on_val": best["score"], "args": vars(args)}, open(out / "scores.json", "w"), indent=2,
+              default=str)
+    with pd.option_context("display.width", 250, "display.max_colwidth", 70, "display.max_rows", 400):
+        print(res.round(3).to_string(index=False))
+    print(f"\nchosen on val: {best['score']} — test AUROC {best['test_auroc']:.3f}, sensitivity {best['test_sens']:.2f}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--superres", help="the 128-px stage (trained without the held-out class)")
+    p.add_argument("--holdout", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--table", action="append", required=True, metavar="SPLIT=CSV",
+                   help="the base stage's results table of a split (val, test): cells and predictions")
+    p.add_argument("--shared", default=str(REPO.parent / "shared" / "data"))
+    p.add_argument("--draws", type=int, default=2)
+    p.add_argument("--timesteps", default=",".join(map(str, TIMESTEPS)),
+                   help="noise levels to compute (another set goes to its own file, joined when scoring)")
+    p.add_argument("--chunk", type=int, default=96)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--compute", action="store_true")
+    p.add_argument("--score", action="store_true")
+    p.add_argument("--baseline", default=None)
+    args = p.parse_args(argv)
+    if args.compute:
+        compute(args)
+    if args.score:
+        score(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
