@@ -55,9 +55,11 @@ def compute(args) -> None:
     sub = dict(zip(man.path, man.subtype))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    ts = tuple(int(t) for t in args.timesteps.split(","))
+    root = (Path(args.shared) / "pbc").resolve()
+    intake = sr.intake()
     for spec in args.table:
         split, table = spec.split("=", 1)
-        ts = tuple(int(t) for t in args.timesteps.split(","))
         path = out / (f"{split}.npz" if ts == TIMESTEPS else f"{split}-t{'-'.join(map(str, ts))}.npz")
         tab = pd.read_csv(table)
         tab = tab[tab["pred_class"].notna()].reset_index(drop=True)
@@ -66,7 +68,6 @@ def compute(args) -> None:
         if start >= len(tab):
             print(f"{split}: {start} cells already done", flush=True)
             continue
-        intake = sr.intake()
         errs = [done["errors"]] if done is not None else []
         t0 = time.perf_counter()
         for b in range(start, len(tab), args.chunk):
@@ -79,12 +80,11 @@ def compute(args) -> None:
             seed = args.seed + b + (0 if ts == TIMESTEPS else sum(ts))   # another set of levels: other draws
             errs.append(texture_errors(sr, arrays, pred, args.draws, seed=seed, timesteps=ts))
             e = np.concatenate(errs)
-            root = (Path(args.shared) / "pbc").resolve()
             rel = [str(Path(p).resolve().relative_to(root)) if Path(p).resolve().is_relative_to(root) else str(p)
                    for p in tab["image"][:len(e)]]
             np.savez(path, errors=e, classes=np.array(sr.class_names), image=tab["image"][:len(e)].to_numpy(),
-                     label=tab["label"][:len(e)].to_numpy(), pred=tab["pred_class"][:len(e)].to_numpy(), subtype=np.array([sub.get(r, "") for r in rel]),
-                     timesteps=np.array(ts))
+                     label=tab["label"][:len(e)].to_numpy(), pred=tab["pred_class"][:len(e)].to_numpy(),
+                     subtype=np.array([sub.get(r, "") for r in rel]), timesteps=np.array(ts))
             rate = (len(e) - start) / (time.perf_counter() - t0)
             print(f"{split}: {len(e)}/{len(tab)} cells, {1 / rate:.3f} s/cell", flush=True)
 
