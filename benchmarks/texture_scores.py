@@ -20,7 +20,8 @@ classes: chosen on val, reported once on test, per subtype of the held-out class
 
     python benchmarks/texture_scores.py --superres RUNS/sr-ig/model --holdout ig --out RUNS/texture-ig --compute \\
         --table val=RUNS/CG_ig_val.csv --table test=RUNS/CG_ig_test.csv
-    python benchmarks/texture_scores.py ... --score [--baseline RUNS/baseline-ig]
+    python benchmarks/texture_scores.py ... --score [--baseline RUNS/baseline-ig] \
+        [--tables-out DIR --tables-score "texture gain, t = 500 + base class-gain"]   # then cytomodel triage
 """
 from __future__ import annotations
 
@@ -212,6 +213,18 @@ def score(args) -> None:
     with pd.option_context("display.width", 250, "display.max_colwidth", 70, "display.max_rows", 400):
         print(res.round(3).to_string(index=False))
     print(f"\nchosen on val: {best['score']} — test AUROC {best['test_auroc']:.3f}, sensitivity {best['test_sens']:.2f}")
+    if args.tables_out:   # the base tables with anomaly_score = a candidate, for `cytomodel triage`
+        name = args.tables_score or best["score"]
+        if name not in cands:
+            raise SystemExit(f"no candidate {name!r}; see {out / 'scores.csv'}")
+        folder = Path(args.tables_out)
+        folder.mkdir(parents=True, exist_ok=True)
+        for s in ("val", "test"):
+            t = tabs[s].copy()
+            t["anomaly_score_base"], t["anomaly_score"] = t["anomaly_score"], cands[name][s]
+            t.to_csv(folder / f"{s}.csv", index=False)
+        (folder / "score.txt").write_text(name + "\n")
+        print(f"tables with anomaly_score = {name!r} in {folder}")
 
 
 def main(argv=None) -> int:
@@ -230,6 +243,8 @@ def main(argv=None) -> int:
     p.add_argument("--compute", action="store_true")
     p.add_argument("--score", action="store_true")
     p.add_argument("--baseline", default=None)
+    p.add_argument("--tables-out", default=None, help="write val/test tables with anomaly_score = a candidate")
+    p.add_argument("--tables-score", default=None, help="which candidate (default: the one chosen on val)")
     args = p.parse_args(argv)
     if args.compute:
         compute(args)
