@@ -76,10 +76,12 @@ def compute(args) -> None:
             cells = intake.frame(list(rows["image"]))
             arrays, keep = framed_arrays(cells, sr.resolution)
             if len(keep) != len(rows):
-                raise SystemExit(f"{split}: {len(rows) - len(keep)} cells could not be framed at rows {b}…")
-            pred = np.array([sr.class_index(c) for c in rows["pred_class"]])
+                print(f"{split}: {len(rows) - len(keep)} cells could not be framed at rows {b}…: NaN", flush=True)
+            pred = np.array([sr.class_index(c) for c in rows["pred_class"].iloc[keep]])
             seed = args.seed + b + (0 if ts == TIMESTEPS else sum(ts))   # another set of levels: other draws
-            errs.append(texture_errors(sr, arrays, pred, args.draws, seed=seed, timesteps=ts))
+            chunk = np.full((len(rows), len(ts), args.draws, 2), np.nan, np.float32)
+            chunk[keep] = texture_errors(sr, arrays, pred, args.draws, seed=seed, timesteps=ts)
+            errs.append(chunk)
             e = np.concatenate(errs)
             rel = [str(Path(p).resolve().relative_to(root)) if Path(p).resolve().is_relative_to(root) else str(p)
                    for p in tab["image"][:len(e)]]
