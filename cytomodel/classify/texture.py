@@ -16,6 +16,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import torch
+
+from ..models.superres import downsample
+from ..runtime import autocast
+from .draw_plan import dihedral
 
 CROP = 64                                   # crop size of a stage whose record does not say its own
 TIMESTEPS = (50, 100, 200, 350, 500)        # noise levels computed (chosen among on validation cells)
@@ -30,12 +35,6 @@ def texture_errors(superres, images: np.ndarray, predicted: Sequence[int], draws
     ``images``: (N, H, H, 3) uint8 cells framed like the stage's training cells, H its resolution. A draw is one
     (ε, conditioning noise, dihedral view); the same draw serves both classes (paired). ``crop``: by default the
     crop size the stage was trained on (its record's ``config.crop_size``)."""
-    import torch
-
-    from ..models.superres import downsample
-    from ..runtime import autocast
-    from .draw_plan import dihedral
-
     arr = np.asarray(images)
     if arr.ndim != 4 or arr.shape[1:] != (superres.resolution, superres.resolution, 3):
         raise ValueError(f"texture errors need ({superres.resolution}, {superres.resolution}, 3) framed cells, the "
