@@ -37,9 +37,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cytomodel.classify.texture import TIMESTEPS  # noqa: E402
-
-SPEC = 0.962               # CytoDiffusion's operating point
+SPEC = 0.962                           # CytoDiffusion's operating point
+TIMESTEPS = (50, 100, 200, 350, 500)   # the levels computed by default (more with --timesteps, in their own file)
 
 
 def compute(args) -> None:
