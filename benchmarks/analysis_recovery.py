@@ -218,6 +218,7 @@ def run_morph_dispersion(rep, cfg, R, T, rows, stimulus_sd: float = 0.5):
                                             dispersion=disp, **extra)
         f = fit_model(f"morph_{form}", m, cfg, priors=meanings, seed_offset=rep)
         fits[form] = f
+        print(f"    {form}: {f.diagnostics.line()}", file=sys.stderr, flush=True)   # main() logs only the first form
         scen = f"dispersion:{form}"
         cover(rows, scen, rep, "threshold[rater]", draws(f.idata, "threshold"), [p["t"] for p in tr])
         cover(rows, scen, rep, "group_threshold", draws(f.idata, "group_threshold"), sim["t_group"])
