@@ -270,9 +270,10 @@ def build_metad_model(counts_S1: np.ndarray | None, counts_S2: np.ndarray, obser
     experts; with ``group="population"`` HMeta-d's hierarchical log M ~ N(μ, σ) (non-centred) and ``group_M`` =
     exp(μ), the population's.  The hierarchical form diverged in the gate's criteria scenario (a few divergent
     draws in the tail of σ, whatever the parameterisation; without the hierarchy none: docs/analysis.md).
-    **Type-2 criteria as in HMeta-d**: each observer's K−1 criteria on each answer side, as distances beyond c1, are iid draws from one normal truncated at 0 — for a pooled rater
-    N(μ_side, σ), μ per answer side and σ shared, both group parameters — and put in order (PyMC's ``ordered``
-    transform: the density of the sorted draws, no label switching).  σ is the spread of the criteria *within* a
+    **Type-2 criteria as in HMeta-d**: each observer's K−1 criteria on each answer side, as distances beyond c1, are
+    iid draws from one normal truncated at 0 — for a pooled rater N(μ_side, σ), μ per answer side and σ shared, both
+    group parameters — and put in order (PyMC's ``ordered`` transform: the density of the sorted draws, no label
+    switching). σ is the spread of the criteria *within* a
     rater as much as between raters, so it stays away from 0 even when every rater uses the same criteria (a
     between-rater SD of each criterion made a funnel there).  An unpooled observer (the model) draws its criteria
     from N(1, 1) truncated at 0.  Observers whose d′ is credibly above ``d_floor`` (:func:`d_prime_credible`,

@@ -36,8 +36,10 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
-SPEC = 0.962                           # CytoDiffusion's operating point
+from anomaly_scores import _auroc, _sens_at_spec  # noqa: E402   the other anomaly benchmark's measures
+
 TIMESTEPS = (50, 100, 200, 350, 500)   # the levels computed by default (more with --timesteps, in their own file)
 
 
@@ -107,12 +109,7 @@ def load_errors(out: Path, split: str) -> dict:
 
 
 def auroc_sens(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
-    from sklearn.metrics import roc_auc_score
-
-    y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
-    s = np.r_[pos, neg]
-    thr = np.quantile(neg, SPEC)
-    return float(roc_auc_score(y, s)), float(np.mean(pos > thr))
+    return _auroc(pos, neg), _sens_at_spec(pos, neg)
 
 
 def quantile_among(ref: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -208,12 +205,14 @@ def score(args) -> None:
     best = res.iloc[0]
     json.dump({"held_out": held, "n_val": {k: int(v) for k, v in pd.Series(z["val"]["label"]).value_counts().items()},
                "n_test": {k: int(v) for k, v in pd.Series(z["test"]["label"]).value_counts().items()},
-               "timesteps": all_t, "draws": int(z["val"]["errors"].shape[2]), "crop": "the stage's training crop (config.crop_size)",
+               "timesteps": all_t, "draws": int(z["val"]["errors"].shape[2]),
+               "crop": "the stage's training crop (config.crop_size)",
                "chosen_on_val": best["score"], "args": vars(args)}, open(out / "scores.json", "w"), indent=2,
               default=str)
     with pd.option_context("display.width", 250, "display.max_colwidth", 70, "display.max_rows", 400):
         print(res.round(3).to_string(index=False))
-    print(f"\nchosen on val: {best['score']} — test AUROC {best['test_auroc']:.3f}, sensitivity {best['test_sens']:.2f}")
+    print(f"\nchosen on val: {best['score']} — test AUROC {best['test_auroc']:.3f}, "
+          f"sensitivity {best['test_sens']:.2f}")
     if args.tables_out:   # the base tables with anomaly_score = a candidate, for `cytomodel triage`
         name = args.tables_score or best["score"]
         if name not in cands:

@@ -3,8 +3,8 @@
 Why: the 32-px base stage cannot see chromatin, granules or nucleoli, and a cell of a class the model never saw (a
 blast) is often denoised as well as a normal cell at that scale. The cascade's super-resolution stage sees exactly
 that detail: it predicts the *residual* (the 128-px cell minus the bicubic upsampling of its 32-px version), is
-class-conditional with a null class, and is fully convolutional and trained on 64 × 64 crops — so the centre crop of a
-framed cell (the cell, not the field of red cells) is what it is scored on.
+class-conditional with a null class, and is fully convolutional and trained on 64 × 64 crops — so the centre crop of
+a framed cell (the cell, not the field of red cells) is what it is scored on.
 
 ``texture_errors`` gives, per cell, noise level and draw, the stage's noise-prediction error of that residual crop
 under the predicted class and under the null class; ``texture_gain`` = mean log(E_class / E_null) — negative where the
@@ -29,8 +29,8 @@ CROP = 64             # crop size of a stage whose record does not say its own
 TIMESTEPS = (500,)    # the noise level chosen on validation cells with ig held out (docs/classifier.md)
 
 
-def texture_errors(superres: "SuperResModel", images: np.ndarray, predicted: Sequence[int], draws: int = 2, seed: int = 0,
-                   timesteps: Sequence[int] = TIMESTEPS, crop: int | None = None, batch: int = 96,
+def texture_errors(superres: "SuperResModel", images: np.ndarray, predicted: Sequence[int], draws: int = 2,
+                   seed: int = 0, timesteps: Sequence[int] = TIMESTEPS, crop: int | None = None, batch: int = 96,
                    precision: str = "bf16") -> np.ndarray:
     """(N, T, D, 2) mean squared noise-prediction errors of the residual's centre ``crop``, per timestep and draw, under
     the ``predicted`` class (N class indices of ``superres``) and under the null class.
