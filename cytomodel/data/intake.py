@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .dataset import DataError, load_image, scan_dataset
+from .encoding import measure_encoding
 from .framing import (STATUS_OK, FramedCell, FramingContract, FramingError, Scale, cropped_per_cell, frame_image,
                       known_window, lab_statistics, measure_cell, measure_contract, plan_scale, reinhard)
 
@@ -204,8 +205,8 @@ def measure_training_framing(data, split: str | None = None, limit: int | None =
                              original_px: tuple[int, int] | None = None, crop_of_original: float | None = None,
                              progress: bool = False) -> dict[str, Any]:
     """The framing record of a model's training images (``framing`` in its record): measured on ``limit`` of them
-    (every n-th, all when None), at their most common size. ``original_px`` / ``crop_of_original`` say which
-    originals they were cut from, when known."""
+    (every n-th, all when None), at their most common size, with how the files were saved (``encoding``,
+    :mod:`.encoding`). ``original_px`` / ``crop_of_original`` say which originals they were cut from, when known."""
     records = scan_dataset(data, split=split)
     step = max(1, len(records) // limit) if limit else 1
     picked = records[::step][:limit] if limit else records
@@ -215,7 +216,8 @@ def measure_training_framing(data, split: str | None = None, limit: int | None =
         sizes[size] = sizes.get(size, 0) + 1
     contract = measure_contract((load_image(r.path) for r in picked), training_px=max(sizes, key=sizes.get),
                                 original_px=original_px, crop_of_original=crop_of_original, progress=progress)
-    return {**contract.to_dict(), "data": str(data), "split": split, "images_measured": len(picked)}
+    return {**contract.to_dict(), "encoding": measure_encoding(r.path for r in picked), "data": str(data),
+            "split": split, "images_measured": len(picked)}
 
 
 def contract_of(meta: dict[str, Any]) -> FramingContract | None:
