@@ -35,8 +35,9 @@ Outputs
 -------
 probabilities softmax(−E/T) with the temperature T fitted on validation data by NLL (:func:`fit_temperature`,
 ``cytomodel calibrate``; a model without T uses T = 1 and says so), confidence = max p, entropy (nats),
-margin = p₁ − p₂, and the anomaly score. The anomaly score is, with ``anomaly="best-error"`` or ``"class-gain"``, how
-unlike the validation cells of its predicted class the cell is (:mod:`.novelty`); by default it is −ζ with CytoDiffusion's ζ (their released code,
+margin = p₁ − p₂, and the anomaly score. The anomaly score is, with ``anomaly="best-error"``, ``"class-gain"``,
+``"texture"`` or ``"class-gain+texture"`` (the last two read a cascade's 128-px stage, :mod:`.texture`), how unlike the
+validation cells of its predicted class the cell is (:mod:`.novelty`); by default it is −ζ with CytoDiffusion's ζ (their released code,
 ``zeta_anomaly``): let g_(0) = 0 ≤ g_(1) ≤ … be the sorted gaps E_c − min E, divided by their mean over all classes
 (scale-free), and k = min(C − 1, 10); then
 
@@ -50,7 +51,7 @@ Code layout
 -----------
 :mod:`.config` (:class:`ClassifierConfig`, torch-free) · :mod:`.draw_plan` (seeded per-image draws, the adaptive
 strategies' decisions) · :mod:`.errors` (:func:`estimate_errors`, :func:`replay_strategy`) · :mod:`.scores` (softmax,
-ζ, temperature fit, results table) · :mod:`.novelty` (anomaly scores against a class's validation cells) ·
+ζ, temperature fit, results table) · :mod:`.novelty` (anomaly scores against a class's validation cells) · :mod:`.texture` (the 128-px stage's evidence) ·
 :mod:`.batch` (arrays, files, resumable sharded folders) · :mod:`.explain`
 (heat maps) · :mod:`.triage` (accept / review / flag from classification tables, torch-free). The commands are in
 :mod:`cytomodel.cli.classify` and :mod:`cytomodel.cli.triage`.

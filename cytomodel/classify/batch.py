@@ -21,7 +21,8 @@ from ..models.base import CytoModel
 from .config import ClassifierConfig
 from .errors import estimate_errors
 from .novelty import model_reference
-from .scores import model_temperature, results_frame
+from .scores import model_temperature, results_frame, with_texture
+from .texture import TextureScorer
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +115,14 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
                     split: str | None = None, progress: bool = True, chunk: int = 64, limit: int | None = None,
                     state=None, items: Sequence[tuple[Path, str | None]] | None = None,
                     classes: Sequence[int | str] | None = None, intake: Intake | None = None,
-                    strict: bool = False) -> pd.DataFrame:
+                    strict: bool = False, texture: TextureScorer | None = None) -> pd.DataFrame:
     """Classify every image of ``source`` into ``out`` (.csv or .parquet), resumably and data-parallel.
 
     Each image is framed like the training cells first (``intake``, default ``model.intake()``; one scale per
     image size, planned over the whole listing); an image that cannot be framed gets a row without a prediction
     whose framing columns say why (``strict``: a DataError instead, after the run). ``items`` ((path, label) pairs)
-    replaces listing ``source``; ``classes`` restricts the candidate classes. Images already in ``out`` (or in a
+    replaces listing ``source``; ``classes`` restricts the candidate classes; ``texture`` (a cascade's 128-px stage,
+    needed by the texture anomaly scores) adds each cell's ``texture_raw``. Images already in ``out`` (or in a
     process's part file from an interrupted run) are skipped. Under ``accelerate launch`` each process takes every
     n-th remaining image and writes ``out.part<rank>``; the main process merges them in input order at the end.
     """
@@ -134,8 +136,14 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
     items = list(items) if items is not None else list_inputs(source, split)
     intake = intake or model.intake()
     intake.plan([p for p, _ in items])
+    if cfg.needs_texture and texture is None:
+        raise ValueError(f"anomaly={cfg.anomaly!r} needs a cascade's 128-px stage (texture=TextureScorer.of_cascade"
+                         "(...)); classify with a cascade model")
+    texture = texture if cfg.needs_texture else None
+    if texture is not None:
+        texture.intake.plan([p for p, _ in items])
     cls_idx = None if classes is None else [model.class_index(c) for c in classes]
-    _claim(out, _run_key(model, cfg, cls_idx, intake), state)
+    _claim(out, _run_key(model, cfg, cls_idx, intake, texture), state)
     if state.is_main_process:
         for msg in intake.warnings([], [p for p, _ in items]):
             print(f"warning: {msg}", file=sys.stderr)
@@ -148,7 +156,7 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
         model_reference(model.metadata, cfg, warn=state.is_main_process)
     if progress and state.is_local_main_process and done:
         print(f"resuming: {len(done)} of {len(items)} images already classified", file=sys.stderr)
-    _classify_part(model, todo, out, cfg_run, cls_idx, intake, state, progress, chunk)
+    _classify_part(model, todo, out, cfg_run, cls_idx, intake, state, progress, chunk, texture)
     state.wait_for_everyone()
     if state.is_main_process:
         _merge_parts(out, items, source)
@@ -158,12 +166,14 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
     return table
 
 
-def _run_key(model: CytoModel, cfg: ClassifierConfig, cls_idx: list[int] | None, intake: Intake) -> dict:
+def _run_key(model: CytoModel, cfg: ClassifierConfig, cls_idx: list[int] | None, intake: Intake,
+             texture: TextureScorer | None = None) -> dict:
     """What makes results reusable: a run computes the same numbers only with the same model, classes, framing and
     settings."""
     return {"model_train_steps": model.metadata.get("train_steps"), "model_data_hash": model.metadata.get("data_hash"),
             "model_created": model.metadata.get("created_utc"), "classes": cls_idx,
             "framing": {"plans": intake.plan_record(), "um_per_px": intake.um_per_px, "stain": intake.stain},
+            **({"texture": texture.identity()} if texture is not None else {}),
             **{k: v for k, v in cfg.to_dict().items() if k not in ("temperature", "batch_size", "image_batch")}}
 
 
@@ -196,7 +206,8 @@ def _already_classified(out: Path) -> set[str]:
 
 
 def _classify_part(model: CytoModel, todo: list[tuple[Path, str | None]], out: Path, cfg_run: ClassifierConfig,
-                   cls_idx: list[int] | None, intake: Intake, state, progress: bool, chunk: int) -> None:
+                   cls_idx: list[int] | None, intake: Intake, state, progress: bool, chunk: int,
+                   texture: TextureScorer | None = None) -> None:
     """This process's images, ``chunk`` at a time, appended to its part file after each chunk (``cfg_run``: with
     the temperature the run uses)."""
     world = state.num_processes
@@ -213,6 +224,10 @@ def _classify_part(model: CytoModel, todo: list[tuple[Path, str | None]], out: P
         if len(arrays):
             est = estimate_errors(model, arrays, cfg_run, classes=cls_idx)
             df = results_frame(model, est, cfg_run, classes=cls_idx, warn=False)
+            if texture is not None:
+                framed = [p for p, _ in batch if str(p) in set(names)]
+                df = with_texture(df, texture.gains(framed, list(df["pred_class"]), cfg_run.seed), model, cfg_run,
+                                  warn=False)
             df.insert(0, "image", names)
             df = pd.DataFrame({"image": all_names}).merge(df, on="image", how="left")
         else:

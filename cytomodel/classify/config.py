@@ -14,7 +14,11 @@ SELECTIONS = ("vdc", "stratified", "random")
 WEIGHTINGS = ("uniform", "min-snr")
 ERROR_REGIONS = ("image", "disc")
 LAB_CONDITIONS = ("none", "unknown")
-ANOMALY_SCORES = ("zeta", "best-error", "class-gain")
+ANOMALY_SCORES = ("zeta", "best-error", "class-gain", "texture", "class-gain+texture")
+# the raw statistics each anomaly score standardises and averages (columns of a results table): ``novelty_raw`` from
+# the base stage's errors, ``texture_raw`` from a cascade's 128-px stage (:mod:`.texture`)
+SCORE_PARTS = {"best-error": ("novelty_raw",), "class-gain": ("novelty_raw",), "texture": ("texture_raw",),
+               "class-gain+texture": ("novelty_raw", "texture_raw")}
 # fields that change the scale of the errors, and so the meaning of a fitted temperature
 PLAN_LENGTH = 256
 SCALE_FIELDS = ("t_min", "t_max", "weighting", "min_snr_gamma", "tta", "error_region", "disc_radius", "lab_condition")
@@ -47,7 +51,9 @@ class ClassifierConfig:
     anomaly: str = "zeta"                     # what anomaly_score is: "zeta" (−ζ, CytoDiffusion), "best-error" (how
                                               # poorly the predicted class explains the cell) or "class-gain" (how
                                               # little it explains beyond no class; one null-class call per draw),
-                                              # the last two standardised against validation cells of that class
+                                              # "texture" (how little the class explains the cell's fine detail,
+                                              # from a cascade's 128-px stage) or "class-gain+texture" (the mean
+                                              # of both), each standardised against validation cells of that class
     error_region: str = "image"               # "image": mean squared error over the whole image; "disc": inside a
     disc_radius: float = 0.35                 # centred disc of this radius (fraction of the width) — the cell
     lab_condition: str = "none"               # "none": the training lab's look; "unknown": a model trained with lab
@@ -104,6 +110,16 @@ class ClassifierConfig:
         if "topk_schedule" in d:
             d["topk_schedule"] = tuple(tuple(p) for p in d["topk_schedule"])
         return cls(**d).validate()
+
+    @property
+    def novelty_kind(self) -> str | None:
+        """The statistic of the base stage's errors in ``novelty_raw`` ("best-error", "class-gain") or None."""
+        return {"best-error": "best-error", "class-gain": "class-gain", "class-gain+texture": "class-gain"
+                }.get(self.anomaly)
+
+    @property
+    def needs_texture(self) -> bool:
+        return "texture_raw" in SCORE_PARTS.get(self.anomaly, ())
 
     def scale_key(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in SCALE_FIELDS}

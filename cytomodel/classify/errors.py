@@ -112,7 +112,7 @@ class _Estimation:
         self.res_cnt = np.zeros((n, self.n_classes)) if keep_residuals else None
         self.cand_t = torch.tensor(cand + [model.null_class], device=self.device)   # index -1: the null class
         # the class-gain anomaly score needs the null class's error on every draw (one more UNet call per draw)
-        self.null_err = np.full((n, cfg.trials), np.nan) if cfg.anomaly == "class-gain" else None
+        self.null_err = np.full((n, cfg.trials), np.nan) if cfg.novelty_kind == "class-gain" else None
         self.region = None if cfg.error_region == "image" else error_weights(cfg, res).to(self.device)
 
     def batch(self, images: np.ndarray, idx: list[int], bar) -> None:

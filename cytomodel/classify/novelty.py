@@ -9,6 +9,9 @@ scores compare the cell with validation cells of the class it is assigned to:
 * ``class-gain``: the mean over draws of log(E_pred / E_null) — how much the class explains beyond no class (the
   unconditional model, trained by label dropout). A normal cell is explained better with its class than without;
   a cell of an unseen class is not. One null-class call per draw (+24 at the defaults).
+* ``texture``: the same question asked of the cell's fine detail by a cascade's 128-px stage (:mod:`.texture`;
+  ``texture_raw`` in a table), and ``class-gain+texture``: the mean of the two standardised scores (the best score
+  without the baseline CNN on validation cells with ig held out, docs/classifier.md).
 
 The raw statistic (``novelty_raw`` in a results table) is standardised per predicted class by a *reference* fitted on
 labelled validation cells (median and MAD among cells predicted as that class; ``cytomodel calibrate`` writes it into
@@ -29,7 +32,7 @@ import pandas as pd
 from cytocore.provenance import provenance_record, write_json
 
 from ..models.base import METADATA_FILE
-from .config import ClassifierConfig, scale_key_of
+from .config import SCORE_PARTS, ClassifierConfig, scale_key_of
 
 MIN_CLASS_CELLS = 10   # fewer validation cells predicted as a class: that class uses the pooled reference
 
@@ -87,6 +90,34 @@ def standardise(raw: np.ndarray, predicted: Sequence[str], reference: dict[str, 
     return (np.asarray(raw, dtype=np.float64) - loc) / scale
 
 
+def anomaly_of(parts: dict[str, np.ndarray], predicted: Sequence[str], reference: dict[str, Any] | None
+               ) -> np.ndarray:
+    """The anomaly score from its raw statistics (``parts``: column name -> values): each standardised by its own
+    reference and averaged. A reference of one statistic (``pooled``/``per_class``) standardises ``novelty_raw``;
+    without a reference the raw values are averaged (not comparable between classes; warned where it is read)."""
+    names = list(parts)
+    if reference is None:
+        return np.mean([np.asarray(parts[c], dtype=np.float64) for c in names], axis=0)
+    refs = reference.get("parts") or {"novelty_raw": reference}
+    missing = [c for c in names if c not in refs]
+    if missing:
+        raise ValueError(f"the anomaly reference has no part {missing}; re-fit it with `cytomodel calibrate`")
+    return np.mean([standardise(parts[c], predicted, refs[c]) for c in names], axis=0)
+
+
+def fit_score_reference(table: pd.DataFrame, class_names: Sequence[str], anomaly: str) -> dict[str, Any]:
+    """The reference of ``anomaly`` on a labelled table: one per raw statistic it averages (``{"parts": …}``), or the
+    single-statistic form for ``best-error`` / ``class-gain`` (as models calibrated before texture hold it)."""
+    cols = SCORE_PARTS.get(anomaly)
+    if not cols:
+        raise ValueError(f"anomaly={anomaly!r} has no reference; use one of {', '.join(SCORE_PARTS)}")
+    missing = [c for c in cols if c not in table]
+    if missing:
+        raise ValueError(f"the table has no {', '.join(missing)} column: classify with --anomaly {anomaly}")
+    fits = {c: fit_reference(table[c].to_numpy(), table["pred_class"].to_numpy(), class_names) for c in cols}
+    return fits["novelty_raw"] if cols == ("novelty_raw",) else {"parts": fits}
+
+
 def _key(config: dict[str, Any]) -> dict[str, Any]:
     return {**scale_key_of(config), "anomaly": config.get("anomaly", "zeta")}
 
@@ -107,12 +138,10 @@ def model_reference(meta: dict[str, Any], cfg: ClassifierConfig, warn: bool = Tr
 
 def record_reference(model_dir: str | Path, table: pd.DataFrame, class_names: Sequence[str], cfg: ClassifierConfig,
                      source: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Fit the reference on a labelled classification table (``novelty_raw``, ``pred_class``, ``label``) and write
-    it into the model's cytomodel.json (one fit per error settings and anomaly score; everything else kept)."""
-    if "novelty_raw" not in table:
-        raise ValueError("the table has no novelty_raw column: classify with --anomaly best-error or class-gain")
+    """Fit the reference on a labelled classification table (the score's raw columns, ``pred_class``, ``label``) and
+    write it into the model's cytomodel.json (one fit per error settings and anomaly score; everything else kept)."""
     known = table[table["label"].isin(class_names)]
-    ref = fit_reference(known["novelty_raw"].to_numpy(), known["pred_class"].to_numpy(), class_names)
+    ref = fit_score_reference(known, class_names, cfg.anomaly)
     path = Path(model_dir) / METADATA_FILE
     meta = json.loads(path.read_text())
     fit = {"reference": ref, "n_images": int(len(known)), "config": cfg.to_dict(), **(source or {}),

@@ -14,9 +14,9 @@ import pandas as pd
 from cytocore.provenance import provenance_record, write_json
 
 from ..models.base import METADATA_FILE, CytoModel
-from .config import ClassifierConfig, scale_key_of
+from .config import SCORE_PARTS, ClassifierConfig, scale_key_of
 from .errors import ErrorEstimate
-from .novelty import model_reference, novelty_statistic, standardise
+from .novelty import anomaly_of, model_reference, novelty_statistic
 
 
 def softmax_neg(errors: np.ndarray, temperature: float) -> np.ndarray:
@@ -120,11 +120,13 @@ def results_frame(model: CytoModel, est: ErrorEstimate, cfg: ClassifierConfig,
                   classes: Sequence[int] | None = None, warn: bool = True) -> pd.DataFrame:
     names = [model.class_names[c] for c in (classes if classes is not None else range(len(model.class_names)))]
     raw = anomaly = None
-    if cfg.anomaly != "zeta" and len(est.errors):
+    if cfg.novelty_kind and len(est.errors):
         best = np.argmin(est.errors, axis=1)
-        raw = novelty_statistic(est.draw_errors, est.draws_run, best, cfg.anomaly, est.null_errors)
-        ref = model_reference(model.metadata, cfg, warn=warn)
-        anomaly = standardise(raw, [names[b] for b in best], ref) if ref is not None else raw
+        raw = novelty_statistic(est.draw_errors, est.draws_run, best, cfg.novelty_kind, est.null_errors)
+        anomaly = anomaly_of({"novelty_raw": raw}, [names[b] for b in best],
+                             model_reference(model.metadata, cfg, warn=warn))
+    if cfg.needs_texture:   # filled in by with_texture once the 128-px stage has scored the cells
+        anomaly = np.full(len(est.errors), np.nan)
     df = scores_frame(est.errors, names, model_temperature(model, cfg, warn=warn), cfg.anomaly_k, anomaly)
     if raw is not None:
         df.insert(df.columns.get_loc("zeta") + 1, "novelty_raw", raw)
@@ -132,6 +134,17 @@ def results_frame(model: CytoModel, est: ErrorEstimate, cfg: ClassifierConfig,
     df.insert(df.columns.get_loc("temperature"), "trials", est.draws_run)
     for j, name in enumerate(names):
         df[f"err_{name}"] = est.errors[:, j]
+    return df
+
+
+def with_texture(df: pd.DataFrame, texture_raw: np.ndarray, model: CytoModel, cfg: ClassifierConfig,
+                 warn: bool = True) -> pd.DataFrame:
+    """A results table of a texture anomaly score with its ``texture_raw`` column and its anomaly score."""
+    df = df.copy()
+    at = df.columns.get_loc("novelty_raw" if "novelty_raw" in df else "zeta") + 1
+    df.insert(at, "texture_raw", np.asarray(texture_raw, dtype=np.float64))
+    parts = {c: df[c].to_numpy(np.float64) for c in SCORE_PARTS[cfg.anomaly]}
+    df["anomaly_score"] = anomaly_of(parts, df["pred_class"].tolist(), model_reference(model.metadata, cfg, warn=warn))
     return df
 
 
@@ -160,8 +173,8 @@ def scores_frame(errors: np.ndarray, names: Sequence[str], temperature: float, a
 def rescored(table: pd.DataFrame, temperature: float, anomaly_k: int = 10,
              novelty_reference: dict[str, Any] | None = None) -> pd.DataFrame:
     """A results table (``cytomodel classify`` output) with its scores recomputed at ``temperature`` from its
-    ``err_<class>`` columns; every other column kept. A table with a ``novelty_raw`` column keeps that anomaly
-    score (standardised again by ``novelty_reference`` when one is given).
+    ``err_<class>`` columns; every other column kept. A table with ``novelty_raw`` / ``texture_raw`` columns keeps
+    that anomaly score (standardised again by ``novelty_reference`` when one is given).
 
     Why: a temperature fitted after classifying (``cytomodel calibrate --from-results``) needs no new UNet calls."""
     names = [c[len("err_"):] for c in table.columns if c.startswith("err_")]
@@ -171,11 +184,16 @@ def rescored(table: pd.DataFrame, temperature: float, anomaly_k: int = 10,
         raise ValueError(f"temperature must be > 0, got {temperature}")
     errors = table[[f"err_{n}" for n in names]].to_numpy(np.float64)
     anomaly = None
-    if "novelty_raw" in table:
+    parts = [c for c in ("novelty_raw", "texture_raw") if c in table]
+    if parts:
         anomaly = table["anomaly_score"].to_numpy(np.float64)
         if novelty_reference is not None:
             best = [names[b] for b in np.argmin(errors, axis=1)]
-            anomaly = standardise(table["novelty_raw"].to_numpy(np.float64), best, novelty_reference)
+            parts = list(novelty_reference.get("parts") or ["novelty_raw"])
+            missing = [c for c in parts if c not in table]
+            if missing:
+                raise ValueError(f"the anomaly reference needs the column(s) {missing}, which the table lacks")
+            anomaly = anomaly_of({c: table[c].to_numpy(np.float64) for c in parts}, best, novelty_reference)
     scores = scores_frame(errors, names, temperature, anomaly_k, anomaly)
     out = table.copy()
     for c in scores.columns:

@@ -10,28 +10,37 @@ a framed cell (the cell, not the field of red cells) is what it is scored on.
 under the predicted class and under the null class; ``texture_gain`` = mean log(E_class / E_null) — negative where the
 class explains the detail (a normal cell), near zero or positive where it does not. Measured on PBC with `ig` held
 out of both stages (``benchmarks/texture_scores.py``, docs/classifier.md).
+
+:class:`TextureScorer` is what ``classify --anomaly texture`` / ``class-gain+texture`` runs on input images: frames
+them at the cascade's size, saves each as the stage's training files were (:mod:`cytomodel.data.encoding`) and
+returns the texture gain, with noise drawn per image (the same image gets the same draws anywhere).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 
+from ..data import Intake, encode_like, framed_arrays
 from ..models.superres import downsample
 from ..runtime import autocast
-from .draw_plan import dihedral
+from .draw_plan import dihedral, image_seed
 
 if TYPE_CHECKING:
+    from ..models.cascade import Cascade
     from ..models.superres import SuperResModel
 
 CROP = 64             # crop size of a stage whose record does not say its own
-TIMESTEPS = (500,)    # the noise level chosen on validation cells with ig held out (docs/classifier.md)
+TIMESTEPS = (200, 350, 500, 650, 800)   # the levels chosen on val cells with ig held out, for classify's combination
+                                        # with class-gain (docs/classifier.md)
 
 
 def texture_errors(superres: "SuperResModel", images: np.ndarray, predicted: Sequence[int], draws: int = 2,
                    seed: int = 0, timesteps: Sequence[int] = TIMESTEPS, crop: int | None = None, batch: int = 96,
-                   precision: str = "bf16") -> np.ndarray:
+                   precision: str = "bf16", image_seeds: Sequence[int] | None = None) -> np.ndarray:
     """(N, T, D, 2) mean squared noise-prediction errors of the residual's centre ``crop``, per timestep and draw, under
     the ``predicted`` class (N class indices of ``superres``) and under the null class.
 
@@ -44,8 +53,9 @@ def texture_errors(superres: "SuperResModel", images: np.ndarray, predicted: Seq
                          f"super-resolution stage's size; got {arr.shape}")
     if len(predicted) != len(arr):
         raise ValueError(f"{len(predicted)} predicted classes for {len(arr)} images")
-    if crop is None:
-        crop = int(superres.metadata.get("config", {}).get("crop_size") or CROP)
+    if crop is None:   # a stage trained on whole images records crop_size 0
+        recorded = superres.metadata.get("config", {}).get("crop_size")
+        crop = CROP if recorded is None else int(recorded) or superres.resolution
     if not 0 < crop <= superres.resolution:
         raise ValueError(f"the stage's resolution {superres.resolution} is smaller than the {crop}-px crop")
     n_t = superres.scheduler.config.num_train_timesteps
@@ -62,12 +72,21 @@ def texture_errors(superres: "SuperResModel", images: np.ndarray, predicted: Seq
               torch.full((len(arr),), superres.null_class, device=device))
     level = torch.full((len(arr),), superres.cond_noise_sample, device=device)
     gen = torch.Generator().manual_seed(int(seed))
+    if image_seeds is not None:
+        if len(image_seeds) != len(arr):
+            raise ValueError(f"{len(image_seeds)} image seeds for {len(arr)} images")
+        gens = [torch.Generator().manual_seed(int(s)) for s in image_seeds]
+
+    def noise(shape: torch.Size) -> torch.Tensor:
+        if image_seeds is None:
+            return torch.randn(shape, generator=gen).to(device)
+        return torch.stack([torch.randn(shape[1:], generator=g) for g in gens]).to(device)
     out = np.zeros((len(arr), len(timesteps), draws, 2), np.float32)
     for ti, t in enumerate(timesteps):
         a = alphas[int(t)].to(device)
         for d in range(draws):
-            eps = torch.randn(residual.shape, generator=gen).to(device)
-            cond = superres.condition(low, level, torch.randn(low.shape, generator=gen).to(device))
+            eps = noise(residual.shape)
+            cond = superres.condition(low, level, noise(low.shape))
             x = torch.cat([a.sqrt() * residual + (1 - a).sqrt() * eps, cond], dim=1)[window]
             x, e = dihedral(x, d % 8), dihedral(eps[window], d % 8)
             for c, lab in enumerate(labels):
@@ -89,3 +108,57 @@ def texture_gain(errors: np.ndarray, timestep_index: Sequence[int] | None = None
     if timestep_index is not None:
         e = e[:, list(timestep_index)]
     return np.log(e[..., 0] / e[..., 1]).mean(axis=(1, 2))
+
+
+def training_encoding(superres: "SuperResModel", cascade: "Cascade | None" = None) -> dict[str, Any] | None:
+    """How the stage's training files were saved (its framing record's ``encoding``, else the cascade's), or None."""
+    for meta in (superres.metadata, cascade.metadata if cascade is not None else {}):
+        enc = (meta.get("framing") or {}).get("encoding")
+        if enc:
+            return enc
+    return None
+
+
+@dataclass
+class TextureScorer:
+    """The texture gain of input images (paths, bytes, PIL) for a cascade's 128-px stage: framed by ``intake`` at the
+    stage's size, saved like its training files (``encoding``), scored under their predicted class."""
+    superres: "SuperResModel"
+    intake: Intake
+    encoding: dict[str, Any] | None
+    draws: int = 2
+    timesteps: tuple[int, ...] = TIMESTEPS
+
+    @classmethod
+    def of_cascade(cls, cascade: "Cascade", intake: Intake | None = None, warn: bool = True) -> "TextureScorer":
+        enc = training_encoding(cascade.superres, cascade)
+        if enc is None and warn:
+            warnings.warn("the 128-px stage's record does not say how its training files were saved, so input cells "
+                          "are not re-saved like them and the texture score of cells from other pipelines (e.g. "
+                          "360-px originals) is not comparable with its validation cells. Record it with "
+                          "`cytomodel framing measure --model DIR --data TRAINING_DATA`.", stacklevel=2)
+        return cls(cascade.superres, intake or cascade.intake(), enc)
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two runs' texture statistics the same numbers (for a results table's run key)."""
+        m = self.superres.metadata
+        return {"superres_train_steps": m.get("train_steps"), "superres_created": m.get("created_utc"),
+                "draws": self.draws, "timesteps": list(self.timesteps), "encoding": self.encoding is not None}
+
+    def gains(self, sources: Sequence, predicted: Sequence[str], seed: int = 0) -> np.ndarray:
+        """Per source, the texture gain under its predicted class name; NaN where it could not be framed."""
+        if len(sources) != len(predicted):
+            raise ValueError(f"{len(predicted)} predicted classes for {len(sources)} images")
+        out = np.full(len(sources), np.nan)
+        if not len(sources):
+            return out
+        cells = self.intake.frame(list(sources))
+        arrays, keep = framed_arrays(cells, self.superres.resolution)
+        if not keep:
+            return out
+        arrays = encode_like(arrays, self.encoding)
+        labels = [self.superres.class_index(predicted[i]) for i in keep]
+        errors = texture_errors(self.superres, arrays, labels, self.draws, timesteps=self.timesteps,
+                                image_seeds=[image_seed(a, seed) for a in arrays])
+        out[keep] = texture_gain(errors)
+        return out

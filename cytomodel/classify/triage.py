@@ -88,7 +88,8 @@ def read_classification_table(table: pd.DataFrame, *, name: str = "table") -> pd
                         "confidence": pd.to_numeric(table["confidence"], errors="coerce")})
     if "anomaly_score" in cols:
         out["anomaly"] = pd.to_numeric(table["anomaly_score"], errors="coerce")
-        source = ("anomaly_score (the classifier's own: the diffusion classifier's −ζ, best-error or class-gain, or "
+        source = ("anomaly_score (the classifier's own: the diffusion classifier's −ζ, best-error, class-gain or a "
+                  "texture score, or "
                   "a distilled student's: the entropy of its probabilities or its estimate of its teacher's)")
     else:
         probs = [c for c in table.columns if c.startswith(_PROB_PREFIXES)]

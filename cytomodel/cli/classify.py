@@ -35,9 +35,11 @@ def add_classifier_args(p: argparse.ArgumentParser) -> None:
                    "(%(default)s)")
     g.add_argument("--anomaly", default=d.anomaly, choices=ANOMALY_SCORES,
                    help="what anomaly_score measures: 'zeta' (−ζ: no class stands out), 'best-error' (how poorly the "
-                   "predicted class explains the cell) or 'class-gain' (how little it explains beyond no class; one "
-                   "more UNet call per draw); the last two against validation cells of that class, fitted by "
-                   "`cytomodel calibrate` with the same option (%(default)s)")
+                   "predicted class explains the cell), 'class-gain' (how little it explains beyond no class; one "
+                   "more UNet call per draw), 'texture' (how little it explains the cell's fine detail, read by a "
+                   "cascade's 128-px stage; needs a cascade --model) or 'class-gain+texture' (both, averaged); all "
+                   "but zeta against validation cells of that class, fitted by `cytomodel calibrate` with the same "
+                   "option (%(default)s)")
 
 
 def config_from_args(args: argparse.Namespace) -> ClassifierConfig:
@@ -56,6 +58,18 @@ def _load(args, device=None):
     return models.load_base(args.model, device=runtime.resolve_device(args.device) if device is None else device)
 
 
+def _texture(args, cfg: ClassifierConfig, device=None):
+    """The cascade's 128-px stage for a texture anomaly score (None for the others)."""
+    if not cfg.needs_texture:
+        return None
+    from ..classify.texture import TextureScorer  # torch and the stages: only the texture scores need them
+    gen = models.load_generator(args.model, device=runtime.resolve_device(args.device) if device is None else device)
+    if not isinstance(gen, models.Cascade):
+        raise ValueError(f"--anomaly {cfg.anomaly} reads fine detail with a cascade's 128-px stage; {args.model} is a "
+                         "single stage. Pass a cascade folder (e.g. data/models/cascade-128) or another --anomaly")
+    return TextureScorer.of_cascade(gen, gen.intake(args.um_per_px, args.stain_normalisation))
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     check_out_suffix(args.out, (".csv", ".parquet"))
     if (Path(args.model) / "baseline.json").is_file():
@@ -69,7 +83,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     intake = model.intake(args.um_per_px, args.stain_normalisation)
     candidates = list(args.classes or model.class_names)
     df = classify.classify_folder(model, args.data, args.out, cfg, split=args.split, limit=args.limit, state=state,
-                                  classes=args.classes, intake=intake, strict=args.strict)
+                                  classes=args.classes, intake=intake, strict=args.strict,
+                                  texture=_texture(args, cfg, device))
     if state.is_main_process:
         done = classify.classified(df)
         msg = (f"{len(done)} of {len(df)} images classified -> {args.out}; mean UNet calls/image "
@@ -98,7 +113,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         check_out_suffix(out, (".csv", ".parquet"), flag="--results")
         df = classify.classify_folder(model, args.data, out, dataclasses.replace(cfg, temperature=1.0),
                                       split=args.split, limit=args.limit,
-                                      intake=model.intake(args.um_per_px, args.stain_normalisation))
+                                      intake=model.intake(args.um_per_px, args.stain_normalisation),
+                                      texture=_texture(args, cfg))
     df = classify.classified(df)
     if "label" not in df:
         raise ValueError("calibration needs labelled images (class folders or a manifest with labels)")

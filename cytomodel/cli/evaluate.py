@@ -25,7 +25,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                               baseline=None if baseline == "none" else baseline, shift_data=args.shift_data,
                               anomaly_model=args.anomaly_model, anomaly_baseline=args.anomaly_baseline, low_data=low,
                               seed=args.seed)
-    rep = evaluate.evaluate(inp, config_from_args(args), device=args.device)
+    cfg = config_from_args(args)
+    if cfg.needs_texture:
+        raise ValueError(f"evaluate does not compute --anomaly {cfg.anomaly} (it reads a cascade's 128-px stage): "
+                         "classify and calibrate with a cascade and that option, then `cytomodel triage`")
+    rep = evaluate.evaluate(inp, cfg, device=args.device)
     print("\n".join(rep.md))
     print(f"wrote {Path(args.out) / 'results.md'}, results.csv, figures/")
     return 0
