@@ -15,13 +15,16 @@ predicted class, then the null class), labels, subtypes and the base stage's pre
 Stage 2 (``--score``): candidates — texture gain at each timestep set, z-scored per predicted class on trained-class
 val cells, and combinations with the base stage's score (the table's ``anomaly_score`` / ``zeta`` / 1 − confidence)
 and, with ``--baseline``, the baseline CNN's 1 − max softmax ("+" = the mean of the scores' quantiles among
-trained-class val cells). AUROC and sensitivity at specificity 0.962 of the held-out class against the trained
+trained-class val cells; "classify's class-gain+texture" = the mean of the two scores' robust z per predicted class,
+as ``cytomodel classify --anomaly class-gain+texture`` computes it). AUROC and sensitivity at specificity 0.962 of the held-out class against the trained
 classes: chosen on val, reported once on test, per subtype of the held-out class.
 
     python benchmarks/texture_scores.py --superres RUNS/sr-ig/model --holdout ig --out RUNS/texture-ig --compute \\
         --table val=RUNS/CG_ig_val.csv --table test=RUNS/CG_ig_test.csv
     python benchmarks/texture_scores.py ... --score [--baseline RUNS/baseline-ig] \
         [--tables-out DIR --tables-score "texture gain, t = 500 + base class-gain"]   # then cytomodel triage
+    python benchmarks/texture_scores.py --speed 32 --cascade data/models/cascade-128 --holdout none --out DIR \
+        --table test=…   # seconds per cell: −ζ, class-gain, class-gain+texture, side by side on the same cells
 """
 from __future__ import annotations
 
@@ -184,6 +187,20 @@ def score(args) -> None:
             cands[f"{t} + base class-gain + baseline"] = combine([t, "base class-gain", "baseline 1 − max softmax"])
     if "base class-gain" in cands and base:
         cands["base class-gain + baseline"] = combine(["base class-gain", "baseline 1 − max softmax"])
+    if "novelty_raw" in tabs["val"]:   # what `classify --anomaly class-gain+texture` computes: the mean of robust z
+        from cytomodel.classify.novelty import fit_reference, standardise
+
+        preds = {s: [str(p) for p in z[s]["pred"]] for s in ("val", "test")}
+
+        def robust_z(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            ref = fit_reference(values["val"][trained_val], np.asarray(preds["val"])[trained_val], classes)
+            return {s: standardise(values[s], preds[s], ref) for s in ("val", "test")}
+
+        cg = robust_z({s: tabs[s]["novelty_raw"].to_numpy(np.float64) for s in ("val", "test")})
+        for t in [c for c in textures if c.startswith("texture gain, ")]:
+            tz = robust_z(cands[t])
+            cands[t.replace("texture gain", "classify's class-gain+texture (mean robust z/class)")] = {
+                s: (tz[s] + cg[s]) / 2 for s in ("val", "test")}
     rows = []
     for name, sc in cands.items():
         r = {"score": name}
@@ -227,6 +244,39 @@ def score(args) -> None:
         print(f"tables with anomaly_score = {name!r} in {folder}")
 
 
+def speed(args) -> None:
+    """Seconds per cell of `classify`'s work at the defaults with −ζ, class-gain and class-gain+texture, on the same
+    ``--speed`` cells (file paths, framed by the intake), alternating the three so that machine load falls alike."""
+    import warnings
+
+    from cytomodel.classify import ClassifierConfig, classify_arrays
+    from cytomodel.classify.batch import load_images_for
+    from cytomodel.classify.texture import TextureScorer
+    from cytomodel.models import load_generator
+
+    cascade = load_generator(args.cascade)
+    paths = list(pd.read_csv(dict(s.split("=", 1) for s in args.table)["test"])["image"][:args.speed])
+    times: dict[str, list[float]] = {a: [] for a in ("zeta", "class-gain", "class-gain+texture")}
+    scorer = TextureScorer.of_cascade(cascade)
+    for _ in range(args.repeats):
+        for anomaly in times:
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                arrays, _, _ = load_images_for(cascade.base, paths)
+                df = classify_arrays(cascade.base, arrays, ClassifierConfig(anomaly=anomaly))
+                if anomaly.endswith("texture"):
+                    scorer.gains(paths, list(df["pred_class"]))
+            times[anomaly].append((time.perf_counter() - t0) / len(paths))
+    res = {a: float(np.median(v)) for a, v in times.items()}
+    res.update({f"ratio_{a}_to_zeta": res[a] / res["zeta"] for a in ("class-gain", "class-gain+texture")},
+               cells=len(paths), repeats=args.repeats, cascade=args.cascade)
+    print(json.dumps(res, indent=1))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speed.json").write_text(json.dumps(res, indent=1) + "\n")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--superres", help="the 128-px stage (trained without the held-out class)")
@@ -245,7 +295,12 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", default=None)
     p.add_argument("--tables-out", default=None, help="write val/test tables with anomaly_score = a candidate")
     p.add_argument("--tables-score", default=None, help="which candidate (default: the one chosen on val)")
+    p.add_argument("--speed", type=int, default=0, metavar="N", help="time N cells of --table test=… (see above)")
+    p.add_argument("--cascade", help="the cascade whose stages --speed times")
+    p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
+    if args.speed:
+        speed(args)
     if args.compute:
         compute(args)
     if args.score:

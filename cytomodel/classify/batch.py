@@ -225,7 +225,8 @@ def _classify_part(model: CytoModel, todo: list[tuple[Path, str | None]], out: P
             est = estimate_errors(model, arrays, cfg_run, classes=cls_idx)
             df = results_frame(model, est, cfg_run, classes=cls_idx, warn=False)
             if texture is not None:
-                framed = [p for p, _ in batch if str(p) in set(names)]
+                kept = set(names)
+                framed = [p for p, _ in batch if str(p) in kept]
                 df = with_texture(df, texture.gains(framed, list(df["pred_class"]), cfg_run.seed), model, cfg_run,
                                   warn=False)
             df.insert(0, "image", names)
