@@ -153,7 +153,8 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
     todo = [(p, lab) for p, lab in items if str(p) not in done][state.process_index::state.num_processes]
     cfg_run = dataclasses.replace(cfg, temperature=model_temperature(model, cfg, warn=state.is_main_process))
     if cfg.anomaly != "zeta":   # said once here, not per chunk
-        model_reference(model.metadata, cfg, warn=state.is_main_process)
+        model_reference(model.metadata, cfg, warn=state.is_main_process,
+                        texture_stage=texture.weights_sha256 if texture is not None else None)
     if progress and state.is_local_main_process and done:
         print(f"resuming: {len(done)} of {len(items)} images already classified", file=sys.stderr)
     _classify_part(model, todo, out, cfg_run, cls_idx, intake, state, progress, chunk, texture)
@@ -228,7 +229,7 @@ def _classify_part(model: CytoModel, todo: list[tuple[Path, str | None]], out: P
                 kept = set(names)
                 framed = [p for p, _ in batch if str(p) in kept]
                 df = with_texture(df, texture.gains(framed, list(df["pred_class"]), cfg_run.seed), model, cfg_run,
-                                  warn=False)
+                                  warn=False, texture_stage=texture.weights_sha256)
             df.insert(0, "image", names)
             df = pd.DataFrame({"image": all_names}).merge(df, on="image", how="left")
         else:

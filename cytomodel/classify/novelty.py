@@ -122,17 +122,24 @@ def _key(config: dict[str, Any]) -> dict[str, Any]:
     return {**scale_key_of(config), "anomaly": config.get("anomaly", "zeta")}
 
 
-def model_reference(meta: dict[str, Any], cfg: ClassifierConfig, warn: bool = True) -> dict[str, Any] | None:
-    """The model's novelty reference fitted with the same error settings and anomaly score, or None (warned)."""
+def model_reference(meta: dict[str, Any], cfg: ClassifierConfig, warn: bool = True,
+                    texture_stage: str | None = None) -> dict[str, Any] | None:
+    """The model's novelty reference fitted with the same error settings and anomaly score, or None (warned).
+    ``texture_stage``: the weights hash of the 128-px stage a texture score reads; a fit recorded for another stage
+    does not fit it (a base stage may sit under more than one cascade)."""
     want = _key(cfg.to_dict())
     for fit in meta.get("novelty_fits") or []:
+        fitted_on = (fit.get("texture_stage") or {}).get("superres_weights_sha256")
+        if cfg.needs_texture and texture_stage and fitted_on and fitted_on != texture_stage:
+            continue
         if _key(fit.get("config", {})) == want:
             return fit["reference"]
     if warn:
         warnings.warn(f"this model has no validation reference for anomaly={cfg.anomaly!r} with these classifier "
                       "settings, so anomaly_score is the raw statistic (not comparable between classes). Fit one "
                       "with `cytomodel calibrate --model DIR --data ... --split val --anomaly "
-                      f"{cfg.anomaly}` and the same classifier options.", stacklevel=3)
+                      f"{cfg.anomaly}` and the same classifier options"
+                      + (" (and this cascade)" if cfg.needs_texture else "") + ".", stacklevel=3)
     return None
 
 
@@ -146,7 +153,9 @@ def record_reference(model_dir: str | Path, table: pd.DataFrame, class_names: Se
     meta = json.loads(path.read_text())
     fit = {"reference": ref, "n_images": int(len(known)), "config": cfg.to_dict(), **(source or {}),
            **provenance_record()}
-    key = _key(fit["config"])
-    meta["novelty_fits"] = [f for f in meta.get("novelty_fits") or [] if _key(f.get("config", {})) != key] + [fit]
+    key, stage = _key(fit["config"]), (fit.get("texture_stage") or {}).get("superres_weights_sha256")
+    meta["novelty_fits"] = [f for f in meta.get("novelty_fits") or []
+                            if _key(f.get("config", {})) != key
+                            or (f.get("texture_stage") or {}).get("superres_weights_sha256") != stage] + [fit]
     write_json(path, meta)
     return fit

@@ -138,13 +138,15 @@ def results_frame(model: CytoModel, est: ErrorEstimate, cfg: ClassifierConfig,
 
 
 def with_texture(df: pd.DataFrame, texture_raw: np.ndarray, model: CytoModel, cfg: ClassifierConfig,
-                 warn: bool = True) -> pd.DataFrame:
-    """A results table of a texture anomaly score with its ``texture_raw`` column and its anomaly score."""
+                 warn: bool = True, texture_stage: str | None = None) -> pd.DataFrame:
+    """A results table of a texture anomaly score with its ``texture_raw`` column and its anomaly score
+    (``texture_stage``: the 128-px stage's weights hash, to pick the reference fitted for it)."""
     df = df.copy()
     at = df.columns.get_loc("novelty_raw" if "novelty_raw" in df else "zeta") + 1
     df.insert(at, "texture_raw", np.asarray(texture_raw, dtype=np.float64))
     parts = {c: df[c].to_numpy(np.float64) for c in SCORE_PARTS[cfg.anomaly]}
-    df["anomaly_score"] = anomaly_of(parts, df["pred_class"].tolist(), model_reference(model.metadata, cfg, warn=warn))
+    ref = model_reference(model.metadata, cfg, warn=warn, texture_stage=texture_stage)
+    df["anomaly_score"] = anomaly_of(parts, df["pred_class"].tolist(), ref)
     return df
 
 

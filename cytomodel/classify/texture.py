@@ -128,6 +128,7 @@ class TextureScorer:
     encoding: dict[str, Any] | None
     draws: int = 2
     timesteps: tuple[int, ...] = TIMESTEPS
+    weights_sha256: str | None = None   # the stage's weights (a cascade records them): which reference fits it
 
     @classmethod
     def of_cascade(cls, cascade: "Cascade", intake: Intake | None = None, warn: bool = True) -> "TextureScorer":
@@ -137,13 +138,15 @@ class TextureScorer:
                           "are not re-saved like them and the texture score of cells from other pipelines (e.g. "
                           "360-px originals) is not comparable with its validation cells. Record it with "
                           "`cytomodel framing measure --model DIR --data TRAINING_DATA`.", stacklevel=2)
-        return cls(cascade.superres, intake or cascade.intake(), enc)
+        sha = (cascade.metadata.get("stages") or {}).get("superres", {}).get("weights_sha256")
+        return cls(cascade.superres, intake or cascade.intake(), enc, weights_sha256=sha)
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs' texture statistics the same numbers (for a results table's run key)."""
         m = self.superres.metadata
         return {"superres_train_steps": m.get("train_steps"), "superres_created": m.get("created_utc"),
-                "draws": self.draws, "timesteps": list(self.timesteps), "encoding": self.encoding is not None}
+                "superres_weights_sha256": self.weights_sha256, "draws": self.draws,
+                "timesteps": list(self.timesteps), "encoding": self.encoding is not None}
 
     def gains(self, sources: Sequence, predicted: Sequence[str], seed: int = 0) -> np.ndarray:
         """Per source, the texture gain under its predicted class name; NaN where it could not be framed."""

@@ -106,6 +106,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     model = _load(args)
     cfg = config_from_args(args)
+    texture = _texture(args, cfg)
     if args.from_results:
         df = classify.read_table(Path(args.from_results))
     else:
@@ -114,7 +115,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         df = classify.classify_folder(model, args.data, out, dataclasses.replace(cfg, temperature=1.0),
                                       split=args.split, limit=args.limit,
                                       intake=model.intake(args.um_per_px, args.stain_normalisation),
-                                      texture=_texture(args, cfg))
+                                      texture=texture)
     df = classify.classified(df)
     if "label" not in df:
         raise ValueError("calibration needs labelled images (class folders or a manifest with labels)")
@@ -129,8 +130,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
           f"NLL {fit['nll_at_T1']:.4f} (T=1) -> {fit['nll_at_T']:.4f}; written to {folder}/cytomodel.json")
     reference = None
     if cfg.anomaly != "zeta":
-        ref_fit = classify.record_reference(folder, df, model.class_names, cfg,
-                                            source={"data": str(args.data), "split": args.split})
+        source = {"data": str(args.data), "split": args.split,
+                  **({"texture_stage": texture.identity()} if texture is not None else {})}
+        ref_fit = classify.record_reference(folder, df, model.class_names, cfg, source=source)
         reference = ref_fit["reference"]
         print(f"anomaly reference ({cfg.anomaly}) fitted on {ref_fit['n_images']} images; written to "
               f"{folder}/cytomodel.json")

@@ -141,6 +141,17 @@ def test_classify_and_calibrate_with_the_texture_scores(tiny_cascade_dir, tiny_m
     want = np.mean([standardise(new[c].to_numpy(), list(new.pred_class), parts[c]) for c in parts], axis=0)
     np.testing.assert_allclose(new.anomaly_score, want)
     np.testing.assert_allclose(rescored.anomaly_score, new.anomaly_score, rtol=1e-9)
+    # the reference belongs to this cascade's 128-px stage: under another stage (another weights hash) it is not used
+    record = json.loads((model / "cytomodel.json").read_text())
+    assert fit["texture_stage"]["superres_weights_sha256"] == record["stages"]["superres"]["weights_sha256"]
+    record["stages"]["superres"]["weights_sha256"] = "0" * 64
+    (model / "cytomodel.json").write_text(json.dumps(record))
+    other = tmp_path / "other.csv"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["classify", "--model", str(model), "--data", str(tiny_dataset), "--out", str(other)] + opts) == 0
+    assert any("no validation reference" in str(w.message) for w in caught)
+    np.testing.assert_allclose(pd.read_csv(other).anomaly_score, (new.novelty_raw + new.texture_raw) / 2)
     # a single stage cannot read texture: a clear error, before any work
     capsys.readouterr()
     assert main(["classify", "--model", str(tiny_model_dir), "--data", str(tiny_dataset), "--out",
