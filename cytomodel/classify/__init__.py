@@ -72,6 +72,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     **dict.fromkeys(["Explanation", "explain_image", "save_overlay"], "explain"),
     **dict.fromkeys(["TriageRule", "fit_triage", "apply_triage", "run_triage", "read_classification_table"],
                     "triage"),
-    **dict.fromkeys(["novelty_statistic", "fit_reference", "standardise", "model_reference", "record_reference"],
-                    "novelty"),
+    **dict.fromkeys(["novelty_statistic", "fit_reference", "standardise", "model_reference", "record_reference",
+                     "anomaly_of", "fit_score_reference"], "novelty"),
+    **dict.fromkeys(["TextureScorer", "texture_errors", "texture_gain"], "texture"),
 })
