@@ -58,16 +58,18 @@ def _load(args, device=None):
     return models.load_base(args.model, device=runtime.resolve_device(args.device) if device is None else device)
 
 
-def _texture(args, cfg: ClassifierConfig, device=None):
-    """The cascade's 128-px stage for a texture anomaly score (None for the others)."""
+def _load_with_texture(args, cfg: ClassifierConfig, device=None):
+    """(the base stage of ``--model``, the cascade's 128-px stage as a TextureScorer or None): for a texture anomaly
+    score the cascade is loaded once and its base stage classifies; otherwise as :func:`_load`."""
     if not cfg.needs_texture:
-        return None
+        return _load(args, device), None
     from ..classify.texture import TextureScorer  # torch and the stages: only the texture scores need them
+    runtime.configure_runtime()
     gen = models.load_generator(args.model, device=runtime.resolve_device(args.device) if device is None else device)
     if not isinstance(gen, models.Cascade):
         raise ValueError(f"--anomaly {cfg.anomaly} reads fine detail with a cascade's 128-px stage; {args.model} is a "
                          "single stage. Pass a cascade folder (e.g. data/models/cascade-128) or another --anomaly")
-    return TextureScorer.of_cascade(gen, gen.intake(args.um_per_px, args.stain_normalisation))
+    return gen.base, TextureScorer.of_cascade(gen, gen.intake(args.um_per_px, args.stain_normalisation))
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -78,13 +80,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
     state = classify.partial_state()
     # under `accelerate launch` every process uses its own device; otherwise --device decides
     device = state.device if state.num_processes > 1 and args.device is None else None
-    model = _load(args, device)
     cfg = config_from_args(args)
+    model, texture = _load_with_texture(args, cfg, device)
     intake = model.intake(args.um_per_px, args.stain_normalisation)
     candidates = list(args.classes or model.class_names)
     df = classify.classify_folder(model, args.data, args.out, cfg, split=args.split, limit=args.limit, state=state,
                                   classes=args.classes, intake=intake, strict=args.strict,
-                                  texture=_texture(args, cfg, device))
+                                  texture=texture)
     if state.is_main_process:
         done = classify.classified(df)
         msg = (f"{len(done)} of {len(df)} images classified -> {args.out}; mean UNet calls/image "
@@ -104,9 +106,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    model = _load(args)
     cfg = config_from_args(args)
-    texture = _texture(args, cfg)
+    model, texture = _load_with_texture(args, cfg)
     if args.from_results:
         df = classify.read_table(Path(args.from_results))
     else:

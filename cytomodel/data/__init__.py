@@ -1,6 +1,7 @@
-"""Images in: labelled datasets (:mod:`.dataset`), the framing of a cell (:mod:`.framing`) and the intake every
-model input goes through (:mod:`.intake`), and how the training files were saved (:mod:`.encoding`). numpy, Pillow and cytocore only (scipy, scikit-image and tqdm when a
-function needs them), so the study app imports it without the model extra."""
+"""Images in: labelled datasets (:mod:`.dataset`), the framing of a cell (:mod:`.framing`), the intake every
+model input goes through (:mod:`.intake`) and how the training files were saved (:mod:`.encoding`). numpy, Pillow
+and cytocore only (scipy, scikit-image and tqdm when a function needs them), so the study app imports it without the
+model extra."""
 from __future__ import annotations
 
 from .dataset import (IMAGE_SUFFIXES, MANIFEST_NAMES, DataError, ImageArrays, ImageDecodeError, LabelledImage,

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from cytomodel.classify import ClassifierConfig, estimate_errors, fit_reference, novelty_statistic, standardise
+from cli_warnings import run_cli
 from oracle_models import grey, oracle_model  # tests/cytomodel/oracle_models.py
 
 
@@ -65,10 +65,8 @@ def test_cli_calibrate_fits_the_reference_and_classify_uses_it(tiny_model_dir, t
     shutil.copytree(tiny_model_dir, model_dir)
     opts = ["--trials", "4", "--min-trials", "2", "--precision", "fp32", "--anomaly", "class-gain"]
     out = tmp_path / "val.csv"
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert main(["classify", "--model", str(model_dir), "--data", str(tiny_dataset), "--out", str(out)] + opts) == 0
-    assert any("no validation reference" in str(w.message) for w in caught)
+    caught = run_cli(["classify", "--model", str(model_dir), "--data", str(tiny_dataset), "--out", str(out)] + opts)
+    assert any("no validation reference" in m for m in caught)
     val = pd.read_csv(out)
     assert {"novelty_raw", "anomaly_score", "zeta"} <= set(val.columns)
     np.testing.assert_allclose(val.anomaly_score, val.novelty_raw)                # raw until a reference exists

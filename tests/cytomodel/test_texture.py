@@ -1,8 +1,10 @@
 """The texture evidence of the super-resolution stage (cytomodel.classify.texture), on a constructed stage whose
 errors are known: it returns the true noise of the residual plus scales[label] times a shifted copy of it."""
-from types import SimpleNamespace
+import json
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from diffusers import DDPMScheduler
@@ -10,6 +12,7 @@ from diffusers import DDPMScheduler
 from cytomodel.classify.texture import texture_errors, texture_gain
 from cytomodel.models.superres import SuperResModel
 
+from cli_warnings import run_cli
 from oracle_models import OracleUNet
 
 
@@ -108,12 +111,6 @@ def test_encoding_is_read_from_the_training_files_and_reproduced(tmp_path):
 
 def test_classify_and_calibrate_with_the_texture_scores(tiny_cascade_dir, tiny_model_dir, tiny_dataset, tmp_path,
                                                         capsys):
-    import json
-    import shutil
-    import warnings
-
-    import pandas as pd
-
     from cytomodel.classify.novelty import standardise
     from cytomodel.cli import main
 
@@ -121,11 +118,9 @@ def test_classify_and_calibrate_with_the_texture_scores(tiny_cascade_dir, tiny_m
     shutil.copytree(tiny_cascade_dir, model)
     opts = ["--trials", "4", "--min-trials", "2", "--precision", "fp32", "--anomaly", "class-gain+texture"]
     out = tmp_path / "val.csv"
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert main(["classify", "--model", str(model), "--data", str(tiny_dataset), "--out", str(out)] + opts) == 0
+    caught = run_cli(["classify", "--model", str(model), "--data", str(tiny_dataset), "--out", str(out)] + opts)
     # the tiny stages were trained on PNGs with no framing record: said, not guessed
-    assert any("how its training files were saved" in str(w.message) for w in caught)
+    assert any("how its training files were saved" in m for m in caught)
     val = pd.read_csv(out)
     assert {"novelty_raw", "texture_raw", "anomaly_score"} <= set(val.columns) and val.texture_raw.notna().all()
     np.testing.assert_allclose(val.anomaly_score, (val.novelty_raw + val.texture_raw) / 2)   # raw: no reference yet
@@ -147,10 +142,8 @@ def test_classify_and_calibrate_with_the_texture_scores(tiny_cascade_dir, tiny_m
     record["stages"]["superres"]["weights_sha256"] = "0" * 64
     (model / "cytomodel.json").write_text(json.dumps(record))
     other = tmp_path / "other.csv"
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert main(["classify", "--model", str(model), "--data", str(tiny_dataset), "--out", str(other)] + opts) == 0
-    assert any("no validation reference" in str(w.message) for w in caught)
+    caught = run_cli(["classify", "--model", str(model), "--data", str(tiny_dataset), "--out", str(other)] + opts)
+    assert any("no validation reference" in m for m in caught)
     np.testing.assert_allclose(pd.read_csv(other).anomaly_score, (new.novelty_raw + new.texture_raw) / 2)
     # a single stage cannot read texture: a clear error, before any work
     capsys.readouterr()
