@@ -81,7 +81,7 @@ def compute(args) -> None:
             arrays, keep = framed_arrays(cells, sr.resolution)
             if len(keep) != len(rows):
                 print(f"{split}: {len(rows) - len(keep)} cells could not be framed at rows {b}…: NaN", flush=True)
-            pred = np.array([sr.class_index(c) for c in rows["pred_class"].iloc[keep]])
+            pred = np.array([sr.class_index(c) for c in rows[args.class_column].iloc[keep]])
             seed = args.seed + b + (0 if ts == TIMESTEPS else sum(ts))   # another set of levels: other draws
             chunk = np.full((len(rows), len(ts), args.draws, 2), np.nan, np.float32)
             chunk[keep] = texture_errors(sr, arrays, pred, args.draws, seed=seed, timesteps=ts)
@@ -90,7 +90,7 @@ def compute(args) -> None:
             rel = [str(Path(p).resolve().relative_to(root)) if Path(p).resolve().is_relative_to(root) else str(p)
                    for p in tab["image"][:len(e)]]
             np.savez(path, errors=e, classes=np.array(sr.class_names), image=tab["image"][:len(e)].to_numpy(),
-                     label=tab["label"][:len(e)].to_numpy(), pred=tab["pred_class"][:len(e)].to_numpy(),
+                     label=tab["label"][:len(e)].to_numpy(), pred=tab[args.class_column][:len(e)].to_numpy(),
                      subtype=np.array([sub.get(r, "") for r in rel]), timesteps=np.array(ts))
             rate = (len(e) - start) / (time.perf_counter() - t0)
             print(f"{split}: {len(e)}/{len(tab)} cells, {1 / rate:.3f} s/cell", flush=True)
@@ -111,6 +111,20 @@ def load_errors(out: Path, split: str) -> dict:
     return z
 
 
+def with_more_draws(z: dict, extra: list[Path], split: str) -> dict:
+    """``z`` with the draws of ``extra`` folders (the same cells, other seeds) appended along the draws axis, at the
+    noise levels they all have."""
+    for folder in extra:
+        e = load_errors(folder, split)
+        n = min(len(e["errors"]), len(z["errors"]))
+        if n < len(z["errors"]) or not np.array_equal(e["image"][:n], z["image"][:n]):
+            raise SystemExit(f"{folder}: the {split} draws do not cover the same cells (finish --compute there)")
+        common = [t for t in z["timesteps"] if t in set(e["timesteps"])]
+        pick = lambda d: d["errors"][:n][:, [list(d["timesteps"]).index(t) for t in common]]   # noqa: E731
+        z = {**z, "errors": np.concatenate([pick(z), pick(e)], axis=2), "timesteps": np.array(common)}
+    return z
+
+
 def auroc_sens(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
     return _auroc(pos, neg), _sens_at_spec(pos, neg)
 
@@ -127,9 +141,98 @@ def gain_at(z: dict, ts: list[int]) -> np.ndarray:
     return texture_gain(z["errors"], [list(z["timesteps"]).index(t) for t in ts])
 
 
+def results_tables(z: dict, tabs: dict, ts: list[int], base: dict | None = None) -> dict[str, pd.DataFrame]:
+    """Per split, the columns a `classify` results table of a texture score has, at the noise levels ``ts`` (and
+    ``baseline_raw``, the baseline's 1 − max softmax, when ``base`` gives it)."""
+    from cytomodel.classify.texture import texture_levels
+
+    out = {}
+    for s in ("val", "test"):
+        lv = texture_levels(z[s]["errors"], [list(z[s]["timesteps"]).index(t) for t in ts])
+        df = pd.DataFrame({"pred_class": [str(p) for p in z[s]["pred"]],
+                           "novelty_raw": tabs[s]["novelty_raw"].to_numpy(np.float64), "texture_raw": lv.mean(1)})
+        for j, t in enumerate(ts):
+            df[f"texture_t{t}"] = lv[:, j]
+        if base:
+            df["baseline_raw"] = base[s]
+        out[s] = df
+    return out
+
+
+def library_candidates(z, tabs, tsets, classes, trained_val, base=None) -> dict[str, dict[str, np.ndarray]]:
+    """``classify``'s texture and class-gain+texture scores (and with ``base``, the baseline's 1 − max softmax,
+    class-gain+texture+baseline; reference fitted on trained-class val cells, as ``cytomodel calibrate`` does), and
+    class-gain+texture as it was before the texture profile (gain only)."""
+    from cytomodel.classify.novelty import anomaly_of, fit_score_reference, score_parts
+
+    cands = {}
+    for name, ts in tsets.items():
+        if len(ts) < 2:   # a profile needs two levels or more
+            continue
+        tables = results_tables(z, tabs, ts, base)
+        for anomaly in ("texture", "class-gain+texture") + (("class-gain+texture+baseline",) if base else ()):
+            ref = fit_score_reference(tables["val"][trained_val], classes, anomaly)
+            variants = {f"classify's {anomaly} (gain + profile), {name}": ref}
+            if anomaly == "class-gain+texture":
+                variants[f"classify's class-gain+texture before the profile (gain only), {name}"] = {
+                    "parts": {k: v for k, v in ref["parts"].items() if k != "texture_profile"}}
+            for label, r in variants.items():
+                cands[label] = {s: anomaly_of(score_parts(tables[s], r), list(tables[s]["pred_class"]), r)
+                                for s in ("val", "test")}
+    return cands
+
+
+def level_z_candidates(z, tabs, classes, trained_val) -> dict[str, dict[str, np.ndarray]]:
+    """Other ways of reading the per-level gains, tried on val before the profile was chosen: each level robust-z'd
+    per predicted class (the library's reference), then their mean, max, top-2 mean, root mean square of the positive
+    parts or log-mean-exp, alone and averaged with the class-gain's robust z."""
+    from cytomodel.classify.novelty import fit_reference, standardise
+
+    all_t = [int(t) for t in z["val"]["timesteps"] if t >= 200]
+    preds = {s: [str(p) for p in z[s]["pred"]] for s in ("val", "test")}
+    tables = results_tables(z, tabs, all_t)
+
+    def robust_z(col: str) -> dict[str, np.ndarray]:
+        v = {s: tables[s][col].to_numpy() for s in ("val", "test")}
+        ref = fit_reference(v["val"][trained_val], np.asarray(preds["val"])[trained_val], classes)
+        return {s: standardise(v[s], preds[s], ref) for s in ("val", "test")}
+
+    per = [robust_z(f"texture_t{t}") for t in all_t]
+    cg = robust_z("novelty_raw")
+    rules = {"mean": lambda m: m.mean(1), "max": lambda m: m.max(1), "top-2 mean": lambda m: np.sort(m, 1)[:, -2:].mean(1),
+             "positive RMS": lambda m: np.sqrt((np.clip(m, 0, None) ** 2).mean(1)),
+             "log-mean-exp": lambda m: np.log(np.exp(m).mean(1))}
+    cands = {}
+    for rule, f in rules.items():
+        v = {s: f(np.stack([p[s] for p in per], axis=1)) for s in ("val", "test")}
+        cands[f"per-level z/class, {rule}, t ≥ 200"] = v
+        cands[f"class-gain z + per-level z/class {rule}, t ≥ 200"] = {s: (cg[s] + v[s]) / 2 for s in ("val", "test")}
+    return cands
+
+
+def rank(folders: list[str]) -> None:
+    """Candidates scored in several folders (one held-out class each), ranked by their mean val AUROC."""
+    tabs = {Path(f).name: pd.read_csv(Path(f) / "scores.csv").set_index("score") for f in folders}
+    common = sorted(set.intersection(*(set(t.index) for t in tabs.values())))
+    rows = []
+    for name in common:
+        r = {"score": name}
+        for k, t in tabs.items():
+            r.update({f"{k}_{c}": t.loc[name, c] for c in ("val_auroc", "val_sens", "test_auroc", "test_sens")})
+        r["mean_val_auroc"] = np.mean([t.loc[name, "val_auroc"] for t in tabs.values()])
+        r["mean_val_sens"] = np.mean([t.loc[name, "val_sens"] for t in tabs.values()])
+        rows.append(r)
+    res = pd.DataFrame(rows).sort_values(["mean_val_auroc", "mean_val_sens"], ascending=False)
+    with pd.option_context("display.width", 300, "display.max_colwidth", 80, "display.max_rows", 60):
+        print(res.head(40).round(3).to_string(index=False))
+    print(f"\nchosen by mean val AUROC over {', '.join(tabs)}: {res.iloc[0]['score']}")
+
+
 def score(args) -> None:
     out = Path(args.out)
-    z = {s: load_errors(out, s) for s in ("val", "test")}
+    z = {s: with_more_draws(load_errors(out, s), [Path(d) for d in args.more_draws], s) for s in ("val", "test")}
+    scores_out = Path(args.scores_out or out)
+    scores_out.mkdir(parents=True, exist_ok=True)
     all_t = [int(t) for t in z["val"]["timesteps"]]
     classes = [str(c) for c in z["val"]["classes"]]
     tabs = {}
@@ -187,20 +290,9 @@ def score(args) -> None:
             cands[f"{t} + base class-gain + baseline"] = combine([t, "base class-gain", "baseline 1 − max softmax"])
     if "base class-gain" in cands and base:
         cands["base class-gain + baseline"] = combine(["base class-gain", "baseline 1 − max softmax"])
-    if "novelty_raw" in tabs["val"]:   # what `classify --anomaly class-gain+texture` computes: the mean of robust z
-        from cytomodel.classify.novelty import fit_reference, standardise
-
-        preds = {s: [str(p) for p in z[s]["pred"]] for s in ("val", "test")}
-
-        def robust_z(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            ref = fit_reference(values["val"][trained_val], np.asarray(preds["val"])[trained_val], classes)
-            return {s: standardise(values[s], preds[s], ref) for s in ("val", "test")}
-
-        cg = robust_z({s: tabs[s]["novelty_raw"].to_numpy(np.float64) for s in ("val", "test")})
-        for t in [c for c in textures if c.startswith("texture gain, ")]:
-            tz = robust_z(cands[t])
-            cands[t.replace("texture gain", "classify's class-gain+texture (mean robust z/class)")] = {
-                s: (tz[s] + cg[s]) / 2 for s in ("val", "test")}
+    if "novelty_raw" in tabs["val"]:   # what `classify --anomaly …` computes, by the library's own functions
+        cands.update(library_candidates(z, tabs, tsets, classes, trained_val, base))
+        cands.update(level_z_candidates(z, tabs, classes, trained_val))
     rows = []
     for name, sc in cands.items():
         r = {"score": name}
@@ -218,7 +310,7 @@ def score(args) -> None:
                 r[f"test_auroc_{st}"] = auroc_sens(pos, neg)[0]
         rows.append(r)
     res = pd.DataFrame(rows).sort_values("val_auroc", ascending=False)
-    res.to_csv(out / "scores.csv", index=False)
+    res.to_csv(scores_out / "scores.csv", index=False)
     best = res.iloc[0]
     json.dump({"held_out": held, "n_val": {k: int(v) for k, v in pd.Series(z["val"]["label"]).value_counts().items()},
                "n_test": {k: int(v) for k, v in pd.Series(z["test"]["label"]).value_counts().items()},
@@ -233,7 +325,7 @@ def score(args) -> None:
     if args.tables_out:   # the base tables with anomaly_score = a candidate, for `cytomodel triage`
         name = args.tables_score or best["score"]
         if name not in cands:
-            raise SystemExit(f"no candidate {name!r}; see {out / 'scores.csv'}")
+            raise SystemExit(f"no candidate {name!r}; see {scores_out / 'scores.csv'}")
         folder = Path(args.tables_out)
         folder.mkdir(parents=True, exist_ok=True)
         for s in ("val", "test"):
@@ -280,9 +372,9 @@ def speed(args) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--superres", help="the 128-px stage (trained without the held-out class)")
-    p.add_argument("--holdout", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--table", action="append", required=True, metavar="SPLIT=CSV",
+    p.add_argument("--holdout")
+    p.add_argument("--out")
+    p.add_argument("--table", action="append", metavar="SPLIT=CSV",
                    help="the base stage's results table of a split (val, test): cells and predictions")
     p.add_argument("--shared", default=str(REPO.parent / "shared" / "data"))
     p.add_argument("--draws", type=int, default=2)
@@ -290,6 +382,13 @@ def main(argv=None) -> int:
                    help="noise levels to compute (another set goes to its own file, joined when scoring)")
     p.add_argument("--chunk", type=int, default=96)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--class-column", default="pred_class",
+                   help="--compute: the table's column naming the class to condition on (runner_up: the base's second)")
+    p.add_argument("--more-draws", action="append", default=[], metavar="DIR",
+                   help="--score: also the draws computed into DIR (the same cells, another --seed)")
+    p.add_argument("--scores-out", default=None, help="--score: where scores.csv/json go (default --out)")
+    p.add_argument("--rank", nargs="+", metavar="DIR", help="rank the candidates of these scores folders by mean "
+                   "val AUROC (one held-out class each); nothing else is run")
     p.add_argument("--compute", action="store_true")
     p.add_argument("--score", action="store_true")
     p.add_argument("--baseline", default=None)
@@ -299,6 +398,12 @@ def main(argv=None) -> int:
     p.add_argument("--cascade", help="the cascade whose stages --speed times")
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
+    if args.rank:
+        rank(args.rank)
+        return 0
+    missing = [f"--{k}" for k in ("holdout", "out", "table") if not getattr(args, k)]
+    if missing:
+        p.error(f"{', '.join(missing)} required (all but --rank)")
     if args.speed:
         speed(args)
     if args.compute:

@@ -42,6 +42,17 @@ def tiny_model_dir(tiny_dataset, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_baseline_dir(tiny_dataset, tmp_path_factory) -> Path:
+    """A tiny baseline CNN (16 px, one epoch) on ``tiny_dataset``'s classes."""
+    from cytomodel.data import load_dataset
+    from cytomodel.evaluate import train_baseline
+
+    data = load_dataset(tiny_dataset, 16)
+    clf = train_baseline(data, epochs=1, batch_size=12, seed=0, progress=False, widths=(8, 16), blocks=(1, 1))
+    return clf.save_pretrained(tmp_path_factory.mktemp("tiny_baseline") / "baseline")
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "pbc" / "manifest.csv").is_file():
         pytest.skip(f"../shared/data not available at {SHARED_DATA}")

@@ -22,6 +22,7 @@ from .config import ClassifierConfig
 from .errors import estimate_errors
 from .novelty import model_reference
 from .scores import model_temperature, results_frame, with_texture
+from .baseline_part import BaselinePart
 from .texture import TextureScorer
 
 log = logging.getLogger(__name__)
@@ -115,14 +116,16 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
                     split: str | None = None, progress: bool = True, chunk: int = 64, limit: int | None = None,
                     state=None, items: Sequence[tuple[Path, str | None]] | None = None,
                     classes: Sequence[int | str] | None = None, intake: Intake | None = None,
-                    strict: bool = False, texture: TextureScorer | None = None) -> pd.DataFrame:
+                    strict: bool = False, texture: TextureScorer | None = None,
+                    baseline: BaselinePart | None = None) -> pd.DataFrame:
     """Classify every image of ``source`` into ``out`` (.csv or .parquet), resumably and data-parallel.
 
     Each image is framed like the training cells first (``intake``, default ``model.intake()``; one scale per
     image size, planned over the whole listing); an image that cannot be framed gets a row without a prediction
     whose framing columns say why (``strict``: a DataError instead, after the run). ``items`` ((path, label) pairs)
     replaces listing ``source``; ``classes`` restricts the candidate classes; ``texture`` (a cascade's 128-px stage,
-    needed by the texture anomaly scores) adds each cell's ``texture_raw``. Images already in ``out`` (or in a
+    needed by the texture anomaly scores) adds each cell's texture columns, ``baseline`` (a baseline CNN, needed by
+    ``class-gain+texture+baseline``) its ``baseline_raw``. Images already in ``out`` (or in a
     process's part file from an interrupted run) are skipped. Under ``accelerate launch`` each process takes every
     n-th remaining image and writes ``out.part<rank>``; the main process merges them in input order at the end.
     """
@@ -142,8 +145,14 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
     texture = texture if cfg.needs_texture else None
     if texture is not None:
         texture.intake.plan([p for p, _ in items])
+    if cfg.needs_baseline and baseline is None:
+        raise ValueError(f"anomaly={cfg.anomaly!r} needs a baseline CNN trained on the same classes "
+                         "(baseline=BaselinePart.load(...); `--baseline DIR` on the command line)")
+    baseline = baseline if cfg.needs_baseline else None
+    if baseline is not None:
+        baseline.intake.plan([p for p, _ in items])
     cls_idx = None if classes is None else [model.class_index(c) for c in classes]
-    _claim(out, _run_key(model, cfg, cls_idx, intake, texture), state)
+    _claim(out, _run_key(model, cfg, cls_idx, intake, texture, baseline), state)
     if state.is_main_process:
         for msg in intake.warnings([], [p for p, _ in items]):
             print(f"warning: {msg}", file=sys.stderr)
@@ -154,10 +163,11 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
     cfg_run = dataclasses.replace(cfg, temperature=model_temperature(model, cfg, warn=state.is_main_process))
     if cfg.anomaly != "zeta":   # said once here, not per chunk
         model_reference(model.metadata, cfg, warn=state.is_main_process,
-                        texture_stage=texture.weights_sha256 if texture is not None else None)
+                        texture_stage=texture.weights_sha256 if texture is not None else None,
+                        baseline=baseline.weights_sha256 if baseline is not None else None)
     if progress and state.is_local_main_process and done:
         print(f"resuming: {len(done)} of {len(items)} images already classified", file=sys.stderr)
-    _classify_part(model, todo, out, cfg_run, cls_idx, intake, state, progress, chunk, texture)
+    _classify_part(model, todo, out, cfg_run, cls_idx, intake, state, progress, chunk, texture, baseline)
     state.wait_for_everyone()
     if state.is_main_process:
         _merge_parts(out, items, source)
@@ -168,13 +178,14 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
 
 
 def _run_key(model: CytoModel, cfg: ClassifierConfig, cls_idx: list[int] | None, intake: Intake,
-             texture: TextureScorer | None = None) -> dict:
+             texture: TextureScorer | None = None, baseline: BaselinePart | None = None) -> dict:
     """What makes results reusable: a run computes the same numbers only with the same model, classes, framing and
     settings."""
     return {"model_train_steps": model.metadata.get("train_steps"), "model_data_hash": model.metadata.get("data_hash"),
             "model_created": model.metadata.get("created_utc"), "classes": cls_idx,
             "framing": {"plans": intake.plan_record(), "um_per_px": intake.um_per_px, "stain": intake.stain},
             **({"texture": texture.identity()} if texture is not None else {}),
+            **({"baseline": baseline.identity()} if baseline is not None else {}),
             **{k: v for k, v in cfg.to_dict().items() if k not in ("temperature", "batch_size", "image_batch")}}
 
 
@@ -208,7 +219,7 @@ def _already_classified(out: Path) -> set[str]:
 
 def _classify_part(model: CytoModel, todo: list[tuple[Path, str | None]], out: Path, cfg_run: ClassifierConfig,
                    cls_idx: list[int] | None, intake: Intake, state, progress: bool, chunk: int,
-                   texture: TextureScorer | None = None) -> None:
+                   texture: TextureScorer | None = None, baseline: BaselinePart | None = None) -> None:
     """This process's images, ``chunk`` at a time, appended to its part file after each chunk (``cfg_run``: with
     the temperature the run uses)."""
     world = state.num_processes
@@ -228,8 +239,11 @@ def _classify_part(model: CytoModel, todo: list[tuple[Path, str | None]], out: P
             if texture is not None:
                 kept = set(names)
                 framed = [p for p, _ in batch if str(p) in kept]
-                df = with_texture(df, texture.gains(framed, list(df["pred_class"]), cfg_run.seed), model, cfg_run,
-                                  warn=False, texture_stage=texture.weights_sha256)
+                if baseline is not None:   # read by with_texture's anomaly score
+                    df.insert(df.columns.get_loc("zeta") + 2, "baseline_raw", baseline.uncertainty(framed))
+                df = with_texture(df, texture.levels(framed, list(df["pred_class"]), cfg_run.seed),
+                                  texture.timesteps, model, cfg_run, warn=False, texture_stage=texture.weights_sha256,
+                                  baseline=baseline.weights_sha256 if baseline is not None else None)
             df.insert(0, "image", names)
             df = pd.DataFrame({"image": all_names}).merge(df, on="image", how="left")
         else:

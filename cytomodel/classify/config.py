@@ -14,11 +14,19 @@ SELECTIONS = ("vdc", "stratified", "random")
 WEIGHTINGS = ("uniform", "min-snr")
 ERROR_REGIONS = ("image", "disc")
 LAB_CONDITIONS = ("none", "unknown")
-ANOMALY_SCORES = ("zeta", "best-error", "class-gain", "texture", "class-gain+texture")
+ANOMALY_SCORES = ("zeta", "best-error", "class-gain", "texture", "class-gain+texture",
+                  "class-gain+texture+baseline")
 # the raw statistics each anomaly score standardises and averages (columns of a results table): ``novelty_raw`` from
-# the base stage's errors, ``texture_raw`` from a cascade's 128-px stage (:mod:`.texture`)
-SCORE_PARTS = {"best-error": ("novelty_raw",), "class-gain": ("novelty_raw",), "texture": ("texture_raw",),
-               "class-gain+texture": ("novelty_raw", "texture_raw")}
+# the base stage's errors; ``texture_raw`` (the texture gain) and ``texture_profile`` from a cascade's 128-px stage
+# (:mod:`.texture`). The profile is read from the per-level columns ``texture_t<t>``: how far a cell's gains across
+# noise levels lie from those of its class's validation cells (Mahalanobis distance)
+PROFILE_PART = "texture_profile"
+LEVEL_PREFIX = "texture_t"
+SCORE_PARTS = {"best-error": ("novelty_raw",), "class-gain": ("novelty_raw",),
+               "texture": ("texture_raw", PROFILE_PART),
+               "class-gain+texture": ("novelty_raw", "texture_raw", PROFILE_PART),
+               "class-gain+texture+baseline": ("novelty_raw", "texture_raw", PROFILE_PART, "baseline_raw")}
+# ``baseline_raw``: a baseline CNN's 1 − max softmax on the same cell (:mod:`.baseline_part`)
 # fields that change the scale of the errors, and so the meaning of a fitted temperature
 PLAN_LENGTH = 256
 SCALE_FIELDS = ("t_min", "t_max", "weighting", "min_snr_gamma", "tta", "error_region", "disc_radius", "lab_condition")
@@ -52,8 +60,10 @@ class ClassifierConfig:
                                               # poorly the predicted class explains the cell) or "class-gain" (how
                                               # little it explains beyond no class; one null-class call per draw),
                                               # "texture" (how little the class explains the cell's fine detail,
-                                              # from a cascade's 128-px stage) or "class-gain+texture" (the mean
-                                              # of both), each standardised against validation cells of that class
+                                              # and how unlike its class's that detail is across scales, from a
+                                              # cascade's 128-px stage), "class-gain+texture" (the mean of both) or
+                                              # "class-gain+texture+baseline" (and a baseline CNN's uncertainty),
+                                              # each part standardised against validation cells of that class
     error_region: str = "image"               # "image": mean squared error over the whole image; "disc": inside a
     disc_radius: float = 0.35                 # centred disc of this radius (fraction of the width) — the cell
     lab_condition: str = "none"               # "none": the training lab's look; "unknown": a model trained with lab
@@ -114,12 +124,17 @@ class ClassifierConfig:
     @property
     def novelty_kind(self) -> str | None:
         """The statistic of the base stage's errors in ``novelty_raw`` ("best-error", "class-gain") or None."""
-        return {"best-error": "best-error", "class-gain": "class-gain", "class-gain+texture": "class-gain"
-                }.get(self.anomaly)
+        if "novelty_raw" not in SCORE_PARTS.get(self.anomaly, ()):
+            return None
+        return "best-error" if self.anomaly == "best-error" else "class-gain"
 
     @property
     def needs_texture(self) -> bool:
         return "texture_raw" in SCORE_PARTS.get(self.anomaly, ())
+
+    @property
+    def needs_baseline(self) -> bool:
+        return "baseline_raw" in SCORE_PARTS.get(self.anomaly, ())
 
     def scale_key(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in SCALE_FIELDS}

@@ -9,9 +9,13 @@ scores compare the cell with validation cells of the class it is assigned to:
 * ``class-gain``: the mean over draws of log(E_pred / E_null) — how much the class explains beyond no class (the
   unconditional model, trained by label dropout). A normal cell is explained better with its class than without;
   a cell of an unseen class is not. One null-class call per draw (+24 at the defaults).
-* ``texture``: the same question asked of the cell's fine detail by a cascade's 128-px stage (:mod:`.texture`;
-  ``texture_raw`` in a table), and ``class-gain+texture``: the mean of the two standardised scores (the best score
-  without the baseline CNN on validation cells with ig held out, docs/classifier.md).
+* ``texture``: the same question asked of the cell's fine detail by a cascade's 128-px stage (:mod:`.texture`): the
+  texture gain (``texture_raw`` in a table) and the texture *profile* — the Mahalanobis distance of the cell's gains
+  across noise levels (``texture_t<t>`` columns) from those of validation cells of its class, which sees a cell whose
+  detail is explained at one scale and not at another (erythroblasts held out) where the mean gain does not.
+  ``class-gain+texture``: the mean of the three standardised scores; ``class-gain+texture+baseline`` adds a
+  baseline CNN's 1 − max softmax (``baseline_raw``, :mod:`.baseline_part`) as a fourth (the best score on
+  validation cells with ig and with erythroblast held out, docs/classifier.md).
 
 The raw statistic (``novelty_raw`` in a results table) is standardised per predicted class by a *reference* fitted on
 labelled validation cells (median and MAD among cells predicted as that class; ``cytomodel calibrate`` writes it into
@@ -32,7 +36,7 @@ import pandas as pd
 from cytocore.provenance import provenance_record, write_json
 
 from ..models.base import METADATA_FILE
-from .config import SCORE_PARTS, ClassifierConfig, scale_key_of
+from .config import LEVEL_PREFIX, PROFILE_PART, SCORE_PARTS, ClassifierConfig, scale_key_of
 
 MIN_CLASS_CELLS = 10   # fewer validation cells predicted as a class: that class uses the pooled reference
 
@@ -82,6 +86,78 @@ def fit_reference(raw: np.ndarray, predicted: Sequence[str], class_names: Sequen
     return {"pooled": pooled, "per_class": per_class}
 
 
+def level_columns(columns: Sequence[str]) -> list[str]:
+    """The per-noise-level texture columns (``texture_t<t>``) among ``columns``, by noise level."""
+    cols = [c for c in columns if c.startswith(LEVEL_PREFIX) and c[len(LEVEL_PREFIX):].isdigit()]
+    return sorted(cols, key=lambda c: int(c[len(LEVEL_PREFIX):]))
+
+
+def part_values(table: pd.DataFrame, part: str, columns: Sequence[str] | None = None) -> np.ndarray:
+    """A score part's raw values in a results table: its column, or for the texture profile the (N, T) matrix of its
+    per-level columns (``columns``: those a reference was fitted on, in its order)."""
+    if part == PROFILE_PART:
+        cols = list(columns) if columns is not None else level_columns(table.columns)
+        missing = [c for c in cols if c not in table] or ([] if cols else [f"{LEVEL_PREFIX}<t>"])
+        if missing:
+            raise ValueError(f"the table has no {', '.join(missing)} column(s): classify with a texture --anomaly "
+                             "(a table written before the texture profile existed lacks them)")
+        return table[cols].to_numpy(np.float64)
+    if part not in table:
+        raise ValueError(f"the table has no {part} column")
+    return table[part].to_numpy(np.float64)
+
+
+def _mean_precision(x: np.ndarray) -> dict[str, Any]:
+    cov = np.atleast_2d(np.cov(x, rowvar=False))
+    cov += np.eye(len(cov)) * 1e-9 * max(float(np.trace(cov)), 1e-12)   # a constant level must not break the inverse
+    return {"loc": x.mean(axis=0).tolist(), "precision": np.linalg.inv(cov).tolist(), "n": int(len(x))}
+
+
+def fit_profile_reference(levels: np.ndarray, predicted: Sequence[str], class_names: Sequence[str],
+                          columns: Sequence[str]) -> dict[str, Any]:
+    """Per predicted class, the mean and inverse covariance of the texture profile (N, T) among labelled validation
+    cells, then the median/MAD of the resulting distances (:func:`fit_reference`), so that the profile part is in
+    robust SDs like the others. A class with fewer than max(``MIN_CLASS_CELLS``, 4·T) cells uses the within-class
+    covariance pooled over classes (and its own mean where it has ``MIN_CLASS_CELLS``)."""
+    x = np.asarray(levels, dtype=np.float64)
+    predicted = np.asarray(predicted, dtype=object)
+    if x.ndim != 2 or x.shape[1] != len(columns):
+        raise ValueError(f"expected ({len(predicted)}, {len(columns)}) texture levels, got shape {x.shape}")
+    ok = np.isfinite(x).all(axis=1)
+    need = max(MIN_CLASS_CELLS, 4 * x.shape[1])
+    if ok.sum() < need:
+        raise ValueError(f"a texture profile reference needs at least {need} classified validation cells "
+                         f"(got {int(ok.sum())})")
+    centred = [x[ok & (predicted == c)] - x[ok & (predicted == c)].mean(axis=0)
+               for c in class_names if (ok & (predicted == c)).sum() >= MIN_CLASS_CELLS]
+    pooled = _mean_precision(x[ok])
+    pooled["precision"] = _mean_precision(np.concatenate(centred) if centred else x[ok])["precision"]
+    per_class = {}
+    for c in class_names:
+        v = x[ok & (predicted == c)]
+        if len(v) >= need:
+            per_class[c] = _mean_precision(v)
+        else:
+            per_class[c] = {**pooled, "pooled": True, **({"loc": v.mean(axis=0).tolist(), "n": int(len(v))}
+                                                         if len(v) >= MIN_CLASS_CELLS else {})}
+    ref = {"columns": list(columns), "pooled": pooled, "per_class": per_class}
+    ref["distance"] = fit_reference(profile_distance(x, predicted, ref)[ok], predicted[ok], class_names)
+    return ref
+
+
+def profile_distance(levels: np.ndarray, predicted: Sequence[str], reference: dict[str, Any]) -> np.ndarray:
+    """Per cell, the Mahalanobis distance of its texture profile from its predicted class's (NaN where a level is
+    missing)."""
+    x = np.asarray(levels, dtype=np.float64)
+    out = np.full(len(x), np.nan)
+    for c in set(predicted):
+        rows = np.flatnonzero(np.asarray(predicted, dtype=object) == c)
+        fit = reference["per_class"].get(c, reference["pooled"])
+        d = x[rows] - np.asarray(fit["loc"])
+        out[rows] = np.sqrt(np.einsum("ij,jk,ik->i", d, np.asarray(fit["precision"]), d))
+    return out
+
+
 def standardise(raw: np.ndarray, predicted: Sequence[str], reference: dict[str, Any]) -> np.ndarray:
     """(raw − loc) / scale of each cell's predicted class."""
     pooled = reference["pooled"]
@@ -92,17 +168,31 @@ def standardise(raw: np.ndarray, predicted: Sequence[str], reference: dict[str, 
 
 def anomaly_of(parts: dict[str, np.ndarray], predicted: Sequence[str], reference: dict[str, Any] | None
                ) -> np.ndarray:
-    """The anomaly score from its raw statistics (``parts``: column name -> values): each standardised by its own
-    reference and averaged. A reference of one statistic (``pooled``/``per_class``) standardises ``novelty_raw``;
-    without a reference the raw values are averaged (not comparable between classes; warned where it is read)."""
+    """The anomaly score from its raw statistics (``parts``: part name -> values, the texture profile's an (N, T)
+    matrix): each standardised by its own reference and averaged. A reference of one statistic
+    (``pooled``/``per_class``) standardises ``novelty_raw``; without a reference the raw scalar values are averaged
+    (not comparable between classes, and without the profile, which needs one; warned where it is read)."""
     names = list(parts)
     if reference is None:
-        return np.mean([np.asarray(parts[c], dtype=np.float64) for c in names], axis=0)
+        return np.mean([np.asarray(parts[c], dtype=np.float64) for c in names if c != PROFILE_PART], axis=0)
     refs = reference.get("parts") or {"novelty_raw": reference}
     missing = [c for c in names if c not in refs]
     if missing:
         raise ValueError(f"the anomaly reference has no part {missing}; re-fit it with `cytomodel calibrate`")
-    return np.mean([standardise(parts[c], predicted, refs[c]) for c in names], axis=0)
+
+    def z(c: str) -> np.ndarray:
+        if c == PROFILE_PART:
+            return standardise(profile_distance(parts[c], predicted, refs[c]), predicted, refs[c]["distance"])
+        return standardise(parts[c], predicted, refs[c])
+    return np.mean([z(c) for c in names], axis=0)
+
+
+def score_parts(table: pd.DataFrame, anomaly_or_reference: str | dict[str, Any]) -> dict[str, np.ndarray]:
+    """The raw parts of an anomaly score (its name, or a fitted reference's parts) from a results table."""
+    if isinstance(anomaly_or_reference, str):
+        return {c: part_values(table, c) for c in SCORE_PARTS[anomaly_or_reference]}
+    refs = anomaly_or_reference.get("parts") or {"novelty_raw": anomaly_or_reference}
+    return {c: part_values(table, c, refs[c].get("columns")) for c in refs}
 
 
 def fit_score_reference(table: pd.DataFrame, class_names: Sequence[str], anomaly: str) -> dict[str, Any]:
@@ -111,10 +201,12 @@ def fit_score_reference(table: pd.DataFrame, class_names: Sequence[str], anomaly
     cols = SCORE_PARTS.get(anomaly)
     if not cols:
         raise ValueError(f"anomaly={anomaly!r} has no reference; use one of {', '.join(SCORE_PARTS)}")
-    missing = [c for c in cols if c not in table]
+    missing = [c for c in cols if c != PROFILE_PART and c not in table]
     if missing:
         raise ValueError(f"the table has no {', '.join(missing)} column: classify with --anomaly {anomaly}")
-    fits = {c: fit_reference(table[c].to_numpy(), table["pred_class"].to_numpy(), class_names) for c in cols}
+    pred = table["pred_class"].to_numpy()
+    fits = {c: fit_profile_reference(part_values(table, c), pred, class_names, level_columns(table.columns))
+            if c == PROFILE_PART else fit_reference(table[c].to_numpy(), pred, class_names) for c in cols}
     return fits["novelty_raw"] if cols == ("novelty_raw",) else {"parts": fits}
 
 
@@ -123,23 +215,34 @@ def _key(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def model_reference(meta: dict[str, Any], cfg: ClassifierConfig, warn: bool = True,
-                    texture_stage: str | None = None) -> dict[str, Any] | None:
+                    texture_stage: str | None = None, baseline: str | None = None) -> dict[str, Any] | None:
     """The model's novelty reference fitted with the same error settings and anomaly score, or None (warned).
-    ``texture_stage``: the weights hash of the 128-px stage a texture score reads; a fit recorded for another stage
-    does not fit it (a base stage may sit under more than one cascade)."""
+    ``texture_stage`` / ``baseline``: the weights hash of the 128-px stage a texture score reads and of the baseline
+    CNN whose uncertainty it adds; a fit recorded for another stage or baseline does not fit them (a base stage may
+    sit under more than one cascade)."""
     want = _key(cfg.to_dict())
     for fit in meta.get("novelty_fits") or []:
         fitted_on = (fit.get("texture_stage") or {}).get("superres_weights_sha256")
         if cfg.needs_texture and texture_stage and fitted_on and fitted_on != texture_stage:
             continue
+        fitted_with = (fit.get("baseline") or {}).get("baseline_weights_sha256")
+        if cfg.needs_baseline and baseline and fitted_with and fitted_with != baseline:
+            continue
         if _key(fit.get("config", {})) == want:
-            return fit["reference"]
+            ref = fit["reference"]
+            lacking = [c for c in SCORE_PARTS.get(cfg.anomaly, ()) if c not in (ref.get("parts") or {"novelty_raw"})]
+            if lacking and warn:
+                warnings.warn(f"this model's {cfg.anomaly!r} reference was fitted before the score had the part(s) "
+                              f"{lacking}, so anomaly_score is computed without them. Re-fit it with `cytomodel "
+                              f"calibrate --model DIR --data ... --split val --anomaly {cfg.anomaly}`.", stacklevel=3)
+            return ref
     if warn:
         warnings.warn(f"this model has no validation reference for anomaly={cfg.anomaly!r} with these classifier "
                       "settings, so anomaly_score is the raw statistic (not comparable between classes). Fit one "
                       "with `cytomodel calibrate --model DIR --data ... --split val --anomaly "
                       f"{cfg.anomaly}` and the same classifier options"
-                      + (" (and this cascade)" if cfg.needs_texture else "") + ".", stacklevel=3)
+                      + (" (and this cascade)" if cfg.needs_texture else "")
+                      + (" (and this --baseline)" if cfg.needs_baseline else "") + ".", stacklevel=3)
     return None
 
 
@@ -153,9 +256,9 @@ def record_reference(model_dir: str | Path, table: pd.DataFrame, class_names: Se
     meta = json.loads(path.read_text())
     fit = {"reference": ref, "n_images": int(len(known)), "config": cfg.to_dict(), **(source or {}),
            **provenance_record()}
-    key, stage = _key(fit["config"]), (fit.get("texture_stage") or {}).get("superres_weights_sha256")
-    meta["novelty_fits"] = [f for f in meta.get("novelty_fits") or []
-                            if _key(f.get("config", {})) != key
-                            or (f.get("texture_stage") or {}).get("superres_weights_sha256") != stage] + [fit]
+    def fitted_for(f: dict[str, Any]) -> tuple:
+        return (_key(f.get("config", {})), (f.get("texture_stage") or {}).get("superres_weights_sha256"),
+                (f.get("baseline") or {}).get("baseline_weights_sha256"))
+    meta["novelty_fits"] = [f for f in meta.get("novelty_fits") or [] if fitted_for(f) != fitted_for(fit)] + [fit]
     write_json(path, meta)
     return fit

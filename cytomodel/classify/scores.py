@@ -14,9 +14,9 @@ import pandas as pd
 from cytocore.provenance import provenance_record, write_json
 
 from ..models.base import METADATA_FILE, CytoModel
-from .config import SCORE_PARTS, ClassifierConfig, scale_key_of
+from .config import LEVEL_PREFIX, ClassifierConfig, scale_key_of
 from .errors import ErrorEstimate
-from .novelty import anomaly_of, model_reference, novelty_statistic
+from .novelty import anomaly_of, model_reference, novelty_statistic, score_parts
 
 
 def softmax_neg(errors: np.ndarray, temperature: float) -> np.ndarray:
@@ -137,16 +137,22 @@ def results_frame(model: CytoModel, est: ErrorEstimate, cfg: ClassifierConfig,
     return df
 
 
-def with_texture(df: pd.DataFrame, texture_raw: np.ndarray, model: CytoModel, cfg: ClassifierConfig,
-                 warn: bool = True, texture_stage: str | None = None) -> pd.DataFrame:
-    """A results table of a texture anomaly score with its ``texture_raw`` column and its anomaly score
-    (``texture_stage``: the 128-px stage's weights hash, to pick the reference fitted for it)."""
+def with_texture(df: pd.DataFrame, levels: np.ndarray, timesteps: Sequence[int], model: CytoModel,
+                 cfg: ClassifierConfig, warn: bool = True, texture_stage: str | None = None,
+                 baseline: str | None = None) -> pd.DataFrame:
+    """A results table of a texture anomaly score: the texture gain per noise level (``levels`` (N, T) at
+    ``timesteps``; columns ``texture_t<t>``), their mean (``texture_raw``) and the anomaly score
+    (``texture_stage`` / ``baseline``: the 128-px stage's and the baseline's weights hashes, to pick the reference
+    fitted for them; a score with the baseline's part reads the table's ``baseline_raw``)."""
     df = df.copy()
+    levels = np.asarray(levels, dtype=np.float64).reshape(len(df), len(timesteps))
     at = df.columns.get_loc("novelty_raw" if "novelty_raw" in df else "zeta") + 1
-    df.insert(at, "texture_raw", np.asarray(texture_raw, dtype=np.float64))
-    parts = {c: df[c].to_numpy(np.float64) for c in SCORE_PARTS[cfg.anomaly]}
-    ref = model_reference(model.metadata, cfg, warn=warn, texture_stage=texture_stage)
-    df["anomaly_score"] = anomaly_of(parts, df["pred_class"].tolist(), ref)
+    df.insert(at, "texture_raw", levels.mean(axis=1))
+    for j, t in enumerate(timesteps):
+        df.insert(at + 1 + j, f"{LEVEL_PREFIX}{int(t)}", levels[:, j])
+    ref = model_reference(model.metadata, cfg, warn=warn, texture_stage=texture_stage, baseline=baseline)
+    df["anomaly_score"] = anomaly_of(score_parts(df, ref if ref is not None else cfg.anomaly),
+                                     df["pred_class"].tolist(), ref)
     return df
 
 
@@ -191,11 +197,7 @@ def rescored(table: pd.DataFrame, temperature: float, anomaly_k: int = 10,
         anomaly = table["anomaly_score"].to_numpy(np.float64)
         if novelty_reference is not None:
             best = [names[b] for b in np.argmin(errors, axis=1)]
-            parts = list(novelty_reference.get("parts") or ["novelty_raw"])
-            missing = [c for c in parts if c not in table]
-            if missing:
-                raise ValueError(f"the anomaly reference needs the column(s) {missing}, which the table lacks")
-            anomaly = anomaly_of({c: table[c].to_numpy(np.float64) for c in parts}, best, novelty_reference)
+            anomaly = anomaly_of(score_parts(table, novelty_reference), best, novelty_reference)
     scores = scores_frame(errors, names, temperature, anomaly_k, anomaly)
     out = table.copy()
     for c in scores.columns:

@@ -7,13 +7,15 @@ class-conditional with a null class, and is fully convolutional and trained on 6
 a framed cell (the cell, not the field of red cells) is what it is scored on.
 
 ``texture_errors`` gives, per cell, noise level and draw, the stage's noise-prediction error of that residual crop
-under the predicted class and under the null class; ``texture_gain`` = mean log(E_class / E_null) — negative where the
-class explains the detail (a normal cell), near zero or positive where it does not. Measured on PBC with `ig` held
-out of both stages (``benchmarks/texture_scores.py``, docs/classifier.md).
+under the predicted class and under the null class; ``texture_levels`` = log(E_class / E_null) per noise level
+(the cell's texture profile across scales) and ``texture_gain`` their mean — negative where the class explains the
+detail (a normal cell), near zero or positive where it does not. The anomaly score reads both the gain and how far
+the profile lies from its class's (:mod:`.novelty`). Measured on PBC with `ig` and with `erythroblast` held out of
+both stages (``benchmarks/texture_scores.py``, docs/classifier.md).
 
 :class:`TextureScorer` is what ``classify --anomaly texture`` / ``class-gain+texture`` runs on input images: frames
 them at the cascade's size, saves each as the stage's training files were (:mod:`cytomodel.data.encoding`) and
-returns the texture gain, with noise drawn per image (the same image gets the same draws anywhere).
+returns the texture gain per level, with noise drawn per image (the same image gets the same draws anywhere).
 """
 from __future__ import annotations
 
@@ -99,15 +101,21 @@ def texture_errors(superres: "SuperResModel", images: np.ndarray, predicted: Seq
     return out
 
 
-def texture_gain(errors: np.ndarray, timestep_index: Sequence[int] | None = None) -> np.ndarray:
-    """Per cell, the mean over the chosen noise levels (indices into the computed ones; all by default) and draws of
-    log(E_class / E_null) from :func:`texture_errors`' output."""
+def texture_levels(errors: np.ndarray, timestep_index: Sequence[int] | None = None) -> np.ndarray:
+    """(N, T): per cell and noise level (indices into the computed ones; all by default), the mean over draws of
+    log(E_class / E_null) from :func:`texture_errors`' output — the cell's texture *profile* across scales."""
     e = np.asarray(errors)
     if e.ndim != 4 or e.shape[-1] != 2:
         raise ValueError(f"expected (N, T, D, 2) texture errors, got shape {e.shape}")
     if timestep_index is not None:
         e = e[:, list(timestep_index)]
-    return np.log(e[..., 0] / e[..., 1]).mean(axis=(1, 2))
+    return np.log(e[..., 0] / e[..., 1]).mean(axis=2)
+
+
+def texture_gain(errors: np.ndarray, timestep_index: Sequence[int] | None = None) -> np.ndarray:
+    """Per cell, the mean over the chosen noise levels and draws of log(E_class / E_null) (:func:`texture_levels`
+    averaged over the levels)."""
+    return texture_levels(errors, timestep_index).mean(axis=1)
 
 
 def training_encoding(superres: "SuperResModel", cascade: "Cascade | None" = None) -> dict[str, Any] | None:
@@ -146,13 +154,15 @@ class TextureScorer:
         m = self.superres.metadata
         return {"superres_train_steps": m.get("train_steps"), "superres_created": m.get("created_utc"),
                 "superres_weights_sha256": self.weights_sha256, "draws": self.draws,
-                "timesteps": list(self.timesteps), "encoding": self.encoding is not None}
+                "timesteps": list(self.timesteps), "encoding": self.encoding is not None,
+                "level_columns": True}   # tables from before the per-level columns cannot be resumed
 
-    def gains(self, sources: Sequence, predicted: Sequence[str], seed: int = 0) -> np.ndarray:
-        """Per source, the texture gain under its predicted class name; NaN where it could not be framed."""
+    def levels(self, sources: Sequence, predicted: Sequence[str], seed: int = 0) -> np.ndarray:
+        """(N, T): per source and noise level (``timesteps``), log(E_class / E_null) under its predicted class name,
+        averaged over draws; NaN rows where a source could not be framed."""
         if len(sources) != len(predicted):
             raise ValueError(f"{len(predicted)} predicted classes for {len(sources)} images")
-        out = np.full(len(sources), np.nan)
+        out = np.full((len(sources), len(self.timesteps)), np.nan)
         if not len(sources):
             return out
         cells = self.intake.frame(list(sources))
@@ -163,5 +173,9 @@ class TextureScorer:
         labels = [self.superres.class_index(predicted[i]) for i in keep]
         errors = texture_errors(self.superres, arrays, labels, self.draws, timesteps=self.timesteps,
                                 image_seeds=[image_seed(a, seed) for a in arrays])
-        out[keep] = texture_gain(errors)
+        out[keep] = texture_levels(errors)
         return out
+
+    def gains(self, sources: Sequence, predicted: Sequence[str], seed: int = 0) -> np.ndarray:
+        """Per source, the texture gain (the mean of :meth:`levels` over the levels); NaN where not framed."""
+        return self.levels(sources, predicted, seed).mean(axis=1)

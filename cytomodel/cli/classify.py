@@ -37,9 +37,15 @@ def add_classifier_args(p: argparse.ArgumentParser) -> None:
                    help="what anomaly_score measures: 'zeta' (−ζ: no class stands out), 'best-error' (how poorly the "
                    "predicted class explains the cell), 'class-gain' (how little it explains beyond no class; one "
                    "more UNet call per draw), 'texture' (how little it explains the cell's fine detail, read by a "
-                   "cascade's 128-px stage; needs a cascade --model) or 'class-gain+texture' (both, averaged); all "
-                   "but zeta against validation cells of that class, fitted by `cytomodel calibrate` with the same "
-                   "option (%(default)s)")
+                   "cascade's 128-px stage; needs a cascade --model), 'class-gain+texture' (both, averaged) or "
+                   "'class-gain+texture+baseline' (and a --baseline CNN's uncertainty); all but zeta against "
+                   "validation cells of that class, fitted by `cytomodel calibrate` with the same option "
+                   "(%(default)s)")
+
+
+def add_baseline_part_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--baseline", default=None, help="--anomaly class-gain+texture+baseline: a baseline CNN folder "
+                   "trained on the same classes, whose 1 − max softmax joins the anomaly score")
 
 
 def config_from_args(args: argparse.Namespace) -> ClassifierConfig:
@@ -58,18 +64,31 @@ def _load(args, device=None):
     return models.load_base(args.model, device=runtime.resolve_device(args.device) if device is None else device)
 
 
-def _load_with_texture(args, cfg: ClassifierConfig, device=None):
-    """(the base stage of ``--model``, the cascade's 128-px stage as a TextureScorer or None): for a texture anomaly
-    score the cascade is loaded once and its base stage classifies; otherwise as :func:`_load`."""
+def _load_with_parts(args, cfg: ClassifierConfig, device=None):
+    """(the base stage of ``--model``, the cascade's 128-px stage as a TextureScorer or None, the ``--baseline`` as a
+    BaselinePart or None): for a texture anomaly score the cascade is loaded once and its base stage classifies;
+    otherwise as :func:`_load`."""
+    if args.baseline and not cfg.needs_baseline:
+        raise ValueError(f"--baseline is read only by --anomaly class-gain+texture+baseline (not {cfg.anomaly})")
+    if cfg.needs_baseline and not args.baseline:
+        raise ValueError(f"--anomaly {cfg.anomaly} adds a baseline CNN's uncertainty: pass --baseline DIR, a baseline "
+                         "trained on the same classes (e.g. data/models/baseline-32 for the bundled cascade)")
     if not cfg.needs_texture:
-        return _load(args, device), None
-    from ..classify.texture import TextureScorer  # torch and the stages: only the texture scores need them
+        return _load(args, device), None, None
+    from ..classify.baseline_part import BaselinePart   # torch and the stages: only these scores need them
+    from ..classify.texture import TextureScorer
     runtime.configure_runtime()
-    gen = models.load_generator(args.model, device=runtime.resolve_device(args.device) if device is None else device)
+    device = runtime.resolve_device(args.device) if device is None else device
+    gen = models.load_generator(args.model, device=device)
     if not isinstance(gen, models.Cascade):
         raise ValueError(f"--anomaly {cfg.anomaly} reads fine detail with a cascade's 128-px stage; {args.model} is a "
                          "single stage. Pass a cascade folder (e.g. data/models/cascade-128) or another --anomaly")
-    return gen.base, TextureScorer.of_cascade(gen, gen.intake(args.um_per_px, args.stain_normalisation))
+    texture = TextureScorer.of_cascade(gen, gen.intake(args.um_per_px, args.stain_normalisation))
+    part = None
+    if cfg.needs_baseline:
+        part = BaselinePart.of_classifier(evaluate.load_baseline(args.baseline, device=device), args.baseline,
+                                          gen.base.class_names, args.um_per_px, args.stain_normalisation)
+    return gen.base, texture, part
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -81,12 +100,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
     # under `accelerate launch` every process uses its own device; otherwise --device decides
     device = state.device if state.num_processes > 1 and args.device is None else None
     cfg = config_from_args(args)
-    model, texture = _load_with_texture(args, cfg, device)
+    model, texture, base_part = _load_with_parts(args, cfg, device)
     intake = model.intake(args.um_per_px, args.stain_normalisation)
     candidates = list(args.classes or model.class_names)
     df = classify.classify_folder(model, args.data, args.out, cfg, split=args.split, limit=args.limit, state=state,
                                   classes=args.classes, intake=intake, strict=args.strict,
-                                  texture=texture)
+                                  texture=texture, baseline=base_part)
     if state.is_main_process:
         done = classify.classified(df)
         msg = (f"{len(done)} of {len(df)} images classified -> {args.out}; mean UNet calls/image "
@@ -107,7 +126,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    model, texture = _load_with_texture(args, cfg)
+    model, texture, base_part = _load_with_parts(args, cfg)
     if args.from_results:
         df = classify.read_table(Path(args.from_results))
     else:
@@ -116,7 +135,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         df = classify.classify_folder(model, args.data, out, dataclasses.replace(cfg, temperature=1.0),
                                       split=args.split, limit=args.limit,
                                       intake=model.intake(args.um_per_px, args.stain_normalisation),
-                                      texture=texture)
+                                      texture=texture, baseline=base_part)
     df = classify.classified(df)
     if "label" not in df:
         raise ValueError("calibration needs labelled images (class folders or a manifest with labels)")
@@ -132,7 +151,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     reference = None
     if cfg.anomaly != "zeta":
         source = {"data": str(args.data), "split": args.split,
-                  **({"texture_stage": texture.identity()} if texture is not None else {})}
+                  **({"texture_stage": texture.identity()} if texture is not None else {}),
+                  **({"baseline": {"path": str(args.baseline), **base_part.identity()}} if base_part else {})}
         ref_fit = classify.record_reference(folder, df, model.class_names, cfg, source=source)
         reference = ref_fit["reference"]
         print(f"anomaly reference ({cfg.anomaly}) fitted on {ref_fit['n_images']} images; written to "
@@ -168,6 +188,7 @@ def register(sub) -> None:
                    "is kept, without a prediction)")
     add_device_arg(p)
     add_classifier_args(p)
+    add_baseline_part_arg(p)
     add_classes_arg(p)
     add_intake_args(p)
     p.set_defaults(func=cmd_classify, bundled="classifier")
@@ -185,6 +206,7 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int)
     add_device_arg(p)
     add_classifier_args(p)
+    add_baseline_part_arg(p)
     add_intake_args(p)
     p.set_defaults(func=cmd_calibrate, bundled="classifier")
 

@@ -146,16 +146,6 @@ def test_diffusion_features_are_seeded_and_order_independent(tiny_model_dir):
 
 # ----------------------------------------------------------------------------------------------- the command
 @pytest.fixture(scope="module")
-def tiny_baseline_dir(tiny_dataset, tmp_path_factory) -> Path:
-    from cytomodel.data import load_dataset
-    from cytomodel.evaluate import train_baseline
-
-    data = load_dataset(tiny_dataset, 16)
-    clf = train_baseline(data, epochs=1, batch_size=12, seed=0, progress=False, widths=(8, 16), blocks=(1, 1))
-    return clf.save_pretrained(tmp_path_factory.mktemp("tiny_baseline") / "baseline")
-
-
-@pytest.fixture(scope="module")
 def map_run(tiny_model_dir, tiny_baseline_dir, subtyped_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("map") / "out"
     argv = ["map", "--model", str(tiny_model_dir), "--data", str(subtyped_data / "manifest.csv"), "--split", "val",

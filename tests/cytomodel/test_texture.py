@@ -9,7 +9,8 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from cytomodel.classify.texture import texture_errors, texture_gain
+from cytomodel.classify.novelty import anomaly_of, fit_profile_reference, fit_reference, part_values, profile_distance
+from cytomodel.classify.texture import TIMESTEPS, texture_errors, texture_gain, texture_levels
 from cytomodel.models.superres import SuperResModel
 
 from cli_warnings import run_cli
@@ -46,6 +47,8 @@ def test_errors_follow_the_class_that_explains_the_detail():
     gain = texture_gain(e)
     assert gain[0] < -5 and gain[1] == pytest.approx(np.log(4.0), rel=1e-4)
     assert texture_gain(e, [1])[1] == pytest.approx(np.log(4.0), rel=1e-4)
+    np.testing.assert_allclose(texture_levels(e).mean(axis=1), gain)
+    assert texture_levels(e).shape == (3, 2)
 
 
 def test_seeded_and_paired():
@@ -111,7 +114,7 @@ def test_encoding_is_read_from_the_training_files_and_reproduced(tmp_path):
 
 def test_classify_and_calibrate_with_the_texture_scores(tiny_cascade_dir, tiny_model_dir, tiny_dataset, tmp_path,
                                                         capsys):
-    from cytomodel.classify.novelty import standardise
+    from cytomodel.classify.novelty import profile_distance, standardise
     from cytomodel.cli import main
 
     model = tmp_path / "cascade"
@@ -122,18 +125,27 @@ def test_classify_and_calibrate_with_the_texture_scores(tiny_cascade_dir, tiny_m
     # the tiny stages were trained on PNGs with no framing record: said, not guessed
     assert any("how its training files were saved" in m for m in caught)
     val = pd.read_csv(out)
-    assert {"novelty_raw", "texture_raw", "anomaly_score"} <= set(val.columns) and val.texture_raw.notna().all()
-    np.testing.assert_allclose(val.anomaly_score, (val.novelty_raw + val.texture_raw) / 2)   # raw: no reference yet
+    levels = [f"texture_t{t}" for t in TIMESTEPS]
+    assert {"novelty_raw", "texture_raw", "anomaly_score", *levels} <= set(val.columns)
+    assert val.texture_raw.notna().all()
+    np.testing.assert_allclose(val.texture_raw, val[levels].mean(axis=1))       # the gain: the levels' mean
+    # raw, with no reference yet: the scalar parts' mean (the profile is a distance from a reference)
+    np.testing.assert_allclose(val.anomaly_score, (val.novelty_raw + val.texture_raw) / 2)
     assert main(["calibrate", "--model", str(model), "--data", str(tiny_dataset), "--from-results", str(out),
                  "--rescored-out", str(tmp_path / "val_T.csv")] + opts) == 0
     fit, = json.loads((model / "base" / "cytomodel.json").read_text())["novelty_fits"]
-    assert set(fit["reference"]["parts"]) == {"novelty_raw", "texture_raw"}
+    assert set(fit["reference"]["parts"]) == {"novelty_raw", "texture_raw", "texture_profile"}
+    assert fit["reference"]["parts"]["texture_profile"]["columns"] == levels
     again = tmp_path / "again.csv"
     assert main(["classify", "--model", str(model), "--data", str(tiny_dataset), "--out", str(again)] + opts) == 0
     new, rescored = pd.read_csv(again), pd.read_csv(tmp_path / "val_T.csv")
     np.testing.assert_allclose(new.texture_raw, val.texture_raw)       # per-image seeds: the same draws again
-    parts = fit["reference"]["parts"]
-    want = np.mean([standardise(new[c].to_numpy(), list(new.pred_class), parts[c]) for c in parts], axis=0)
+    parts, pred = fit["reference"]["parts"], list(new.pred_class)
+    profile = parts["texture_profile"]
+    want = np.mean([standardise(new.novelty_raw.to_numpy(), pred, parts["novelty_raw"]),
+                    standardise(new.texture_raw.to_numpy(), pred, parts["texture_raw"]),
+                    standardise(profile_distance(new[levels].to_numpy(), pred, profile), pred, profile["distance"])],
+                   axis=0)
     np.testing.assert_allclose(new.anomaly_score, want)
     np.testing.assert_allclose(rescored.anomaly_score, new.anomaly_score, rtol=1e-9)
     # the reference belongs to this cascade's 128-px stage: under another stage (another weights hash) it is not used
@@ -151,3 +163,110 @@ def test_classify_and_calibrate_with_the_texture_scores(tiny_cascade_dir, tiny_m
                  str(tmp_path / "x.csv"), "--anomaly", "texture"]) != 0
     assert "a cascade's 128-px stage" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+def profiles(n, rng, cov, loc):
+    return rng.multivariate_normal(loc, cov, size=n)
+
+
+def test_the_texture_profile_is_the_mahalanobis_distance_from_the_cells_class():
+    """Levels that move together (a common scale of gains) with small independent deviations: a cell whose gains
+    break that pattern — one level up, the next down — has a typical mean gain yet a large profile distance."""
+    rng = np.random.default_rng(0)
+    common = np.full((3, 3), 0.9) + np.eye(3) * 0.1                    # strongly correlated levels
+    a = profiles(400, rng, common * 1e-4, [-0.01, -0.02, -0.01])
+    b = profiles(300, rng, common * 4e-4, [0.0, -0.005, 0.0])
+    x = np.vstack([a, b])
+    pred = np.array(["a"] * len(a) + ["b"] * len(b), dtype=object)
+    cols = ["texture_t200", "texture_t500", "texture_t800"]
+    ref = fit_profile_reference(x, pred, ["a", "b"], cols)
+    assert ref["columns"] == cols
+    np.testing.assert_allclose(ref["per_class"]["a"]["loc"], [-0.01, -0.02, -0.01], atol=2e-3)
+    # the distance is the analytic Mahalanobis distance under the fitted mean and covariance
+    d = profile_distance(x, list(pred), ref)
+    want = np.sqrt(np.einsum("ij,jk,ik->i", a - a.mean(0), np.linalg.inv(np.cov(a, rowvar=False)), a - a.mean(0)))
+    np.testing.assert_allclose(d[:len(a)], want, rtol=1e-6)
+    # typical cells: about √3 on average; a broken pattern with the class's mean gain: far out
+    odd = np.array([[-0.01 + 0.01, -0.02 - 0.02, -0.01 + 0.01]])        # same mean as class a's, shape broken
+    assert 1.2 < np.median(d[:len(a)]) < 2.0
+    z_odd = anomaly_of({"texture_profile": odd}, ["a"], {"parts": {"texture_profile": ref}})
+    z_gain = (odd.mean() - np.median(a.mean(1))) / (1.4826 * np.median(np.abs(a.mean(1) - np.median(a.mean(1)))))
+    assert z_odd[0] > 10 and abs(z_gain) < 1
+    # a cell of class b's scale is judged against class b, not a
+    assert profile_distance(b[:1], ["b"], ref)[0] < profile_distance(b[:1], ["a"], ref)[0]
+
+
+def test_a_class_with_few_cells_uses_the_pooled_covariance_and_its_own_mean():
+    """Three levels: a class needs 4 × 3 = 12 cells for its own covariance, 10 for its own mean."""
+    rng = np.random.default_rng(1)
+    cov = np.eye(3) * 1e-4
+    x = np.vstack([profiles(100, rng, cov, [0] * 3), profiles(11, rng, cov, [0.05] * 3), profiles(3, rng, cov, [1] * 3)])
+    pred = ["a"] * 100 + ["b"] * 11 + ["c"] * 3
+    cols = ["texture_t1", "texture_t2", "texture_t3"]
+    ref = fit_profile_reference(x, pred, ["a", "b", "c"], cols)
+    b, c = ref["per_class"]["b"], ref["per_class"]["c"]
+    assert b["pooled"] and b["n"] == 11 and np.allclose(b["loc"], [0.05] * 3, atol=0.01)   # its own mean
+    assert c["pooled"] and c["loc"] == ref["pooled"]["loc"]                                 # too few: pooled
+    assert "pooled" not in ref["per_class"]["a"]
+    # the pooled covariance is within classes: class b's offset does not inflate it
+    assert np.allclose(np.linalg.inv(ref["pooled"]["precision"]), cov, atol=3e-5)   # not ≈ 8e-4 (class b)
+    with pytest.raises(ValueError, match="at least 12"):
+        fit_profile_reference(x[:11], pred[:11], ["a"], cols)
+
+
+def test_tables_without_the_level_columns_are_named():
+    t = pd.DataFrame({"pred_class": ["a"], "texture_raw": [0.1]})
+    with pytest.raises(ValueError, match="texture_t<t>"):
+        part_values(t, "texture_profile")
+    with pytest.raises(ValueError, match="texture_t500"):
+        part_values(t.assign(texture_t200=0.0), "texture_profile", ["texture_t200", "texture_t500"])
+    # and a reference without the profile part is refused for a score that needs it
+    ref = {"parts": {"texture_raw": fit_reference(np.arange(20.0), ["a"] * 20, ["a"])}}
+    with pytest.raises(ValueError, match="re-fit"):
+        anomaly_of({"texture_raw": np.zeros(1), "texture_profile": np.zeros((1, 2))}, ["a"], ref)
+
+
+def test_the_baseline_cnns_uncertainty_as_a_fourth_part(tiny_cascade_dir, tiny_baseline_dir, tiny_dataset, tmp_path,
+                                                         capsys):
+    from cytomodel.classify.baseline_part import BaselinePart
+    from cytomodel.classify.novelty import standardise
+    from cytomodel.cli import main
+    from cytomodel.evaluate import load_baseline
+
+    model = tmp_path / "cascade"
+    shutil.copytree(tiny_cascade_dir, model)
+    opts = ["--trials", "4", "--min-trials", "2", "--precision", "fp32", "--anomaly", "class-gain+texture+baseline"]
+    out = tmp_path / "val.csv"
+    run = ["classify", "--model", str(model), "--data", str(tiny_dataset), "--out", str(out)]
+    # the option and the folder go together: each without the other is a clear error, before any work
+    capsys.readouterr()
+    assert main(run + opts) != 0 and "pass --baseline DIR" in capsys.readouterr().err
+    assert main(run + ["--baseline", str(tiny_baseline_dir)]) != 0
+    assert "read only by --anomaly class-gain+texture+baseline" in capsys.readouterr().err
+    assert not out.exists()
+    run_cli(run + opts + ["--baseline", str(tiny_baseline_dir)])
+    val = pd.read_csv(out)
+    clf = load_baseline(tiny_baseline_dir)
+    part = BaselinePart.of_classifier(clf, tiny_baseline_dir, sorted(val.label.unique()))
+    np.testing.assert_allclose(val.baseline_raw, part.uncertainty(list(val.image)), rtol=1e-6)
+    assert val.baseline_raw.between(0, 1).all() and val.baseline_raw.std() > 0
+    assert main(["calibrate", "--model", str(model), "--data", str(tiny_dataset), "--from-results", str(out),
+                 "--baseline", str(tiny_baseline_dir)] + opts) == 0
+    fit, = json.loads((model / "base" / "cytomodel.json").read_text())["novelty_fits"]
+    parts = fit["reference"]["parts"]
+    assert set(parts) == {"novelty_raw", "texture_raw", "texture_profile", "baseline_raw"}
+    assert fit["baseline"]["baseline_weights_sha256"] == part.weights_sha256
+    again = tmp_path / "again.csv"
+    assert main(["classify", "--model", str(model), "--data", str(tiny_dataset), "--out", str(again),
+                 "--baseline", str(tiny_baseline_dir)] + opts) == 0
+    new = pd.read_csv(again)
+    pred, levels = list(new.pred_class), [f"texture_t{t}" for t in TIMESTEPS]
+    profile = parts["texture_profile"]
+    want = np.mean([standardise(new[c].to_numpy(), pred, parts[c]) for c in ("novelty_raw", "texture_raw",
+                                                                               "baseline_raw")]
+                   + [standardise(profile_distance(new[levels].to_numpy(), pred, profile), pred,
+                                  profile["distance"])], axis=0)
+    np.testing.assert_allclose(new.anomaly_score, want)
+    # a baseline of other classes does not fit the diffusion model
+    with pytest.raises(ValueError, match="same classes"):
+        BaselinePart.of_classifier(clf, tiny_baseline_dir, ["a", "b"])
