@@ -24,7 +24,8 @@ classes: chosen on val, reported once on test, per subtype of the held-out class
     python benchmarks/texture_scores.py ... --score [--baseline RUNS/baseline-ig] \
         [--tables-out DIR --tables-score "texture gain, t = 500 + base class-gain"]   # then cytomodel triage
     python benchmarks/texture_scores.py --speed 32 --cascade data/models/cascade-128 --holdout none --out DIR \
-        --table test=…   # seconds per cell: −ζ, class-gain, class-gain+texture, side by side on the same cells
+        --table test=… [--baseline data/models/baseline-32]   # seconds per cell: −ζ, class-gain,
+        # class-gain+texture (and +baseline), side by side on the same cells
 """
 from __future__ import annotations
 
@@ -337,18 +338,23 @@ def score(args) -> None:
 
 
 def speed(args) -> None:
-    """Seconds per cell of `classify`'s work at the defaults with −ζ, class-gain and class-gain+texture, on the same
-    ``--speed`` cells (file paths, framed by the intake), alternating the three so that machine load falls alike."""
+    """Seconds per cell of `classify`'s work at the defaults with −ζ, class-gain, class-gain+texture and (with
+    ``--baseline``) class-gain+texture+baseline, on the same ``--speed`` cells (file paths, framed by the intake),
+    alternating them so that machine load falls alike."""
     import warnings
 
     from cytomodel.classify import ClassifierConfig, classify_arrays
+    from cytomodel.classify.baseline_part import BaselinePart
     from cytomodel.classify.batch import load_images_for
     from cytomodel.classify.texture import TextureScorer
+    from cytomodel.evaluate import load_baseline
     from cytomodel.models import load_generator
 
     cascade = load_generator(args.cascade)
     paths = list(pd.read_csv(dict(s.split("=", 1) for s in args.table)["test"])["image"][:args.speed])
-    times: dict[str, list[float]] = {a: [] for a in ("zeta", "class-gain", "class-gain+texture")}
+    anomalies = ("zeta", "class-gain", "class-gain+texture") + (("class-gain+texture+baseline",) if args.baseline
+                                                                  else ())
+    times: dict[str, list[float]] = {a: [] for a in anomalies}
     scorer = TextureScorer.of_cascade(cascade)
     for _ in range(args.repeats):
         for anomaly in times:
@@ -357,12 +363,16 @@ def speed(args) -> None:
                 warnings.simplefilter("ignore")
                 arrays, _, _ = load_images_for(cascade.base, paths)
                 df = classify_arrays(cascade.base, arrays, ClassifierConfig(anomaly=anomaly))
-                if anomaly.endswith("texture"):
-                    scorer.gains(paths, list(df["pred_class"]))
+                if "texture" in anomaly:
+                    scorer.levels(paths, list(df["pred_class"]))
+                if anomaly.endswith("baseline"):   # loading it is part of the cost of a run
+                    part = BaselinePart.of_classifier(load_baseline(args.baseline), args.baseline,
+                                                      cascade.base.class_names)
+                    part.uncertainty(paths)
             times[anomaly].append((time.perf_counter() - t0) / len(paths))
     res = {a: float(np.median(v)) for a, v in times.items()}
-    res.update({f"ratio_{a}_to_zeta": res[a] / res["zeta"] for a in ("class-gain", "class-gain+texture")},
-               cells=len(paths), repeats=args.repeats, cascade=args.cascade)
+    res.update({f"ratio_{a}_to_zeta": res[a] / res["zeta"] for a in anomalies[1:]},
+               cells=len(paths), repeats=args.repeats, cascade=args.cascade, baseline=args.baseline)
     print(json.dumps(res, indent=1))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

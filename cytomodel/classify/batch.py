@@ -139,18 +139,18 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
     items = list(items) if items is not None else list_inputs(source, split)
     intake = intake or model.intake()
     intake.plan([p for p, _ in items])
-    if cfg.needs_texture and texture is None:
-        raise ValueError(f"anomaly={cfg.anomaly!r} needs a cascade's 128-px stage (texture=TextureScorer.of_cascade"
-                         "(...)); classify with a cascade model")
-    texture = texture if cfg.needs_texture else None
-    if texture is not None:
-        texture.intake.plan([p for p, _ in items])
-    if cfg.needs_baseline and baseline is None:
-        raise ValueError(f"anomaly={cfg.anomaly!r} needs a baseline CNN trained on the same classes "
-                         "(baseline=BaselinePart.load(...); `--baseline DIR` on the command line)")
-    baseline = baseline if cfg.needs_baseline else None
-    if baseline is not None:
-        baseline.intake.plan([p for p, _ in items])
+    needs = {"texture": (cfg.needs_texture, "a cascade's 128-px stage (texture=TextureScorer.of_cascade(...)); "
+                         "classify with a cascade model"),
+             "baseline": (cfg.needs_baseline, "a baseline CNN trained on the same classes (baseline="
+                          "BaselinePart.of_classifier(...); `--baseline DIR` on the command line)")}
+    parts = {"texture": texture, "baseline": baseline}
+    for name, (needed, what) in needs.items():   # the parts the anomaly score reads, and only those
+        if needed and parts[name] is None:
+            raise ValueError(f"anomaly={cfg.anomaly!r} needs {what}")
+        parts[name] = parts[name] if needed else None
+        if parts[name] is not None:
+            parts[name].intake.plan([p for p, _ in items])
+    texture, baseline = parts["texture"], parts["baseline"]
     cls_idx = None if classes is None else [model.class_index(c) for c in classes]
     _claim(out, _run_key(model, cfg, cls_idx, intake, texture, baseline), state)
     if state.is_main_process:

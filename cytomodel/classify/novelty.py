@@ -97,7 +97,7 @@ def part_values(table: pd.DataFrame, part: str, columns: Sequence[str] | None = 
     per-level columns (``columns``: those a reference was fitted on, in its order)."""
     if part == PROFILE_PART:
         cols = list(columns) if columns is not None else level_columns(table.columns)
-        missing = [c for c in cols if c not in table] or ([] if cols else [f"{LEVEL_PREFIX}<t>"])
+        missing = [c for c in cols if c not in table] if cols else [f"{LEVEL_PREFIX}<t>"]
         if missing:
             raise ValueError(f"the table has no {', '.join(missing)} column(s): classify with a texture --anomaly "
                              "(a table written before the texture profile existed lacks them)")
@@ -128,13 +128,12 @@ def fit_profile_reference(levels: np.ndarray, predicted: Sequence[str], class_na
     if ok.sum() < need:
         raise ValueError(f"a texture profile reference needs at least {need} classified validation cells "
                          f"(got {int(ok.sum())})")
-    centred = [x[ok & (predicted == c)] - x[ok & (predicted == c)].mean(axis=0)
-               for c in class_names if (ok & (predicted == c)).sum() >= MIN_CLASS_CELLS]
+    by_class = {c: x[ok & (predicted == c)] for c in class_names}
+    centred = [v - v.mean(axis=0) for v in by_class.values() if len(v) >= MIN_CLASS_CELLS]
     pooled = _mean_precision(x[ok])
     pooled["precision"] = _mean_precision(np.concatenate(centred) if centred else x[ok])["precision"]
     per_class = {}
-    for c in class_names:
-        v = x[ok & (predicted == c)]
+    for c, v in by_class.items():
         if len(v) >= need:
             per_class[c] = _mean_precision(v)
         else:

@@ -9,7 +9,8 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from cytomodel.classify.novelty import anomaly_of, fit_profile_reference, fit_reference, part_values, profile_distance
+from cytomodel.classify.novelty import (anomaly_of, fit_profile_reference, fit_reference, part_values, profile_distance,
+                                        standardise)
 from cytomodel.classify.texture import TIMESTEPS, texture_errors, texture_gain, texture_levels
 from cytomodel.models.superres import SuperResModel
 
@@ -112,14 +113,30 @@ def test_encoding_is_read_from_the_training_files_and_reproduced(tmp_path):
         measure_encoding([])
 
 
-def test_classify_and_calibrate_with_the_texture_scores(tiny_cascade_dir, tiny_model_dir, tiny_dataset, tmp_path,
-                                                        capsys):
-    from cytomodel.classify.novelty import profile_distance, standardise
-    from cytomodel.cli import main
-
+def copy_and_options(tiny_cascade_dir, tmp_path, anomaly: str):
+    """A copy of the tiny cascade (calibrate writes into it) and fast classifier options for ``anomaly``."""
     model = tmp_path / "cascade"
     shutil.copytree(tiny_cascade_dir, model)
-    opts = ["--trials", "4", "--min-trials", "2", "--precision", "fp32", "--anomaly", "class-gain+texture"]
+    return model, ["--trials", "4", "--min-trials", "2", "--precision", "fp32", "--anomaly", anomaly]
+
+
+def expected_anomaly(table: pd.DataFrame, parts: dict) -> np.ndarray:
+    """The mean of each part's robust z from a fitted reference, computed here rather than by ``anomaly_of``."""
+    pred = list(table.pred_class)
+    z = []
+    for name, ref in parts.items():
+        if name == "texture_profile":
+            z.append(standardise(profile_distance(table[ref["columns"]].to_numpy(), pred, ref), pred, ref["distance"]))
+        else:
+            z.append(standardise(table[name].to_numpy(), pred, ref))
+    return np.mean(z, axis=0)
+
+
+def test_classify_and_calibrate_with_the_texture_scores(tiny_cascade_dir, tiny_model_dir, tiny_dataset, tmp_path,
+                                                        capsys):
+    from cytomodel.cli import main
+
+    model, opts = copy_and_options(tiny_cascade_dir, tmp_path, "class-gain+texture")
     out = tmp_path / "val.csv"
     caught = run_cli(["classify", "--model", str(model), "--data", str(tiny_dataset), "--out", str(out)] + opts)
     # the tiny stages were trained on PNGs with no framing record: said, not guessed
@@ -140,13 +157,7 @@ def test_classify_and_calibrate_with_the_texture_scores(tiny_cascade_dir, tiny_m
     assert main(["classify", "--model", str(model), "--data", str(tiny_dataset), "--out", str(again)] + opts) == 0
     new, rescored = pd.read_csv(again), pd.read_csv(tmp_path / "val_T.csv")
     np.testing.assert_allclose(new.texture_raw, val.texture_raw)       # per-image seeds: the same draws again
-    parts, pred = fit["reference"]["parts"], list(new.pred_class)
-    profile = parts["texture_profile"]
-    want = np.mean([standardise(new.novelty_raw.to_numpy(), pred, parts["novelty_raw"]),
-                    standardise(new.texture_raw.to_numpy(), pred, parts["texture_raw"]),
-                    standardise(profile_distance(new[levels].to_numpy(), pred, profile), pred, profile["distance"])],
-                   axis=0)
-    np.testing.assert_allclose(new.anomaly_score, want)
+    np.testing.assert_allclose(new.anomaly_score, expected_anomaly(new, fit["reference"]["parts"]))
     np.testing.assert_allclose(rescored.anomaly_score, new.anomaly_score, rtol=1e-9)
     # the reference belongs to this cascade's 128-px stage: under another stage (another weights hash) it is not used
     record = json.loads((model / "cytomodel.json").read_text())
@@ -229,13 +240,10 @@ def test_tables_without_the_level_columns_are_named():
 def test_the_baseline_cnns_uncertainty_as_a_fourth_part(tiny_cascade_dir, tiny_baseline_dir, tiny_dataset, tmp_path,
                                                          capsys):
     from cytomodel.classify.baseline_part import BaselinePart
-    from cytomodel.classify.novelty import standardise
     from cytomodel.cli import main
     from cytomodel.evaluate import load_baseline
 
-    model = tmp_path / "cascade"
-    shutil.copytree(tiny_cascade_dir, model)
-    opts = ["--trials", "4", "--min-trials", "2", "--precision", "fp32", "--anomaly", "class-gain+texture+baseline"]
+    model, opts = copy_and_options(tiny_cascade_dir, tmp_path, "class-gain+texture+baseline")
     out = tmp_path / "val.csv"
     run = ["classify", "--model", str(model), "--data", str(tiny_dataset), "--out", str(out)]
     # the option and the folder go together: each without the other is a clear error, before any work
@@ -259,14 +267,7 @@ def test_the_baseline_cnns_uncertainty_as_a_fourth_part(tiny_cascade_dir, tiny_b
     again = tmp_path / "again.csv"
     assert main(["classify", "--model", str(model), "--data", str(tiny_dataset), "--out", str(again),
                  "--baseline", str(tiny_baseline_dir)] + opts) == 0
-    new = pd.read_csv(again)
-    pred, levels = list(new.pred_class), [f"texture_t{t}" for t in TIMESTEPS]
-    profile = parts["texture_profile"]
-    want = np.mean([standardise(new[c].to_numpy(), pred, parts[c]) for c in ("novelty_raw", "texture_raw",
-                                                                               "baseline_raw")]
-                   + [standardise(profile_distance(new[levels].to_numpy(), pred, profile), pred,
-                                  profile["distance"])], axis=0)
-    np.testing.assert_allclose(new.anomaly_score, want)
+    np.testing.assert_allclose(pd.read_csv(again).anomaly_score, expected_anomaly(pd.read_csv(again), parts))
     # a baseline of other classes does not fit the diffusion model
     with pytest.raises(ValueError, match="same classes"):
         BaselinePart.of_classifier(clf, tiny_baseline_dir, ["a", "b"])
