@@ -14,7 +14,7 @@ SELECTIONS = ("vdc", "stratified", "random")
 WEIGHTINGS = ("uniform", "min-snr")
 ERROR_REGIONS = ("image", "disc")
 LAB_CONDITIONS = ("none", "unknown")
-ANOMALY_SCORES = ("zeta", "best-error", "class-gain", "texture", "class-gain+texture",
+ANOMALY_SCORES = ("zeta", "best-error", "class-gain", "texture", "class-gain+texture", "class-gain+texture-gain",
                   "class-gain+texture+baseline")
 # the raw statistics each anomaly score standardises and averages (columns of a results table): ``novelty_raw`` from
 # the base stage's errors; ``texture_raw`` (the texture gain) and ``texture_profile`` from a cascade's 128-px stage
@@ -25,6 +25,7 @@ LEVEL_PREFIX = "texture_t"
 SCORE_PARTS = {"best-error": ("novelty_raw",), "class-gain": ("novelty_raw",),
                "texture": ("texture_raw", PROFILE_PART),
                "class-gain+texture": ("novelty_raw", "texture_raw", PROFILE_PART),
+               "class-gain+texture-gain": ("novelty_raw", "texture_raw"),   # without the profile: best on PMY
                "class-gain+texture+baseline": ("novelty_raw", "texture_raw", PROFILE_PART, "baseline_raw")}
 # ``baseline_raw``: a baseline CNN's 1 − max softmax on the same cell (:mod:`.baseline_part`)
 # fields that change the scale of the errors, and so the meaning of a fitted temperature

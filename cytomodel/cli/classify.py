@@ -37,7 +37,8 @@ def add_classifier_args(p: argparse.ArgumentParser) -> None:
                    help="what anomaly_score measures: 'zeta' (−ζ: no class stands out), 'best-error' (how poorly the "
                    "predicted class explains the cell), 'class-gain' (how little it explains beyond no class; one "
                    "more UNet call per draw), 'texture' (how little it explains the cell's fine detail, read by a "
-                   "cascade's 128-px stage; needs a cascade --model), 'class-gain+texture' (both, averaged) or "
+                   "cascade's 128-px stage; needs a cascade --model), 'class-gain+texture' (both, averaged), "
+                   "'class-gain+texture-gain' (the same without the texture profile: ranks promyelocytes best) or "
                    "'class-gain+texture+baseline' (and a --baseline CNN's uncertainty); all but zeta against "
                    "validation cells of that class, fitted by `cytomodel calibrate` with the same option "
                    "(%(default)s)")

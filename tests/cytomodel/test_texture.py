@@ -225,6 +225,22 @@ def test_a_class_with_few_cells_uses_the_pooled_covariance_and_its_own_mean():
         fit_profile_reference(x[:11], pred[:11], ["a"], cols)
 
 
+def test_each_texture_score_fits_the_parts_it_names():
+    from cytomodel.classify.novelty import fit_score_reference
+
+    rng = np.random.default_rng(2)
+    n = 60
+    table = pd.DataFrame({"pred_class": ["a"] * n, "novelty_raw": rng.normal(size=n), "texture_raw": rng.normal(size=n),
+                          "baseline_raw": rng.uniform(size=n),
+                          **{f"texture_t{t}": rng.normal(size=n) for t in (200, 500, 800)}})
+    want = {"texture": {"texture_raw", "texture_profile"},
+            "class-gain+texture": {"novelty_raw", "texture_raw", "texture_profile"},
+            "class-gain+texture-gain": {"novelty_raw", "texture_raw"},
+            "class-gain+texture+baseline": {"novelty_raw", "texture_raw", "texture_profile", "baseline_raw"}}
+    for anomaly, parts in want.items():
+        assert set(fit_score_reference(table, ["a"], anomaly)["parts"]) == parts, anomaly
+
+
 def test_tables_without_the_level_columns_are_named():
     t = pd.DataFrame({"pred_class": ["a"], "texture_raw": [0.1]})
     with pytest.raises(ValueError, match="texture_t<t>"):
