@@ -163,7 +163,7 @@ def results_tables(z: dict, tabs: dict, ts: list[int], base: dict | None = None)
 def library_candidates(z, tabs, tsets, classes, trained_val, base=None) -> dict[str, dict[str, np.ndarray]]:
     """``classify``'s texture and class-gain+texture scores (and with ``base``, the baseline's 1 − max softmax,
     class-gain+texture+baseline; reference fitted on trained-class val cells, as ``cytomodel calibrate`` does), and
-    class-gain+texture as it was before the texture profile (gain only)."""
+    class-gain+texture-gain (the form before the texture profile, gain only)."""
     from cytomodel.classify.novelty import anomaly_of, fit_score_reference, score_parts
 
     cands = {}
@@ -171,15 +171,13 @@ def library_candidates(z, tabs, tsets, classes, trained_val, base=None) -> dict[
         if len(ts) < 2:   # a profile needs two levels or more
             continue
         tables = results_tables(z, tabs, ts, base)
-        for anomaly in ("texture", "class-gain+texture") + (("class-gain+texture+baseline",) if base else ()):
+        for anomaly in ("texture", "class-gain+texture", "class-gain+texture-gain") + (
+                ("class-gain+texture+baseline",) if base else ()):
             ref = fit_score_reference(tables["val"][trained_val], classes, anomaly)
-            variants = {f"classify's {anomaly} (gain + profile), {name}": ref}
-            if anomaly == "class-gain+texture":
-                variants[f"classify's class-gain+texture before the profile (gain only), {name}"] = {
-                    "parts": {k: v for k, v in ref["parts"].items() if k != "texture_profile"}}
-            for label, r in variants.items():
-                cands[label] = {s: anomaly_of(score_parts(tables[s], r), list(tables[s]["pred_class"]), r)
-                                for s in ("val", "test")}
+            label = (f"classify's class-gain+texture before the profile (gain only), {name}"
+                     if anomaly == "class-gain+texture-gain" else f"classify's {anomaly} (gain + profile), {name}")
+            cands[label] = {s: anomaly_of(score_parts(tables[s], ref), list(tables[s]["pred_class"]), ref)
+                            for s in ("val", "test")}
     return cands
 
 

@@ -62,7 +62,8 @@ class ClassifierConfig:
                                               # little it explains beyond no class; one null-class call per draw),
                                               # "texture" (how little the class explains the cell's fine detail,
                                               # and how unlike its class's that detail is across scales, from a
-                                              # cascade's 128-px stage), "class-gain+texture" (the mean of both) or
+                                              # cascade's 128-px stage), "class-gain+texture" (the mean of both;
+                                              # "class-gain+texture-gain" without the profile) or
                                               # "class-gain+texture+baseline" (and a baseline CNN's uncertainty),
                                               # each part standardised against validation cells of that class
     error_region: str = "image"               # "image": mean squared error over the whole image; "disc": inside a

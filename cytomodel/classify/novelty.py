@@ -14,9 +14,9 @@ scores compare the cell with validation cells of the class it is assigned to:
   across noise levels (``texture_t<t>`` columns) from those of validation cells of its class, which sees a cell whose
   detail is explained at one scale and not at another (erythroblasts held out) where the mean gain does not.
   ``class-gain+texture``: the mean of the three standardised scores (``class-gain+texture-gain``: without the
-  profile, which ranks promyelocytes best); ``class-gain+texture+baseline`` adds a
-  baseline CNN's 1 − max softmax (``baseline_raw``, :mod:`.baseline_part`) as a fourth (the best score on
-  validation cells with ig and with erythroblast held out, docs/classifier.md).
+  profile, which ranks promyelocytes best); ``class-gain+texture+baseline`` adds a baseline CNN's 1 − max softmax
+  (``baseline_raw``, :mod:`.baseline_part`) as a fourth (the best score on validation cells with ig and with
+  erythroblast held out, docs/classifier.md).
 
 The raw statistic (``novelty_raw`` in a results table) is standardised per predicted class by a *reference* fitted on
 labelled validation cells (median and MAD among cells predicted as that class; ``cytomodel calibrate`` writes it into
