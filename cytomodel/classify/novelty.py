@@ -131,8 +131,9 @@ def fit_profile_reference(levels: np.ndarray, predicted: Sequence[str], class_na
                          f"(got {int(ok.sum())})")
     by_class = {c: x[ok & (predicted == c)] for c in class_names}
     centred = [v - v.mean(axis=0) for v in by_class.values() if len(v) >= MIN_CLASS_CELLS]
-    pooled = _mean_precision(x[ok])
-    pooled["precision"] = _mean_precision(np.concatenate(centred) if centred else x[ok])["precision"]
+    pooled = {"loc": x[ok].mean(axis=0).tolist(),
+              "precision": _mean_precision(np.concatenate(centred) if centred else x[ok])["precision"],
+              "n": int(ok.sum())}
     per_class = {}
     for c, v in by_class.items():
         if len(v) >= need:
@@ -149,9 +150,10 @@ def profile_distance(levels: np.ndarray, predicted: Sequence[str], reference: di
     """Per cell, the Mahalanobis distance of its texture profile from its predicted class's (NaN where a level is
     missing)."""
     x = np.asarray(levels, dtype=np.float64)
+    predicted = np.asarray(predicted, dtype=object)
     out = np.full(len(x), np.nan)
     for c in set(predicted):
-        rows = np.flatnonzero(np.asarray(predicted, dtype=object) == c)
+        rows = np.flatnonzero(predicted == c)
         fit = reference["per_class"].get(c, reference["pooled"])
         d = x[rows] - np.asarray(fit["loc"])
         out[rows] = np.sqrt(np.einsum("ij,jk,ik->i", d, np.asarray(fit["precision"]), d))
@@ -214,6 +216,12 @@ def _key(config: dict[str, Any]) -> dict[str, Any]:
     return {**scale_key_of(config), "anomaly": config.get("anomaly", "zeta")}
 
 
+def _fitted_for(fit: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The weights hashes of the 128-px stage and of the baseline a recorded fit was made with (None: not recorded)."""
+    return ((fit.get("texture_stage") or {}).get("superres_weights_sha256"),
+            (fit.get("baseline") or {}).get("baseline_weights_sha256"))
+
+
 def model_reference(meta: dict[str, Any], cfg: ClassifierConfig, warn: bool = True,
                     texture_stage: str | None = None, baseline: str | None = None) -> dict[str, Any] | None:
     """The model's novelty reference fitted with the same error settings and anomaly score, or None (warned).
@@ -222,10 +230,9 @@ def model_reference(meta: dict[str, Any], cfg: ClassifierConfig, warn: bool = Tr
     sit under more than one cascade)."""
     want = _key(cfg.to_dict())
     for fit in meta.get("novelty_fits") or []:
-        fitted_on = (fit.get("texture_stage") or {}).get("superres_weights_sha256")
+        fitted_on, fitted_with = _fitted_for(fit)
         if cfg.needs_texture and texture_stage and fitted_on and fitted_on != texture_stage:
             continue
-        fitted_with = (fit.get("baseline") or {}).get("baseline_weights_sha256")
         if cfg.needs_baseline and baseline and fitted_with and fitted_with != baseline:
             continue
         if _key(fit.get("config", {})) == want:
@@ -256,9 +263,8 @@ def record_reference(model_dir: str | Path, table: pd.DataFrame, class_names: Se
     meta = json.loads(path.read_text())
     fit = {"reference": ref, "n_images": int(len(known)), "config": cfg.to_dict(), **(source or {}),
            **provenance_record()}
-    def fitted_for(f: dict[str, Any]) -> tuple:
-        return (_key(f.get("config", {})), (f.get("texture_stage") or {}).get("superres_weights_sha256"),
-                (f.get("baseline") or {}).get("baseline_weights_sha256"))
-    meta["novelty_fits"] = [f for f in meta.get("novelty_fits") or [] if fitted_for(f) != fitted_for(fit)] + [fit]
+    same = (_key(fit["config"]), _fitted_for(fit))
+    meta["novelty_fits"] = [f for f in meta.get("novelty_fits") or []
+                            if (_key(f.get("config", {})), _fitted_for(f)) != same] + [fit]
     write_json(path, meta)
     return fit
