@@ -143,27 +143,31 @@ def gain_at(z: dict, ts: list[int]) -> np.ndarray:
 
 
 def results_tables(z: dict, tabs: dict, ts: list[int], base: dict | None = None) -> dict[str, pd.DataFrame]:
-    """Per split, the columns a `classify` results table of a texture score has, at the noise levels ``ts`` (and
-    ``baseline_raw``, the baseline's 1 − max softmax, when ``base`` gives it)."""
-    from cytomodel.classify.texture import texture_levels
+    """Per split, the columns a `classify` results table of a texture score has (gains, log null errors), at the
+    noise levels ``ts`` (and the baseline's columns — ``baseline_raw``, ``baseline_distance`` — when ``base`` gives
+    them: split -> column -> values)."""
+    from cytomodel.classify.texture import null_levels, texture_levels
 
     out = {}
     for s in ("val", "test"):
-        lv = texture_levels(z[s]["errors"], [list(z[s]["timesteps"]).index(t) for t in ts])
+        at = [list(z[s]["timesteps"]).index(t) for t in ts]
+        lv, nulls = texture_levels(z[s]["errors"], at), null_levels(z[s]["errors"], at)
         df = pd.DataFrame({"pred_class": [str(p) for p in z[s]["pred"]],
                            "novelty_raw": tabs[s]["novelty_raw"].to_numpy(np.float64), "texture_raw": lv.mean(1)})
         for j, t in enumerate(ts):
             df[f"texture_t{t}"] = lv[:, j]
-        if base:
-            df["baseline_raw"] = base[s]
+        for j, t in enumerate(ts):
+            df[f"texture_null_t{t}"] = nulls[:, j]
+        for col, values in (base or {}).get(s, {}).items():
+            df[col] = values
         out[s] = df
     return out
 
 
 def library_candidates(z, tabs, tsets, classes, trained_val, base=None) -> dict[str, dict[str, np.ndarray]]:
-    """``classify``'s texture and class-gain+texture scores (and with ``base``, the baseline's 1 − max softmax,
-    class-gain+texture+baseline; reference fitted on trained-class val cells, as ``cytomodel calibrate`` does), and
-    class-gain+texture-gain (the form before the texture profile, gain only)."""
+    """``classify``'s texture and class-gain+texture scores (and with ``base``, the baseline's columns,
+    class-gain+texture+baseline and its -softmax form; references fitted on trained-class val cells, as ``cytomodel
+    calibrate`` does), and class-gain+texture-gain (the form before the texture profile, gain only)."""
     from cytomodel.classify.novelty import anomaly_of, fit_score_reference, score_parts
 
     cands = {}
@@ -172,7 +176,7 @@ def library_candidates(z, tabs, tsets, classes, trained_val, base=None) -> dict[
             continue
         tables = results_tables(z, tabs, ts, base)
         for anomaly in ("texture", "class-gain+texture", "class-gain+texture-gain") + (
-                ("class-gain+texture+baseline",) if base else ()):
+                ("class-gain+texture+baseline", "class-gain+texture+baseline-softmax") if base else ()):
             ref = fit_score_reference(tables["val"][trained_val], classes, anomaly)
             label = (f"classify's class-gain+texture before the profile (gain only), {name}"
                      if anomaly == "class-gain+texture-gain" else f"classify's {anomaly} (gain + profile), {name}")
@@ -239,18 +243,16 @@ def score(args) -> None:
         split, table = spec.split("=", 1)
         t = pd.read_csv(table)
         tabs[split] = t[t["pred_class"].notna()].reset_index(drop=True).iloc[:len(z[split]["errors"])]
-    base = {}
+    base = {}   # split -> the baseline's columns of a results table, as `classify` writes them
     if args.baseline:
-        from cytomodel.data import framed_arrays
+        from cytomodel.classify.baseline_part import BaselinePart
         from cytomodel.evaluate import load_baseline
 
-        clf = load_baseline(args.baseline)
-        for s in ("val", "test"):
-            cells = clf.intake().frame(list(tabs[s]["image"]))
-            arrays, keep = framed_arrays(cells, clf.resolution)
-            p = np.full(len(cells), np.nan)
-            p[keep] = 1 - clf.predict_proba(arrays).max(axis=1)
-            base[s] = p
+        part = BaselinePart.of_classifier(load_baseline(args.baseline), args.baseline, classes)
+        if part.classifier.density is None:
+            raise SystemExit(f"{args.baseline} has no feature density: `cytomodel baseline fit-density --model "
+                             f"{args.baseline} --data TRAINING_DATA --split train`")
+        base = {s: part.columns(list(tabs[s]["image"])) for s in ("val", "test")}
     held = args.holdout
     cands: dict[str, dict[str, np.ndarray]] = {}
     tsets = {"all t": all_t, "t ≤ 200": [t for t in all_t if t <= 200], "t ≥ 200": [t for t in all_t if t >= 200],
@@ -273,7 +275,8 @@ def score(args) -> None:
             flip = {"anomaly_score": lambda v: v, "zeta": lambda v: -v, "confidence": lambda v: 1 - v}[col]
             cands[label] = {s: flip(tabs[s][col].to_numpy()) for s in ("val", "test")}
     if base:
-        cands["baseline 1 − max softmax"] = base
+        cands["baseline 1 − max softmax"] = {s: base[s]["baseline_raw"] for s in base}
+        cands["baseline feature distance"] = {s: base[s]["baseline_distance"] for s in base}
     singles = list(cands)
     textures = [c for c in singles if c.startswith("texture")]
     others = [c for c in singles if not c.startswith("texture")]
@@ -315,7 +318,7 @@ def score(args) -> None:
                "n_test": {k: int(v) for k, v in pd.Series(z["test"]["label"]).value_counts().items()},
                "timesteps": all_t, "draws": int(z["val"]["errors"].shape[2]),
                "crop": "the stage's training crop (config.crop_size)",
-               "chosen_on_val": best["score"], "args": vars(args)}, open(out / "scores.json", "w"), indent=2,
+               "chosen_on_val": best["score"], "args": vars(args)}, open(scores_out / "scores.json", "w"), indent=2,
               default=str)
     with pd.option_context("display.width", 250, "display.max_colwidth", 70, "display.max_rows", 400):
         print(res.round(3).to_string(index=False))

@@ -36,8 +36,8 @@ Outputs
 probabilities softmax(−E/T) with the temperature T fitted on validation data by NLL (:func:`fit_temperature`,
 ``cytomodel calibrate``; a model without T uses T = 1 and says so), confidence = max p, entropy (nats),
 margin = p₁ − p₂, and the anomaly score. The anomaly score is, with ``anomaly="best-error"``, ``"class-gain"``,
-``"texture"``, ``"class-gain+texture"`` or ``"class-gain+texture+baseline"`` (the last three read a cascade's 128-px
-stage, :mod:`.texture`; the last adds a baseline CNN's uncertainty, :mod:`.baseline_part`), how unlike the
+``"texture"``, ``"class-gain+texture"`` or ``"class-gain+texture+baseline"`` and their variants (all but the first two
+read a cascade's 128-px stage, :mod:`.texture`; the last adds a baseline CNN's view, :mod:`.baseline_part`), how unlike the
 validation cells of its predicted class the cell is (:mod:`.novelty`); by default it is −ζ with CytoDiffusion's ζ (their released code,
 ``zeta_anomaly``): let g_(0) = 0 ≤ g_(1) ≤ … be the sorted gaps E_c − min E, divided by their mean over all classes
 (scale-free), and k = min(C − 1, 10); then
@@ -75,6 +75,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
                     "triage"),
     **dict.fromkeys(["novelty_statistic", "fit_reference", "standardise", "model_reference", "record_reference",
                      "anomaly_of", "fit_score_reference"], "novelty"),
-    **dict.fromkeys(["TextureScorer", "texture_errors", "texture_gain", "texture_levels"], "texture"),
+    **dict.fromkeys(["TextureScorer", "null_levels", "texture_errors", "texture_gain", "texture_levels"],
+                   "texture"),
     "BaselinePart": "baseline_part",
 })

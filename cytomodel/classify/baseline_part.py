@@ -1,9 +1,12 @@
-"""The baseline CNN's uncertainty (1 − max softmax) as one more part of the diffusion classifier's anomaly score.
+"""The baseline CNN's view of a cell as one more part of the diffusion classifier's anomaly score: how far its
+features lie from every trained class's (``baseline_distance``, :mod:`cytomodel.evaluate.feature_density`), with its
+uncertainty (``baseline_raw``, 1 − max softmax) written beside it.
 
-Why: on validation cells with ig and with erythroblast held out, the best score adds the discriminative baseline's
-uncertainty to the diffusion parts (class-gain, texture gain, texture profile; docs/classifier.md): the two models
-are unsure about different cells. The baseline must know the same classes as the diffusion model (trained without
-the same held-out class) and reads each image through its own intake, as ``baseline predict`` would.
+Why: on validation cells with ig and with erythroblast held out, the best score adds the discriminative baseline to
+the diffusion parts (class-gain, texture gain, texture profile; docs/classifier.md): the two models are unsure about
+different cells; its feature distance ranked both held-out classes better than its softmax. The baseline must know
+the same classes as the diffusion model (trained without the same held-out class) and reads each image through its
+own intake, as ``baseline predict`` would.
 """
 from __future__ import annotations
 
@@ -20,12 +23,14 @@ from ..data import Intake, framed_arrays
 
 @dataclass
 class BaselinePart:
-    """A baseline CNN and its intake; :meth:`uncertainty` is the ``baseline_raw`` column of a results table.
+    """A baseline CNN and its intake; :meth:`columns` are the ``baseline_raw`` and ``baseline_distance`` columns of a
+    results table.
     ``classifier``: a :class:`cytomodel.evaluate.BaselineClassifier` (loaded by the caller: evaluate sits above
     classify)."""
     classifier: Any
     intake: Intake
     weights_sha256: str | None = None   # which reference fits it (a reference records the baseline it was fitted with)
+    density_sha256: str | None = None   # its feature density's arrays (refitting it changes the distances)
 
     @classmethod
     def of_classifier(cls, classifier: Any, folder: str | Path, class_names: Sequence[str],
@@ -39,18 +44,30 @@ class BaselinePart:
             raise ValueError(f"the baseline {folder} knows the classes {sorted(classifier.class_names)}, the "
                              f"diffusion model {sorted(class_names)}: train the baseline on the same classes")
         weights = Path(folder) / "model.safetensors"
-        return cls(classifier, classifier.intake(um_per_px, stain), sha256_file(weights) if weights.is_file() else None)
+        density = classifier.density
+        return cls(classifier, classifier.intake(um_per_px, stain), sha256_file(weights) if weights.is_file() else None,
+                   density.fingerprint() if density is not None else None)
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs' baseline columns the same numbers (for a results table's run key and a reference)."""
-        return {"baseline_weights_sha256": self.weights_sha256, "baseline_name": self.classifier.metadata.get("name")}
+        return {"baseline_weights_sha256": self.weights_sha256, "baseline_name": self.classifier.metadata.get("name"),
+                "baseline_density_sha256": self.density_sha256}
 
-    def uncertainty(self, sources: Sequence) -> np.ndarray:
-        """Per source, 1 − the baseline's largest class probability; NaN where it could not be framed."""
-        out = np.full(len(sources), np.nan)
+    def columns(self, sources: Sequence) -> dict[str, np.ndarray]:
+        """Per source, ``baseline_raw`` (1 − the largest class probability) and, where the baseline has a feature
+        density, ``baseline_distance``; NaN where it could not be framed."""
+        out = {"baseline_raw": np.full(len(sources), np.nan)}
+        if self.classifier.density is not None:
+            out["baseline_distance"] = np.full(len(sources), np.nan)
         if not len(sources):
             return out
         arrays, keep = framed_arrays(self.intake.frame(list(sources)), self.classifier.resolution)
         if keep:
-            out[keep] = 1.0 - self.classifier.predict_proba(arrays).max(axis=1)
+            out["baseline_raw"][keep] = 1.0 - self.classifier.predict_proba(arrays).max(axis=1)
+            if "baseline_distance" in out:
+                out["baseline_distance"][keep] = self.classifier.feature_distance(arrays)
         return out
+
+    def uncertainty(self, sources: Sequence) -> np.ndarray:
+        """Per source, 1 − the baseline's largest class probability; NaN where it could not be framed."""
+        return self.columns(sources)["baseline_raw"]

@@ -18,7 +18,7 @@ from cytocore.provenance import atomic_output
 
 from ..data import DataError, Intake, framed_arrays, list_inputs
 from ..models.base import CytoModel
-from .config import ClassifierConfig
+from .config import SCORE_PARTS, ClassifierConfig
 from .errors import estimate_errors
 from .novelty import model_reference
 from .scores import model_temperature, results_frame, with_texture
@@ -125,7 +125,7 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
     whose framing columns say why (``strict``: a DataError instead, after the run). ``items`` ((path, label) pairs)
     replaces listing ``source``; ``classes`` restricts the candidate classes; ``texture`` (a cascade's 128-px stage,
     needed by the texture anomaly scores) adds each cell's texture columns, ``baseline`` (a baseline CNN, needed by
-    ``class-gain+texture+baseline``) its ``baseline_raw``. Images already in ``out`` (or in a
+    ``class-gain+texture+baseline``) its ``baseline_raw`` and ``baseline_distance``. Images already in ``out`` (or in a
     process's part file from an interrupted run) are skipped. Under ``accelerate launch`` each process takes every
     n-th remaining image and writes ``out.part<rank>``; the main process merges them in input order at the end.
     """
@@ -151,6 +151,10 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
         if parts[name] is not None:
             parts[name].intake.plan([p for p, _ in items])
     texture, baseline = parts["texture"], parts["baseline"]
+    if baseline is not None and baseline.classifier.density is None and "baseline_distance" in SCORE_PARTS[cfg.anomaly]:
+        raise ValueError(f"anomaly={cfg.anomaly!r} reads the baseline's feature distance, and this baseline has no "
+                         "feature density: fit one with `cytomodel baseline fit-density --model DIR --data "
+                         "TRAINING_DATA --split train`")
     cls_idx = None if classes is None else [model.class_index(c) for c in classes]
     _claim(out, _run_key(model, cfg, cls_idx, intake, texture, baseline), state)
     if state.is_main_process:
@@ -240,10 +244,13 @@ def _classify_part(model: CytoModel, todo: list[tuple[Path, str | None]], out: P
                 kept = set(names)
                 framed = [p for p, _ in batch if str(p) in kept]
                 if baseline is not None:   # read by with_texture's anomaly score
-                    df.insert(df.columns.get_loc("zeta") + 2, "baseline_raw", baseline.uncertainty(framed))
-                df = with_texture(df, texture.levels(framed, list(df["pred_class"]), cfg_run.seed),
-                                  texture.timesteps, model, cfg_run, warn=False, texture_stage=texture.weights_sha256,
-                                  baseline=baseline.weights_sha256 if baseline is not None else None)
+                    for j, (name, values) in enumerate(baseline.columns(framed).items()):
+                        df.insert(df.columns.get_loc("zeta") + 2 + j, name, values)
+                gains, nulls = texture.profile(framed, list(df["pred_class"]), cfg_run.seed)
+                df = with_texture(df, gains, texture.timesteps, model, cfg_run, warn=False,
+                                  texture_stage=texture.weights_sha256,
+                                  baseline=baseline.weights_sha256 if baseline is not None else None,
+                                  null_levels=nulls)
             df.insert(0, "image", names)
             df = pd.DataFrame({"image": all_names}).merge(df, on="image", how="left")
         else:

@@ -15,19 +15,27 @@ WEIGHTINGS = ("uniform", "min-snr")
 ERROR_REGIONS = ("image", "disc")
 LAB_CONDITIONS = ("none", "unknown")
 ANOMALY_SCORES = ("zeta", "best-error", "class-gain", "texture", "class-gain+texture", "class-gain+texture-gain",
-                  "class-gain+texture+baseline")
+                  "class-gain+texture+baseline", "class-gain+texture+baseline-softmax")
 # the raw statistics each anomaly score standardises and averages (columns of a results table): ``novelty_raw`` from
 # the base stage's errors; ``texture_raw`` (the texture gain) and ``texture_profile`` from a cascade's 128-px stage
-# (:mod:`.texture`). The profile is read from the per-level columns ``texture_t<t>``: how far a cell's gains across
-# noise levels lie from those of its class's validation cells (Mahalanobis distance)
+# (:mod:`.texture`). The profile is read from the per-level columns ``texture_t<t>`` (gains) and
+# ``texture_null_t<t>`` (log null-class errors): how far a cell's values across noise levels lie from those of its
+# class's validation cells (Mahalanobis distance; a reference fitted before the null columns existed reads the gains)
 PROFILE_PART = "texture_profile"
 LEVEL_PREFIX = "texture_t"
+NULL_LEVEL_PREFIX = "texture_null_t"
 SCORE_PARTS = {"best-error": ("novelty_raw",), "class-gain": ("novelty_raw",),
                "texture": ("texture_raw", PROFILE_PART),
                "class-gain+texture": ("novelty_raw", "texture_raw", PROFILE_PART),
                "class-gain+texture-gain": ("novelty_raw", "texture_raw"),   # without the profile: best on PMY
-               "class-gain+texture+baseline": ("novelty_raw", "texture_raw", PROFILE_PART, "baseline_raw")}
-# ``baseline_raw``: a baseline CNN's 1 − max softmax on the same cell (:mod:`.baseline_part`)
+               "class-gain+texture+baseline": ("novelty_raw", "texture_raw", PROFILE_PART, "baseline_distance"),
+               # the baseline's 1 − max softmax instead: in triage it accepts fewer held-out cells and flags fewer of
+               # another lab's normal cells (docs/classifier.md)
+               "class-gain+texture+baseline-softmax": ("novelty_raw", "texture_raw", PROFILE_PART, "baseline_raw")}
+# ``baseline_distance``: how far a baseline CNN's features of the same cell lie from every class's (relative
+# Mahalanobis; :mod:`.baseline_part`); ``baseline_raw``: its 1 − max softmax (a +baseline reference fitted before
+# the distance existed reads it)
+BASELINE_PARTS = ("baseline_raw", "baseline_distance")
 # fields that change the scale of the errors, and so the meaning of a fitted temperature
 PLAN_LENGTH = 256
 SCALE_FIELDS = ("t_min", "t_max", "weighting", "min_snr_gamma", "tta", "error_region", "disc_radius", "lab_condition")
@@ -64,7 +72,8 @@ class ClassifierConfig:
                                               # and how unlike its class's that detail is across scales, from a
                                               # cascade's 128-px stage), "class-gain+texture" (the mean of both;
                                               # "class-gain+texture-gain" without the profile) or
-                                              # "class-gain+texture+baseline" (and a baseline CNN's uncertainty),
+                                              # "class-gain+texture+baseline" (and how far a baseline CNN's
+                                              # features lie from every class's; "…-softmax": its 1 − max softmax),
                                               # each part standardised against validation cells of that class
     error_region: str = "image"               # "image": mean squared error over the whole image; "disc": inside a
     disc_radius: float = 0.35                 # centred disc of this radius (fraction of the width) — the cell
@@ -136,7 +145,7 @@ class ClassifierConfig:
 
     @property
     def needs_baseline(self) -> bool:
-        return "baseline_raw" in SCORE_PARTS.get(self.anomaly, ())
+        return any(c in BASELINE_PARTS for c in SCORE_PARTS.get(self.anomaly, ()))
 
     def scale_key(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in SCALE_FIELDS}

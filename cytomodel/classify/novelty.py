@@ -11,11 +11,13 @@ scores compare the cell with validation cells of the class it is assigned to:
   a cell of an unseen class is not. One null-class call per draw (+24 at the defaults).
 * ``texture``: the same question asked of the cell's fine detail by a cascade's 128-px stage (:mod:`.texture`): the
   texture gain (``texture_raw`` in a table) and the texture *profile* — the Mahalanobis distance of the cell's gains
-  across noise levels (``texture_t<t>`` columns) from those of validation cells of its class, which sees a cell whose
-  detail is explained at one scale and not at another (erythroblasts held out) where the mean gain does not.
+  and log null-class errors across noise levels (``texture_t<t>``, ``texture_null_t<t>`` columns) from those of
+  validation cells of its class, which sees a cell whose detail is explained at one scale and not at another
+  (erythroblasts held out), or is unlike its class's at some scale, where the mean gain does not.
   ``class-gain+texture``: the mean of the three standardised scores (``class-gain+texture-gain``: without the
-  profile, which ranks promyelocytes best); ``class-gain+texture+baseline`` adds a baseline CNN's 1 − max softmax
-  (``baseline_raw``, :mod:`.baseline_part`) as a fourth (the best score on validation cells with ig and with
+  profile, which ranks promyelocytes best); ``class-gain+texture+baseline`` adds how far a baseline CNN's features
+  lie from every class's (``baseline_distance``, :mod:`.baseline_part`; a reference fitted before it existed reads
+  its 1 − max softmax, ``baseline_raw``) as a fourth (the best score on validation cells with ig and with
   erythroblast held out, docs/classifier.md).
 
 The raw statistic (``novelty_raw`` in a results table) is standardised per predicted class by a *reference* fitted on
@@ -37,7 +39,7 @@ import pandas as pd
 from cytocore.provenance import provenance_record, write_json
 
 from ..models.base import METADATA_FILE
-from .config import LEVEL_PREFIX, PROFILE_PART, SCORE_PARTS, ClassifierConfig, scale_key_of
+from .config import LEVEL_PREFIX, NULL_LEVEL_PREFIX, PROFILE_PART, SCORE_PARTS, ClassifierConfig, scale_key_of
 
 MIN_CLASS_CELLS = 10   # fewer validation cells predicted as a class: that class uses the pooled reference
 
@@ -87,21 +89,28 @@ def fit_reference(raw: np.ndarray, predicted: Sequence[str], class_names: Sequen
     return {"pooled": pooled, "per_class": per_class}
 
 
-def level_columns(columns: Sequence[str]) -> list[str]:
-    """The per-noise-level texture columns (``texture_t<t>``) among ``columns``, by noise level."""
-    cols = [c for c in columns if c.startswith(LEVEL_PREFIX) and c[len(LEVEL_PREFIX):].isdigit()]
-    return sorted(cols, key=lambda c: int(c[len(LEVEL_PREFIX):]))
+def level_columns(columns: Sequence[str], prefix: str = LEVEL_PREFIX) -> list[str]:
+    """The per-noise-level texture columns (``texture_t<t>``, or another ``prefix``) among ``columns``, by level."""
+    cols = [c for c in columns if c.startswith(prefix) and c[len(prefix):].isdigit()]
+    return sorted(cols, key=lambda c: int(c[len(prefix):]))
+
+
+def profile_columns(columns: Sequence[str]) -> list[str]:
+    """The texture profile's columns among ``columns``: the gains per level, then the log null-class errors per level
+    (a table written before those existed has the gains only)."""
+    return level_columns(columns) + level_columns(columns, NULL_LEVEL_PREFIX)
 
 
 def part_values(table: pd.DataFrame, part: str, columns: Sequence[str] | None = None) -> np.ndarray:
     """A score part's raw values in a results table: its column, or for the texture profile the (N, T) matrix of its
     per-level columns (``columns``: those a reference was fitted on, in its order)."""
     if part == PROFILE_PART:
-        cols = list(columns) if columns is not None else level_columns(table.columns)
+        cols = list(columns) if columns is not None else profile_columns(table.columns)
         missing = [c for c in cols if c not in table] if cols else [f"{LEVEL_PREFIX}<t>"]
         if missing:
             raise ValueError(f"the table has no {', '.join(missing)} column(s): classify with a texture --anomaly "
-                             "(a table written before the texture profile existed lacks them)")
+                             "(a table written before the texture profile, or its null-error columns, existed "
+                             "lacks them)")
         return table[cols].to_numpy(np.float64)
     if part not in table:
         raise ValueError(f"the table has no {part} column")
@@ -207,9 +216,23 @@ def fit_score_reference(table: pd.DataFrame, class_names: Sequence[str], anomaly
     if missing:
         raise ValueError(f"the table has no {', '.join(missing)} column: classify with --anomaly {anomaly}")
     pred = table["pred_class"].to_numpy()
-    fits = {c: fit_profile_reference(part_values(table, c), pred, class_names, level_columns(table.columns))
-            if c == PROFILE_PART else fit_reference(table[c].to_numpy(), pred, class_names) for c in cols}
+    fits = {c: _fit_profile(table, pred, class_names) if c == PROFILE_PART
+            else fit_reference(table[c].to_numpy(), pred, class_names) for c in cols}
     return fits["novelty_raw"] if cols == ("novelty_raw",) else {"parts": fits}
+
+
+def _fit_profile(table: pd.DataFrame, predicted: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """The texture profile's reference on every profile column of ``table``; on the gains alone (said) where the
+    table has too few cells for a covariance of gains and null errors (4 cells per column)."""
+    cols = profile_columns(table.columns)
+    gains = level_columns(table.columns)
+    finite = int(np.isfinite(table[cols].to_numpy(np.float64)).all(axis=1).sum()) if cols else 0
+    if len(cols) > len(gains) and finite < max(MIN_CLASS_CELLS, 4 * len(cols)):
+        warnings.warn(f"{finite} classified cells are too few for a texture profile of gains and null errors "
+                      f"({4 * len(cols)} needed): the profile reference is fitted on the gains alone. Calibrate on "
+                      "more validation cells for the full profile.", stacklevel=3)
+        cols = gains
+    return fit_profile_reference(part_values(table, PROFILE_PART, cols), predicted, class_names, cols)
 
 
 def _key(config: dict[str, Any]) -> dict[str, Any]:

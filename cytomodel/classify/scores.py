@@ -14,7 +14,7 @@ import pandas as pd
 from cytocore.provenance import provenance_record, write_json
 
 from ..models.base import METADATA_FILE, CytoModel
-from .config import LEVEL_PREFIX, ClassifierConfig, scale_key_of
+from .config import LEVEL_PREFIX, NULL_LEVEL_PREFIX, ClassifierConfig, scale_key_of
 from .errors import ErrorEstimate
 from .novelty import anomaly_of, model_reference, novelty_statistic, score_parts
 
@@ -139,17 +139,22 @@ def results_frame(model: CytoModel, est: ErrorEstimate, cfg: ClassifierConfig,
 
 def with_texture(df: pd.DataFrame, levels: np.ndarray, timesteps: Sequence[int], model: CytoModel,
                  cfg: ClassifierConfig, warn: bool = True, texture_stage: str | None = None,
-                 baseline: str | None = None) -> pd.DataFrame:
+                 baseline: str | None = None, null_levels: np.ndarray | None = None) -> pd.DataFrame:
     """A results table of a texture anomaly score: the texture gain per noise level (``levels`` (N, T) at
-    ``timesteps``; columns ``texture_t<t>``), their mean (``texture_raw``) and the anomaly score
+    ``timesteps``; columns ``texture_t<t>``), their mean (``texture_raw``), the log null-class error per level
+    (``null_levels``; columns ``texture_null_t<t>``) and the anomaly score
     (``texture_stage`` / ``baseline``: the 128-px stage's and the baseline's weights hashes, to pick the reference
-    fitted for them; a score with the baseline's part reads the table's ``baseline_raw``)."""
+    fitted for them; a score with the baseline's part reads the table's baseline columns)."""
     df = df.copy()
     levels = np.asarray(levels, dtype=np.float64).reshape(len(df), len(timesteps))
     at = df.columns.get_loc("novelty_raw" if "novelty_raw" in df else "zeta") + 1
     df.insert(at, "texture_raw", levels.mean(axis=1))
     for j, t in enumerate(timesteps):
         df.insert(at + 1 + j, f"{LEVEL_PREFIX}{int(t)}", levels[:, j])
+    if null_levels is not None:
+        nulls = np.asarray(null_levels, dtype=np.float64).reshape(len(df), len(timesteps))
+        for j, t in enumerate(timesteps):
+            df.insert(at + 1 + len(timesteps) + j, f"{NULL_LEVEL_PREFIX}{int(t)}", nulls[:, j])
     ref = model_reference(model.metadata, cfg, warn=warn, texture_stage=texture_stage, baseline=baseline)
     df["anomaly_score"] = anomaly_of(score_parts(df, ref if ref is not None else cfg.anomaly),
                                      df["pred_class"].tolist(), ref)

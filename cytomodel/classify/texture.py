@@ -8,14 +8,16 @@ a framed cell (the cell, not the field of red cells) is what it is scored on.
 
 ``texture_errors`` gives, per cell, noise level and draw, the stage's noise-prediction error of that residual crop
 under the predicted class and under the null class; ``texture_levels`` = log(E_class / E_null) per noise level
-(the cell's texture profile across scales) and ``texture_gain`` their mean — negative where the class explains the
+and ``null_levels`` = log E_null per noise level (how hard the detail is to predict at all) — together the cell's
+texture profile across scales — and ``texture_gain`` the mean of the first — negative where the class explains the
 detail (a normal cell), near zero or positive where it does not. The anomaly score reads both the gain and how far
 the profile lies from its class's (:mod:`.novelty`). Measured on PBC with `ig` and with `erythroblast` held out of
 both stages (``benchmarks/texture_scores.py``, docs/classifier.md).
 
 :class:`TextureScorer` is what ``classify --anomaly texture`` / ``class-gain+texture`` runs on input images: frames
 them at the cascade's size, saves each as the stage's training files were (:mod:`cytomodel.data.encoding`) and
-returns the texture gain per level, with noise drawn per image (the same image gets the same draws anywhere).
+returns the texture profile (gain and null error per level), with noise drawn per image (the same image gets the
+same draws anywhere).
 """
 from __future__ import annotations
 
@@ -101,15 +103,28 @@ def texture_errors(superres: "SuperResModel", images: np.ndarray, predicted: Seq
     return out
 
 
-def texture_levels(errors: np.ndarray, timestep_index: Sequence[int] | None = None) -> np.ndarray:
-    """(N, T): per cell and noise level (indices into the computed ones; all by default), the mean over draws of
-    log(E_class / E_null) from :func:`texture_errors`' output — the cell's texture *profile* across scales."""
+def _at_levels(errors: np.ndarray, timestep_index: Sequence[int] | None) -> np.ndarray:
+    """:func:`texture_errors`' output (N, T, D, 2) at the chosen noise levels (indices; all when None)."""
     e = np.asarray(errors)
     if e.ndim != 4 or e.shape[-1] != 2:
         raise ValueError(f"expected (N, T, D, 2) texture errors, got shape {e.shape}")
-    if timestep_index is not None:
-        e = e[:, list(timestep_index)]
+    return e if timestep_index is None else e[:, list(timestep_index)]
+
+
+def texture_levels(errors: np.ndarray, timestep_index: Sequence[int] | None = None) -> np.ndarray:
+    """(N, T): per cell and noise level (indices into the computed ones; all by default), the mean over draws of
+    log(E_class / E_null) from :func:`texture_errors`' output — the gains of the cell's texture profile across
+    scales."""
+    e = _at_levels(errors, timestep_index)
     return np.log(e[..., 0] / e[..., 1]).mean(axis=2)
+
+
+def null_levels(errors: np.ndarray, timestep_index: Sequence[int] | None = None) -> np.ndarray:
+    """(N, T): per cell and noise level, the mean over draws of log E_null (:func:`texture_errors`' null-class error).
+    Why beside the gains: a cell of an unseen class may be explained by its called class about as well as a normal
+    one is, yet its detail be unlike that class's at some scale (on val cells with ig and with erythroblast held out,
+    the profile of gains and null errors ranked both classes better than the gains alone: docs/classifier.md)."""
+    return np.log(_at_levels(errors, timestep_index)[..., 1]).mean(axis=2)
 
 
 def texture_gain(errors: np.ndarray, timestep_index: Sequence[int] | None = None) -> np.ndarray:
@@ -155,26 +170,33 @@ class TextureScorer:
         return {"superres_train_steps": m.get("train_steps"), "superres_created": m.get("created_utc"),
                 "superres_weights_sha256": self.weights_sha256, "draws": self.draws,
                 "timesteps": list(self.timesteps), "encoding": self.encoding is not None,
-                "level_columns": True}   # tables from before the per-level columns cannot be resumed
+                "level_columns": True,   # tables from before the per-level columns cannot be resumed,
+                "null_level_columns": True}   # nor those from before the null-error columns
 
-    def levels(self, sources: Sequence, predicted: Sequence[str], seed: int = 0) -> np.ndarray:
-        """(N, T): per source and noise level (``timesteps``), log(E_class / E_null) under its predicted class name,
-        averaged over draws; NaN rows where a source could not be framed."""
+    def profile(self, sources: Sequence, predicted: Sequence[str], seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Two (N, T) arrays per source and noise level (``timesteps``), averaged over draws: log(E_class / E_null)
+        under its predicted class name (:func:`texture_levels`) and log E_null (:func:`null_levels`); NaN rows
+        where a source could not be framed."""
         if len(sources) != len(predicted):
             raise ValueError(f"{len(predicted)} predicted classes for {len(sources)} images")
-        out = np.full((len(sources), len(self.timesteps)), np.nan)
+        gains = np.full((len(sources), len(self.timesteps)), np.nan)
+        nulls = gains.copy()
         if not len(sources):
-            return out
+            return gains, nulls
         cells = self.intake.frame(list(sources))
         arrays, keep = framed_arrays(cells, self.superres.resolution)
         if not keep:
-            return out
+            return gains, nulls
         arrays = encode_like(arrays, self.encoding)
         labels = [self.superres.class_index(predicted[i]) for i in keep]
         errors = texture_errors(self.superres, arrays, labels, self.draws, timesteps=self.timesteps,
                                 image_seeds=[image_seed(a, seed) for a in arrays])
-        out[keep] = texture_levels(errors)
-        return out
+        gains[keep], nulls[keep] = texture_levels(errors), null_levels(errors)
+        return gains, nulls
+
+    def levels(self, sources: Sequence, predicted: Sequence[str], seed: int = 0) -> np.ndarray:
+        """(N, T): per source and noise level, log(E_class / E_null) averaged over draws (:meth:`profile`'s gains)."""
+        return self.profile(sources, predicted, seed)[0]
 
     def gains(self, sources: Sequence, predicted: Sequence[str], seed: int = 0) -> np.ndarray:
         """Per source, the texture gain (the mean of :meth:`levels` over the levels); NaN where not framed."""

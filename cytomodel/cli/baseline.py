@@ -1,4 +1,5 @@
-"""``cytomodel baseline train | predict``: the discriminative baseline's commands (argument parsing only)."""
+"""``cytomodel baseline train | predict | fit-density``: the discriminative baseline's commands (argument parsing
+only)."""
 from __future__ import annotations
 
 import argparse
@@ -35,6 +36,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                   lr=args.lr, precision=args.precision, widths=_ints(args.widths),
                                   blocks=_ints(args.blocks), stem_stride=args.stem_stride, norm=args.norm,
                                   lab_augment=args.lab_augment, source=source, log=sys.stdout, device=args.device)
+    clf.fit_density(images, {"data": str(args.data), "split": args.split}, required=False)   # for …+baseline
     extra = {"data_source": str(args.data), "split": args.split, "val_split": args.val_split,
              "crop_fraction": args.crop_fraction}
     if args.test_split:
@@ -52,6 +54,20 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"{m['balanced_accuracy']:.4f} (n={m['n']})")
     print(f"baseline saved to {args.out}")
     record_framing_if_missing(Path(args.out), args.data, args.split)
+    return 0
+
+
+def cmd_fit_density(args: argparse.Namespace) -> int:
+    clf = evaluate.BaselineClassifier.from_pretrained(args.model)
+    if clf.student:
+        raise ValueError(f"{args.model} is a distilled student: its anomaly score is its own (see `cytomodel distil`)")
+    images = data.load_dataset(args.data, clf.resolution, float(clf.metadata.get("crop_fraction") or 1.0),
+                               split=args.split, class_names=clf.class_names, strict=args.strict, progress=True)
+    for path, why in images.skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    density = clf.fit_density(images, {"data": str(args.data), "split": args.split})
+    written = clf.save_density(args.model)
+    print(f"feature density fitted on {density.record['n']} cells -> {written}")
     return 0
 
 
@@ -137,7 +153,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    """``cytomodel baseline train|predict``."""
+    """``cytomodel baseline train|predict|fit-density``."""
     p = subparsers.add_parser("baseline", help="train or apply the discriminative baseline CNN",
                               description="A small ResNet-style CNN that names the cell type; the yardstick for "
                                           "class fidelity and for the diffusion classifier.")
@@ -185,3 +201,14 @@ def register(subparsers) -> None:
     add_classes_arg(q)
     add_intake_args(q)
     q.set_defaults(func=cmd_predict)
+
+    f = sub.add_parser("fit-density", help="fit the density of a baseline's features on its training cells",
+                       description="Fit the class means and covariances of the baseline's penultimate features on "
+                       "its training cells (relative Mahalanobis distance), for the anomaly score "
+                       "`cytomodel classify --anomaly class-gain+texture+baseline`. `baseline train` fits it "
+                       "already; this adds it to a baseline trained before.")
+    f.add_argument("--model", required=True, help="baseline folder")
+    f.add_argument("--data", required=True, help="its training data (folder tree, folder with manifest.csv, or CSV)")
+    f.add_argument("--split", default=None, help="manifest split it was trained on (e.g. train)")
+    f.add_argument("--strict", action="store_true", help="fail on the first unreadable image")
+    f.set_defaults(func=cmd_fit_density)

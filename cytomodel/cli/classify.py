@@ -39,14 +39,16 @@ def add_classifier_args(p: argparse.ArgumentParser) -> None:
                    "more UNet call per draw), 'texture' (how little it explains the cell's fine detail, read by a "
                    "cascade's 128-px stage; needs a cascade --model), 'class-gain+texture' (both, averaged), "
                    "'class-gain+texture-gain' (the same without the texture profile: ranks promyelocytes best) or "
-                   "'class-gain+texture+baseline' (and a --baseline CNN's uncertainty); all but zeta against "
+                   "'class-gain+texture+baseline' (and how far a --baseline CNN's features lie from every class's; "
+                   "'class-gain+texture+baseline-softmax': its 1 − max softmax instead); all but zeta against "
                    "validation cells of that class, fitted by `cytomodel calibrate` with the same option "
                    "(%(default)s)")
 
 
 def add_baseline_part_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--baseline", default=None, help="--anomaly class-gain+texture+baseline: a baseline CNN folder "
-                   "trained on the same classes, whose 1 − max softmax joins the anomaly score")
+    p.add_argument("--baseline", default=None, help="--anomaly class-gain+texture+baseline[-softmax]: a baseline CNN "
+                   "folder trained on the same classes, whose feature distance (or 1 − max softmax) joins the anomaly "
+                   "score")
 
 
 def config_from_args(args: argparse.Namespace) -> ClassifierConfig:
@@ -70,7 +72,8 @@ def _load_with_parts(args, cfg: ClassifierConfig, device=None):
     BaselinePart or None): for a texture anomaly score the cascade is loaded once and its base stage classifies;
     otherwise as :func:`_load`."""
     if args.baseline and not cfg.needs_baseline:
-        raise ValueError(f"--baseline is read only by --anomaly class-gain+texture+baseline (not {cfg.anomaly})")
+        raise ValueError(f"--baseline is read only by --anomaly class-gain+texture+baseline[-softmax] (not "
+                         f"{cfg.anomaly})")
     if cfg.needs_baseline and not args.baseline:
         raise ValueError(f"--anomaly {cfg.anomaly} adds a baseline CNN's uncertainty: pass --baseline DIR, a baseline "
                          "trained on the same classes (e.g. data/models/baseline-32 for the bundled cascade)")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,10 +31,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from cytocore import classification as ct
-from cytocore.provenance import write_json
+from cytocore.provenance import provenance_record, write_json
 
 from .. import bundled_baseline_path
 from ..data import ImageArrays, Intake
+from .feature_density import DENSITY_FILE, FeatureDensity
 from .metrics import classification_metrics
 
 WEIGHTS_FILE = "model.safetensors"
@@ -131,6 +133,7 @@ class BaselineClassifier:
     pixel_mean: list[float]
     pixel_std: list[float]
     metadata: dict[str, Any] = field(default_factory=dict)
+    density: FeatureDensity | None = None   # of its features on its training cells (:meth:`fit_density`)
 
     @property
     def device(self) -> torch.device:
@@ -253,6 +256,42 @@ class BaselineClassifier:
         """(N, D) float32 penultimate-layer (globally pooled) features, e.g. for nearest-neighbour checks."""
         return self._run(images, "features", batch_size, precision)
 
+    def fit_density(self, data: ImageArrays, record: dict[str, Any] | None = None,
+                    required: bool = True) -> FeatureDensity | None:
+        """Fit :attr:`density` on labelled cells (its training cells), loaded like its training data; saved with
+        :meth:`save_density` or :meth:`save_pretrained`. ``required=False`` (after training): where the cells are
+        too few for it, warn and leave the baseline without one."""
+        labels = map_labels(data, self.class_names)
+        try:
+            self.density = FeatureDensity.fit(self.features(data.images), labels, self.class_names,
+                                              {**(record or {}), "data_hash": data.data_hash, **provenance_record()})
+        except ValueError as e:
+            if required:
+                raise
+            warnings.warn(f"no feature density fitted ({e}); the baseline's feature distance is unavailable",
+                          stacklevel=2)
+        return self.density
+
+    def feature_distance(self, images, batch_size: int = 256) -> np.ndarray:
+        """(N,) relative Mahalanobis distance of the images' features from the trained classes'
+        (:mod:`.feature_density`): higher = less like any class it knows."""
+        if self.density is None:
+            raise ValueError("this baseline has no feature density: fit one with `cytomodel baseline fit-density "
+                             "--model DIR --data TRAINING_DATA --split train`")
+        return self.density.distance(self.features(images, batch_size))
+
+    def save_density(self, path: str | Path) -> Path:
+        """Write :attr:`density` into the saved baseline folder ``path`` (its record into ``baseline.json``)."""
+        path = Path(path)
+        if self.density is None:
+            raise ValueError("no feature density to save: fit_density first")
+        self.density.save(path)
+        meta = json.loads((path / META_FILE).read_text())
+        meta["feature_density"] = self.density.record
+        write_json(path / META_FILE, meta)
+        self.metadata = meta
+        return path / DENSITY_FILE
+
     def evaluate(self, data: ImageArrays, precision: str = "fp32") -> dict[str, Any]:
         """Accuracy, balanced accuracy, per-class recall and confusion matrix on labelled ``data``."""
         labels = map_labels(data, self.class_names)
@@ -274,6 +313,8 @@ class BaselineClassifier:
                     architecture=self.architecture, weights_dtype=str(dtype).replace("torch.", ""))
         write_json(path / META_FILE, meta)
         self.metadata = meta
+        if self.density is not None:
+            self.save_density(path)
         return path
 
     @property
@@ -300,8 +341,10 @@ class BaselineClassifier:
         if device is not None:
             net.to(device)
         norm = meta["normalisation"]
+        density = (FeatureDensity.load(path, meta["class_names"], meta.get("feature_density") or {})
+                   if (path / DENSITY_FILE).is_file() else None)
         return cls(net, list(meta["class_names"]), int(meta["resolution"]), list(norm["pixel_mean"]),
-                   list(norm["pixel_std"]), meta)
+                   list(norm["pixel_std"]), meta, density)
 
 
 def load_baseline(path: str | Path | None = None, device: str | torch.device | None = None) -> BaselineClassifier:

@@ -244,5 +244,6 @@ def train_variant_baseline(data: ImageArrays, val: ImageArrays | None, out: str 
     if labelled_per_class:
         variant = low_data(variant, labelled_per_class, seed=seed, unlabelled=False)
     clf = train_baseline(variant, val, epochs=epochs, seed=seed, **kw)
+    clf.fit_density(variant, {"data": "the training variant", "holdout": holdout}, required=False)
     clf.save_pretrained(out)
     return clf

@@ -9,9 +9,9 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from cytomodel.classify.novelty import (anomaly_of, fit_profile_reference, fit_reference, part_values, profile_distance,
-                                        standardise)
-from cytomodel.classify.texture import TIMESTEPS, texture_errors, texture_gain, texture_levels
+from cytomodel.classify.novelty import (anomaly_of, fit_profile_reference, fit_reference, part_values, profile_columns,
+                                        profile_distance, standardise)
+from cytomodel.classify.texture import TIMESTEPS, null_levels, texture_errors, texture_gain, texture_levels
 from cytomodel.models.superres import SuperResModel
 
 from cli_warnings import run_cli
@@ -49,7 +49,14 @@ def test_errors_follow_the_class_that_explains_the_detail():
     assert gain[0] < -5 and gain[1] == pytest.approx(np.log(4.0), rel=1e-4)
     assert texture_gain(e, [1])[1] == pytest.approx(np.log(4.0), rel=1e-4)
     np.testing.assert_allclose(texture_levels(e).mean(axis=1), gain)
-    assert texture_levels(e).shape == (3, 2)
+    assert texture_levels(e).shape == (3, 2) == null_levels(e).shape
+    # the null error does not depend on the class called: rows 0 and 1 differ only in their class (same image, and
+    # the draws are per batch position, so compare each with itself called under the other class)
+    swapped = texture_errors(sr, flat(3), [1, 0, 0], draws=2, timesteps=(100, 500), precision="fp32")
+    np.testing.assert_allclose(null_levels(swapped), null_levels(e), rtol=1e-5)
+    assert not np.allclose(texture_levels(swapped), texture_levels(e))
+    # gain + log null error = log class error, per level (averaged over draws)
+    np.testing.assert_allclose((texture_levels(e) + null_levels(e))[1], np.log(e[1, ..., 0]).mean(axis=1), rtol=1e-6)
 
 
 def test_seeded_and_paired():
@@ -143,15 +150,19 @@ def test_classify_and_calibrate_with_the_texture_scores(tiny_cascade_dir, tiny_m
     assert any("how its training files were saved" in m for m in caught)
     val = pd.read_csv(out)
     levels = [f"texture_t{t}" for t in TIMESTEPS]
-    assert {"novelty_raw", "texture_raw", "anomaly_score", *levels} <= set(val.columns)
+    nulls = [f"texture_null_t{t}" for t in TIMESTEPS]
+    assert {"novelty_raw", "texture_raw", "anomaly_score", *levels, *nulls} <= set(val.columns)
+    assert val[nulls].notna().all().all() and (val[nulls].std() > 0).all()
     assert val.texture_raw.notna().all()
     np.testing.assert_allclose(val.texture_raw, val[levels].mean(axis=1))       # the gain: the levels' mean
     # raw, with no reference yet: the scalar parts' mean (the profile is a distance from a reference)
     np.testing.assert_allclose(val.anomaly_score, (val.novelty_raw + val.texture_raw) / 2)
-    assert main(["calibrate", "--model", str(model), "--data", str(tiny_dataset), "--from-results", str(out),
-                 "--rescored-out", str(tmp_path / "val_T.csv")] + opts) == 0
+    caught = run_cli(["calibrate", "--model", str(model), "--data", str(tiny_dataset), "--from-results", str(out),
+                      "--rescored-out", str(tmp_path / "val_T.csv")] + opts)
     fit, = json.loads((model / "base" / "cytomodel.json").read_text())["novelty_fits"]
     assert set(fit["reference"]["parts"]) == {"novelty_raw", "texture_raw", "texture_profile"}
+    # 36 cells are too few for a 10-column covariance (40): the gains alone, and said
+    assert any("fitted on the gains alone" in m for m in caught)
     assert fit["reference"]["parts"]["texture_profile"]["columns"] == levels
     again = tmp_path / "again.csv"
     assert main(["classify", "--model", str(model), "--data", str(tiny_dataset), "--out", str(again)] + opts) == 0
@@ -231,14 +242,20 @@ def test_each_texture_score_fits_the_parts_it_names():
     rng = np.random.default_rng(2)
     n = 60
     table = pd.DataFrame({"pred_class": ["a"] * n, "novelty_raw": rng.normal(size=n), "texture_raw": rng.normal(size=n),
-                          "baseline_raw": rng.uniform(size=n),
+                          "baseline_raw": rng.uniform(size=n), "baseline_distance": rng.normal(size=n),
                           **{f"texture_t{t}": rng.normal(size=n) for t in (200, 500, 800)}})
     want = {"texture": {"texture_raw", "texture_profile"},
             "class-gain+texture": {"novelty_raw", "texture_raw", "texture_profile"},
             "class-gain+texture-gain": {"novelty_raw", "texture_raw"},
-            "class-gain+texture+baseline": {"novelty_raw", "texture_raw", "texture_profile", "baseline_raw"}}
+            "class-gain+texture+baseline": {"novelty_raw", "texture_raw", "texture_profile", "baseline_distance"},
+            "class-gain+texture+baseline-softmax": {"novelty_raw", "texture_raw", "texture_profile", "baseline_raw"}}
     for anomaly, parts in want.items():
         assert set(fit_score_reference(table, ["a"], anomaly)["parts"]) == parts, anomaly
+    # with the null errors too, the profile reads gains then null errors (60 cells ≥ 4 × 6 columns)
+    table = table.assign(**{f"texture_null_t{t}": rng.normal(size=n) for t in (800, 200, 500)})
+    ref = fit_score_reference(table, ["a"], "class-gain+texture")["parts"]["texture_profile"]
+    levels = (200, 500, 800)
+    assert ref["columns"] == [f"texture_t{t}" for t in levels] + [f"texture_null_t{t}" for t in levels]
 
 
 def test_tables_without_the_level_columns_are_named():
@@ -247,6 +264,16 @@ def test_tables_without_the_level_columns_are_named():
         part_values(t, "texture_profile")
     with pytest.raises(ValueError, match="texture_t500"):
         part_values(t.assign(texture_t200=0.0), "texture_profile", ["texture_t200", "texture_t500"])
+    # a reference fitted on gains and null errors needs both; one fitted on the gains alone (before the null
+    # columns existed) reads its own columns from a newer table
+    gains, nulls = ["texture_t200", "texture_t500"], ["texture_null_t200", "texture_null_t500"]
+    newer = pd.DataFrame({"pred_class": ["a"] * 30, **{c: np.linspace(0, 1, 30) ** (i + 1)
+                                                      for i, c in enumerate(gains + nulls)}})
+    assert profile_columns(newer.columns[::-1]) == gains + nulls
+    with pytest.raises(ValueError, match="texture_null_t200.*null-error columns"):
+        part_values(newer[["pred_class"] + gains], "texture_profile", gains + nulls)
+    assert part_values(newer, "texture_profile", gains).shape == (30, 2)
+    assert part_values(newer, "texture_profile").shape == (30, 4)
     # and a reference without the profile part is refused for a score that needs it
     ref = {"parts": {"texture_raw": fit_reference(np.arange(20.0), ["a"] * 20, ["a"])}}
     with pytest.raises(ValueError, match="re-fit"):
@@ -260,30 +287,40 @@ def test_the_baseline_cnns_uncertainty_as_a_fourth_part(tiny_cascade_dir, tiny_b
     from cytomodel.evaluate import load_baseline
 
     model, opts = copy_and_options(tiny_cascade_dir, tmp_path, "class-gain+texture+baseline")
+    baseline = tmp_path / "baseline"
+    shutil.copytree(tiny_baseline_dir, baseline)
     out = tmp_path / "val.csv"
     run = ["classify", "--model", str(model), "--data", str(tiny_dataset), "--out", str(out)]
     # the option and the folder go together: each without the other is a clear error, before any work
     capsys.readouterr()
     assert main(run + opts) != 0 and "pass --baseline DIR" in capsys.readouterr().err
-    assert main(run + ["--baseline", str(tiny_baseline_dir)]) != 0
+    assert main(run + ["--baseline", str(baseline)]) != 0
     assert "read only by --anomaly class-gain+texture+baseline" in capsys.readouterr().err
+    # the score reads the baseline's feature distance: a baseline without a feature density is told how to fit one
+    assert main(run + opts + ["--baseline", str(baseline)]) != 0
+    assert "cytomodel baseline fit-density" in capsys.readouterr().err
     assert not out.exists()
-    run_cli(run + opts + ["--baseline", str(tiny_baseline_dir)])
+    assert main(["baseline", "fit-density", "--model", str(baseline), "--data", str(tiny_dataset)]) == 0
+    run_cli(run + opts + ["--baseline", str(baseline)])
     val = pd.read_csv(out)
-    clf = load_baseline(tiny_baseline_dir)
-    part = BaselinePart.of_classifier(clf, tiny_baseline_dir, sorted(val.label.unique()))
+    clf = load_baseline(baseline)
+    assert clf.metadata["feature_density"]["n"] == len(val)
+    part = BaselinePart.of_classifier(clf, baseline, sorted(val.label.unique()))
     np.testing.assert_allclose(val.baseline_raw, part.uncertainty(list(val.image)), rtol=1e-6)
     assert val.baseline_raw.between(0, 1).all() and val.baseline_raw.std() > 0
+    np.testing.assert_allclose(val.baseline_distance, part.columns(list(val.image))["baseline_distance"], rtol=1e-6)
+    assert val.baseline_distance.std() > 0
     assert main(["calibrate", "--model", str(model), "--data", str(tiny_dataset), "--from-results", str(out),
-                 "--baseline", str(tiny_baseline_dir)] + opts) == 0
+                 "--baseline", str(baseline)] + opts) == 0
     fit, = json.loads((model / "base" / "cytomodel.json").read_text())["novelty_fits"]
     parts = fit["reference"]["parts"]
-    assert set(parts) == {"novelty_raw", "texture_raw", "texture_profile", "baseline_raw"}
+    assert set(parts) == {"novelty_raw", "texture_raw", "texture_profile", "baseline_distance"}
     assert fit["baseline"]["baseline_weights_sha256"] == part.weights_sha256
+    assert fit["baseline"]["baseline_density_sha256"] == clf.density.fingerprint()
     again = tmp_path / "again.csv"
     assert main(["classify", "--model", str(model), "--data", str(tiny_dataset), "--out", str(again),
-                 "--baseline", str(tiny_baseline_dir)] + opts) == 0
+                 "--baseline", str(baseline)] + opts) == 0
     np.testing.assert_allclose(pd.read_csv(again).anomaly_score, expected_anomaly(pd.read_csv(again), parts))
     # a baseline of other classes does not fit the diffusion model
     with pytest.raises(ValueError, match="same classes"):
-        BaselinePart.of_classifier(clf, tiny_baseline_dir, ["a", "b"])
+        BaselinePart.of_classifier(clf, baseline, ["a", "b"])
