@@ -14,10 +14,11 @@ Stage 1 (``--compute``, resumable per split): ``<split>.npz`` with errors (N, T,
 predicted class, then the null class), labels, subtypes and the base stage's predictions (from its results table).
 Stage 2 (``--score``): candidates — texture gain at each timestep set, z-scored per predicted class on trained-class
 val cells, and combinations with the base stage's score (the table's ``anomaly_score`` / ``zeta`` / 1 − confidence)
-and, with ``--baseline``, the baseline CNN's 1 − max softmax ("+" = the mean of the scores' quantiles among
-trained-class val cells; "classify's class-gain+texture" = the mean of the two scores' robust z per predicted class,
-as ``cytomodel classify --anomaly class-gain+texture`` computes it). AUROC and sensitivity at specificity 0.962 of the held-out class against the trained
-classes: chosen on val, reported once on test, per subtype of the held-out class.
+and, with ``--baseline`` (a baseline with a feature density: ``cytomodel baseline fit-density``), the baseline
+CNN's 1 − max softmax and feature distance ("+" = the mean of the scores' quantiles among trained-class val cells;
+"classify's …" = what ``cytomodel classify --anomaly …`` computes, by the library's own functions: the mean of the
+parts' robust z per predicted class). AUROC and sensitivity at specificity 0.962 of the held-out class against the
+trained classes: chosen on val, reported once on test, per subtype of the held-out class.
 
     python benchmarks/texture_scores.py --superres RUNS/sr-ig/model --holdout ig --out RUNS/texture-ig --compute \\
         --table val=RUNS/CG_ig_val.csv --table test=RUNS/CG_ig_test.csv
