@@ -151,7 +151,8 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
         if parts[name] is not None:
             parts[name].intake.plan([p for p, _ in items])
     texture, baseline = parts["texture"], parts["baseline"]
-    if baseline is not None and baseline.classifier.density is None and "baseline_distance" in SCORE_PARTS[cfg.anomaly]:
+    reads_distance = "baseline_distance" in SCORE_PARTS.get(cfg.anomaly, ())
+    if baseline is not None and baseline.classifier.density is None and reads_distance:
         raise ValueError(f"anomaly={cfg.anomaly!r} reads the baseline's feature distance, and this baseline has no "
                          "feature density: fit one with `cytomodel baseline fit-density --model DIR --data "
                          "TRAINING_DATA --split train`")

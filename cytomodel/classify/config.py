@@ -29,8 +29,8 @@ SCORE_PARTS = {"best-error": ("novelty_raw",), "class-gain": ("novelty_raw",),
                "class-gain+texture": ("novelty_raw", "texture_raw", PROFILE_PART),
                "class-gain+texture-gain": ("novelty_raw", "texture_raw"),   # without the profile: best on PMY
                "class-gain+texture+baseline": ("novelty_raw", "texture_raw", PROFILE_PART, "baseline_distance"),
-               # the baseline's 1 − max softmax instead: in triage it accepts fewer held-out cells and flags fewer of
-               # another lab's normal cells (docs/classifier.md)
+               # the baseline's 1 − max softmax instead: it flags fewer of another lab's normal cells
+               # (docs/classifier.md)
                "class-gain+texture+baseline-softmax": ("novelty_raw", "texture_raw", PROFILE_PART, "baseline_raw")}
 # ``baseline_distance``: how far a baseline CNN's features of the same cell lie from every class's (relative
 # Mahalanobis; :mod:`.baseline_part`); ``baseline_raw``: its 1 − max softmax (a +baseline reference fitted before
