@@ -370,7 +370,7 @@ def speed(args) -> None:
                 if "texture" in anomaly:
                     scorer.levels(paths, list(df["pred_class"]))
                 if anomaly.endswith("baseline"):
-                    part.uncertainty(paths)
+                    part.columns(paths)
             times[anomaly].append((time.perf_counter() - t0) / len(paths))
     res = {a: float(np.median(v)) for a, v in times.items()}
     res.update({f"ratio_{a}_to_zeta": res[a] / res["zeta"] for a in anomalies[1:]},

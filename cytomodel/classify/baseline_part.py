@@ -67,7 +67,3 @@ class BaselinePart:
             if "baseline_distance" in out:
                 out["baseline_distance"][keep] = self.classifier.feature_distance(arrays)
         return out
-
-    def uncertainty(self, sources: Sequence) -> np.ndarray:
-        """Per source, 1 − the baseline's largest class probability; NaN where it could not be framed."""
-        return self.columns(sources)["baseline_raw"]

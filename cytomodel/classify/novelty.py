@@ -117,10 +117,22 @@ def part_values(table: pd.DataFrame, part: str, columns: Sequence[str] | None = 
     return table[part].to_numpy(np.float64)
 
 
-def _mean_precision(x: np.ndarray) -> dict[str, Any]:
+def inverse_covariance(x: np.ndarray, ridge: float) -> np.ndarray:
+    """The inverse of the covariance of the rows of ``x``, ridged by ``ridge`` × its trace so that a constant column
+    (a level or feature that never varies) does not break the inverse."""
     cov = np.atleast_2d(np.cov(x, rowvar=False))
-    cov += np.eye(len(cov)) * 1e-9 * max(float(np.trace(cov)), 1e-12)   # a constant level must not break the inverse
-    return {"loc": x.mean(axis=0).tolist(), "precision": np.linalg.inv(cov).tolist(), "n": int(len(x))}
+    cov += np.eye(len(cov)) * ridge * max(float(np.trace(cov)), 1e-12)
+    return np.linalg.inv(cov)
+
+
+def squared_mahalanobis(x: np.ndarray, loc: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """Per row of ``x``, (x − loc)ᵀ · precision · (x − loc)."""
+    d = np.asarray(x, dtype=np.float64) - np.asarray(loc)
+    return np.einsum("ij,jk,ik->i", d, np.asarray(precision), d)
+
+
+def _mean_precision(x: np.ndarray) -> dict[str, Any]:
+    return {"loc": x.mean(axis=0).tolist(), "precision": inverse_covariance(x, 1e-9).tolist(), "n": int(len(x))}
 
 
 def fit_profile_reference(levels: np.ndarray, predicted: Sequence[str], class_names: Sequence[str],
@@ -164,8 +176,7 @@ def profile_distance(levels: np.ndarray, predicted: Sequence[str], reference: di
     for c in set(predicted):
         rows = np.flatnonzero(predicted == c)
         fit = reference["per_class"].get(c, reference["pooled"])
-        d = x[rows] - np.asarray(fit["loc"])
-        out[rows] = np.sqrt(np.einsum("ij,jk,ik->i", d, np.asarray(fit["precision"]), d))
+        out[rows] = np.sqrt(squared_mahalanobis(x[rows], fit["loc"], fit["precision"]))
     return out
 
 

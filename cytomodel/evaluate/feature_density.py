@@ -19,19 +19,14 @@ from typing import Any, Sequence
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from ..classify.novelty import inverse_covariance, squared_mahalanobis
+
 DENSITY_FILE = "feature_density.safetensors"
 
 
 def _precision(x: np.ndarray) -> np.ndarray:
     """Inverse covariance, ridged by 1e-6 of its mean variance so that a constant feature (a dead unit) is harmless."""
-    cov = np.atleast_2d(np.cov(x, rowvar=False))
-    cov += np.eye(len(cov)) * 1e-6 * max(float(np.trace(cov)) / len(cov), 1e-12)
-    return np.linalg.inv(cov)
-
-
-def _squared(x: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    d = x - mean
-    return np.einsum("ij,jk,ik->i", d, precision, d)
+    return inverse_covariance(x, 1e-6 / x.shape[1])
 
 
 @dataclass
@@ -69,8 +64,8 @@ class FeatureDensity:
         """(N,) min over classes of the squared Mahalanobis distance minus the background's (higher = less like any
         trained class)."""
         x = np.asarray(features, dtype=np.float64)
-        per_class = np.stack([_squared(x, m, self.precision) for m in self.means], axis=1)
-        return per_class.min(axis=1) - _squared(x, self.background_mean, self.background_precision)
+        per_class = np.stack([squared_mahalanobis(x, m, self.precision) for m in self.means], axis=1)
+        return per_class.min(axis=1) - squared_mahalanobis(x, self.background_mean, self.background_precision)
 
     def fingerprint(self) -> str:
         """sha256 of the fitted arrays: which density a reference was fitted with."""
