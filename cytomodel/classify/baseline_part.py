@@ -34,7 +34,7 @@ class BaselinePart:
 
     @classmethod
     def of_classifier(cls, classifier: Any, folder: str | Path, class_names: Sequence[str],
-                      um_per_px: float | None = None, stain: str = "none") -> "BaselinePart":
+                      um_per_px: float | None = None, stain: str = "auto") -> "BaselinePart":
         """The part for a baseline loaded from ``folder``; refused where it cannot stand beside the diffusion model
         of ``class_names``."""
         if classifier.student is not None:

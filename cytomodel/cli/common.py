@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..data.intake import STAINS
+
 
 def add_data_args(p: argparse.ArgumentParser, split_default: str | None = None) -> None:
     p.add_argument("--data", required=True, help="class-per-folder tree, a folder with manifest.csv, or a manifest CSV")
@@ -28,9 +30,11 @@ def add_intake_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--um-per-px", type=float, default=None,
                    help="the images' pixel size in micrometres, if known (else measured from the red cells or the "
                    "white cell)")
-    g.add_argument("--stain-normalisation", default="none", choices=["none", "reinhard"],
-                   help="map the images' colours onto the training images' (Reinhard) before classifying "
-                   "(%(default)s)")
+    g.add_argument("--stain-normalisation", default="auto", choices=list(STAINS),
+                   help="map the images' colours onto the training images' first: 'optical-density' (the set's "
+                   "background and stain, measured over its images, mapped onto the training images'), 'auto' "
+                   "(that, for a set lit unlike the training images; none otherwise), 'reinhard' (CIELAB mean "
+                   "and spread) or 'none' (%(default)s)")
 
 
 def add_classes_arg(p: argparse.ArgumentParser) -> None:

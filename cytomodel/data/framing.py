@@ -33,12 +33,15 @@ import numpy as np
 from PIL import Image
 
 from .dataset import preprocess
+from .stain import StainStatistics, at_stain_px, measure_stain
 
 RBC_UM = 7.5            # red-cell diameter used to turn µm per pixel into a window
 WORK_PX = 192           # short side of the working copy the measurements run on
 MIN_RBC = 3             # isolated round red cells needed to trust their median diameter
 MIN_SET = 5             # cells of one image size measured before a known framing of that size can be overruled
 CONTRAST = 1.35         # the cell's optical density over the red cells' below which no stained cell is taken as found
+
+STAIN_SAMPLE = 4000     # training images the stain statistics are measured on (a uniform sample when more)
 
 CUT_SHARE = 0.12        # share of the nucleus outline on the border beyond which the cell counts as cut off
 
@@ -77,6 +80,13 @@ class FramingContract:
     lab_std: tuple[float, float, float] | None = None
     lab_mean_low: tuple[float, float, float] | None = None
     lab_mean_high: tuple[float, float, float] | None = None
+    # light and stain of the training images (:class:`.stain.StainStatistics` as a dict): the target of
+    # optical-density stain normalisation
+    stain: dict[str, Any] | None = None
+
+    @property
+    def stain_statistics(self) -> StainStatistics | None:
+        return StainStatistics.from_dict(self.stain)
 
     @property
     def window_um(self) -> float | None:
@@ -278,7 +288,8 @@ def measure_contract(images: Sequence[Image.Image], training_px: tuple[int, int]
                      progress: bool = False) -> FramingContract:
     """The framing of these (training) images: the window in red-cell and white-cell diameters (medians) with their
     spread, and how far the found cell sits from the centre (97.5th percentile)."""
-    rbc_ratio, cell_ratio, offsets, lab_means, lab_stds = [], [], [], [], []
+    rbc_ratio, cell_ratio, offsets, lab_means, lab_stds, pixels = [], [], [], [], [], []
+    reservoir = np.random.default_rng(0)
     n = 0
     iterator = images
     if progress:
@@ -288,6 +299,10 @@ def measure_contract(images: Sequence[Image.Image], training_px: tuple[int, int]
         m = measure_cell(img)
         n += 1
         mean, std = lab_statistics(img)
+        if len(pixels) < STAIN_SAMPLE:  # a uniform sample of the images (reservoir), for the stain statistics
+            pixels.append(at_stain_px(img))
+        elif (j := int(reservoir.integers(0, n))) < STAIN_SAMPLE:
+            pixels[j] = at_stain_px(img)
         lab_means.append(mean)
         lab_stds.append(std)
         if m.status not in FRAMED_STATUSES or m.centre is None:
@@ -321,7 +336,15 @@ def measure_contract(images: Sequence[Image.Image], training_px: tuple[int, int]
                            n_images=n, rbc_found_share=round(len(rbc_ratio) / max(n, 1), 4),
                            lab_mean=triple(np.median(means, 0)), lab_std=triple(np.median(stds, 0)),
                            lab_mean_low=triple(np.quantile(means, 0.005, 0)),
-                           lab_mean_high=triple(np.quantile(means, 0.995, 0)))
+                           lab_mean_high=triple(np.quantile(means, 0.995, 0)),
+                           stain=_stain_record(pixels))
+
+
+def _stain_record(pixels: list[np.ndarray]) -> dict[str, Any] | None:
+    try:
+        return measure_stain(pixels).to_dict()
+    except ValueError:  # unstained images: the record says nothing, and optical-density normalisation is refused
+        return None
 
 
 def lab_statistics(img: Image.Image) -> tuple[np.ndarray, np.ndarray]:

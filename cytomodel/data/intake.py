@@ -1,5 +1,6 @@
 """How any input image reaches a model: decoded, brought to the model's training framing (:mod:`.framing`) with
-one scale per set of images of one size, and optionally stain-normalised — the same code for every entry point
+one scale per set of images of one size, and stain-normalised per set when the set is lit unlike the training images
+(``stain="auto"``, the models' default; :mod:`.stain`) — the same code for every entry point
 (classify, calibrate, explain, evaluate, baseline predict, generate ``--from-image``, ``cytostudy build``).
 
 :class:`Intake` is that step for one model: built from the model's record (``framing`` / ``source_framing``, output
@@ -21,10 +22,13 @@ from .dataset import DataError, load_image, scan_dataset
 from .encoding import measure_encoding
 from .framing import (STATUS_OK, FramedCell, FramingContract, FramingError, Scale, cropped_per_cell, frame_image,
                       known_window, lab_statistics, measure_cell, measure_contract, plan_scale, reinhard)
+from .stain import (AUTO_DELTA_E, STAIN_PX, StainStatistics, background_difference, measure_stain,
+                    normalise_stain)
 
 log = logging.getLogger(__name__)
 
-STAINS = ("none", "reinhard")
+#: "auto": optical density for a set lit unlike the training images (background ΔE > AUTO_DELTA_E), none otherwise
+STAINS = ("auto", "none", "reinhard", "optical-density")
 PLAN_SAMPLE = 400        # images per size measured to plan a set's scale (evenly spread; all if fewer)
 FRAMED = (STATUS_OK, "cut_by_border")   # statuses whose image goes on to the model
 
@@ -39,13 +43,18 @@ class Intake:
     stain: str = "none"
     plans: dict[tuple[int, int], Scale] = field(default_factory=dict)
     colours: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    stains: dict[tuple[int, int], StainStatistics] = field(default_factory=dict)
+    stain_shift: dict[tuple[int, int], float] = field(default_factory=dict)   # "auto": background ΔE per set
 
     def __post_init__(self) -> None:
         if self.stain not in STAINS:
             raise ValueError(f"stain normalisation must be one of {', '.join(STAINS)}, not {self.stain!r}")
-        if self.stain == "reinhard" and (self.contract is None or self.contract.lab_mean is None):
-            raise FramingError("stain normalisation needs the colour statistics of the model's framing record; "
-                               "measure it with `cytomodel framing --model DIR --data TRAINING_DATA`")
+        target = None if self.contract is None else (self.contract.lab_mean if self.stain == "reinhard"
+                                                      else self.contract.stain)
+        if self.stain not in ("none", "auto") and target is None:
+            raise FramingError(f"{self.stain} stain normalisation needs the colour statistics of the model's framing "
+                               "record, which it lacks: measure it with `cytomodel framing measure --model DIR "
+                               "--data TRAINING_DATA --split train`")
 
     @classmethod
     def for_record(cls, meta: dict[str, Any], out_px: int, crop_fraction: float = 1.0,
@@ -54,7 +63,8 @@ class Intake:
 
     def with_options(self, um_per_px: float | None = None, stain: str | None = None) -> "Intake":
         return replace(self, um_per_px=um_per_px if um_per_px is not None else self.um_per_px,
-                       stain=stain or self.stain, plans={}, colours={})
+                       stain=stain or self.stain, plans={}, colours={}, stains={},
+                       stain_shift={})
 
     # ------------------------------------------------------------------ planning
     def plan(self, sources: Sequence, progress: bool = False) -> dict[tuple[int, int], Scale]:
@@ -75,22 +85,50 @@ class Intake:
             if not opened:
                 continue
             self.plans[size] = plan_scale([m for _, m in opened], self.contract, self.crop_fraction, self.um_per_px)
-            if self.stain == "reinhard":  # the set's colour, on its cells framed as the model will see them
-                stats = []
-                for img, m in opened:
-                    cell = frame_image(img, self.contract, self.out_px, self.crop_fraction, self.plans[size], m,
-                                       self.um_per_px)
-                    if cell.image is not None:
-                        stats.append(lab_statistics(Image.fromarray(cell.image)))
-                if stats:
-                    self.colours[size] = (np.median([a for a, _ in stats], 0), np.median([b for _, b in stats], 0))
+            if self.stain != "none" and not (self.stain == "auto" and self.contract.stain is None):
+                self._measure_colour(size, opened)
         return self.plans
+
+    def _measure_colour(self, size: tuple[int, int], opened: list) -> None:
+        """The set's colour, on its cells framed as the model will see them (optical density: at STAIN_PX, the
+        size its target was measured at)."""
+        px = self.out_px if self.stain == "reinhard" else STAIN_PX
+        framed = []
+        for img, m in opened:
+            cell = frame_image(img, self.contract, px, self.crop_fraction, self.plans[size], m, self.um_per_px)
+            if cell.image is not None:
+                framed.append(cell.image)
+        if not framed:
+            return
+        if self.stain == "reinhard":
+            stats = [lab_statistics(Image.fromarray(im)) for im in framed]
+            self.colours[size] = (np.median([a for a, _ in stats], 0), np.median([b for _, b in stats], 0))
+            return
+        try:
+            stats = measure_stain(framed)
+        except ValueError as exc:
+            log.warning("images of %dx%d px: no stain measured (%s); they are not stain-normalised", *size, exc)
+            return
+        self.stains[size] = stats
+        if self.stain == "auto":
+            self.stain_shift[size] = round(background_difference(stats, self.contract.stain_statistics), 2)
+
+    def _normalises(self, size: tuple[int, int]) -> bool:
+        """Whether the set of images of this size is stain-normalised in optical density."""
+        if size not in self.stains:
+            return False
+        return self.stain == "optical-density" or (self.stain == "auto" and self.stain_shift[size] > AUTO_DELTA_E)
 
     def plan_record(self) -> dict[str, Any]:
         out = {f"{w}x{h}": s.to_dict() for (w, h), s in sorted(self.plans.items())}
         for (w, h), (mean, std) in sorted(self.colours.items()):
             out[f"{w}x{h}"]["lab_mean"] = [round(float(v), 3) for v in mean]
             out[f"{w}x{h}"]["lab_std"] = [round(float(v), 3) for v in std]
+        for (w, h), stats in sorted(self.stains.items()):
+            out[f"{w}x{h}"]["stain"] = stats.to_dict()
+            if (w, h) in self.stain_shift:
+                out[f"{w}x{h}"]["stain"].update(background_delta_e=self.stain_shift[(w, h)],
+                                                normalised=self._normalises((w, h)))
         return out
 
     # ------------------------------------------------------------------ framing
@@ -114,6 +152,14 @@ class Intake:
         if cell.image is not None and self.stain == "reinhard":
             cell.image = reinhard(cell.image, self.contract, self.colours.get(img.size))
             cell.rule += ", Reinhard stain normalisation" + ("" if img.size in self.colours else " (per image)")
+        elif cell.image is not None and self._normalises(img.size):
+            cell.image = normalise_stain(cell.image, self.stains[img.size], self.contract.stain_statistics)
+            cell.rule += ", optical-density stain normalisation" + (
+                f" (auto: background ΔE {self.stain_shift[img.size]:.1f} from the training images')"
+                if self.stain == "auto" else "")
+        elif cell.image is not None and self.stain == "optical-density":  # one image alone, or no stain measured
+            cell.message = "; ".join(x for x in (cell.message, "not stain-normalised: its stain is measured over a "
+                                                 "set of images, and this one had none") if x)
         if note:
             cell.message = "; ".join(x for x in (cell.message, note[1]) if x)
         return cell
@@ -177,10 +223,12 @@ class Intake:
             if means:
                 outside = np.mean([((m < lo) | (m > hi)).any() for m in means])
                 if outside > 0.2:
+                    done = any(self._normalises(size) for size in self.stains)
                     msgs.append(f"{outside:.0%} of the images have colours outside the range of the training "
-                                "images (another stain, camera or lab): expect lower accuracy; consider a model "
-                                "trained with lab variation and its 'unknown' lab condition, or stain "
-                                "normalisation")
+                                "images (another stain, camera or lab): expect lower accuracy; "
+                                + ("they were stain-normalised in optical density; validate on the lab's own "
+                                   "labelled cells" if done else "consider a model trained with lab variation and "
+                                   "stain normalisation (--stain-normalisation optical-density)"))
         return msgs
 
 

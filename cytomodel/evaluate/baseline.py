@@ -149,8 +149,9 @@ class BaselineClassifier:
         self.net.to(device)
         return self
 
-    def intake(self, um_per_px: float | None = None, stain: str = "none") -> Intake:
-        """How input images reach this classifier: framed as its training cells were (:mod:`cytomodel.data.intake`)."""
+    def intake(self, um_per_px: float | None = None, stain: str = "auto") -> Intake:
+        """How input images reach this classifier: framed as its training cells were (:mod:`cytomodel.data.intake`); by
+        default (``stain="auto"``) a set lit unlike them is stain-normalised first."""
         crop = float(self.metadata.get("crop_fraction") or 1.0)
         return Intake.for_record(self.metadata, self.resolution, crop, um_per_px, stain)
 

@@ -134,8 +134,9 @@ class CytoModel:
         pix = (x.float() / 0.5 * std + mean).clamp(0, 1)
         return (pix * 255.0 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
-    def intake(self, um_per_px: float | None = None, stain: str = "none") -> Intake:
-        """How input images reach this model: framed as its training cells were (:mod:`cytomodel.data.intake`)."""
+    def intake(self, um_per_px: float | None = None, stain: str = "auto") -> Intake:
+        """How input images reach this model: framed as its training cells were (:mod:`cytomodel.data.intake`); by
+        default (``stain="auto"``) a set lit unlike them is stain-normalised first."""
         return Intake.for_record(self.metadata, self.resolution, self.crop_fraction, um_per_px, stain)
 
     def preprocess(self, image) -> np.ndarray:

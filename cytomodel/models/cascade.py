@@ -114,7 +114,7 @@ class Cascade:
     def class_index(self, name: str | int) -> int:
         return self.base.class_index(name)
 
-    def intake(self, um_per_px: float | None = None, stain: str = "none") -> Intake:
+    def intake(self, um_per_px: float | None = None, stain: str = "auto") -> Intake:
         """How input images reach the cascade (its record's framing, else its stages'), at its high resolution."""
         meta = self.metadata if (self.metadata.get("framing") or self.metadata.get("source_framing")) \
             else self.base.metadata

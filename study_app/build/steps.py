@@ -67,7 +67,7 @@ def _framing(model, records, picked: dict[str, dict], cfg: StudyConfig, data: st
     cell found and centred, one scale per image size: :mod:`cytomodel.intake`), unless the config states a centre
     crop; otherwise the centre crop its record (or the config) gives."""
     paths = [p for roles in picked.values() for ps in roles.values() for p in ps]
-    intake = model.intake()
+    intake = model.intake(stain="none")  # real stimuli are shown in their own colours, never re-stained
     contract = intake.contract
     if cfg.stimuli.real_crop_fraction is None and contract is not None and (contract.window_cell or
                                                                             contract.window_rbc):
