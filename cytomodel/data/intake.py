@@ -183,14 +183,14 @@ class Intake:
         colours outside the training images' range."""
         msgs = []
         n = len(cells)
-        if not n:
+        if not n and not sources:
             return msgs
         if self.contract is None:
             msgs.append("this model has no framing record: images are only resized, so cells framed unlike its "
                         "training images are misread; record it with `cytomodel framing measure --model DIR --data "
                         "TRAINING_DATA --split train`")
         bad = [c for c in cells if c.status not in FRAMED]
-        if bad:
+        if bad:  # (classify passes no cells: it reports each unframed image after the run)
             kinds = {}
             for c in bad:
                 kinds[c.status] = kinds.get(c.status, 0) + 1

@@ -144,3 +144,16 @@ def test_the_training_record_samples_its_images_and_survives_unstained_ones(monk
     assert record.stain["n_images"] == 5 and record.n_images == 12
     blank = framing._stain_record([np.full((128, 128, 3), 240, np.uint8)] * 3)
     assert blank is None
+
+
+def test_the_warnings_classify_prints_before_a_run_name_the_normalisation(contract):
+    """classify asks for the warnings with the sources only (no framed cells yet): they must still be said."""
+    other = _fields("rapid", range(400, 408))
+    auto = Intake(contract, 32, stain="auto")
+    auto.plan(other)
+    msgs = auto.warnings([], other)
+    assert any("colours outside the range" in m and "stain-normalised in optical density" in m for m in msgs), msgs
+    plain = Intake(contract, 32, stain="none")
+    plain.plan(other)
+    assert any("--stain-normalisation optical-density" in m for m in plain.warnings([], other))
+    assert Intake(contract, 32).warnings([], []) == []
