@@ -23,7 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
-STAINED_OD = 0.15        # summed optical density above which a pixel counts as stained (Macenko's β per channel)
+STAINED_OD = 0.15        # summed optical density above which a pixel counts as stained (Macenko's β, 0.15, is a
+                         # floor on every channel; a sum keeps pale single-stain pixels such as pink cytoplasm)
 BRIGHTEST = 0.9          # quantile of an image's brightness above which its pixels are taken as background
 MIN_STAINED = 200        # stained pixels needed for a set's second moment
 AUTO_DELTA_E = 5.0       # "auto": a set is normalised when its background differs from the training images' by more
@@ -58,6 +59,13 @@ class StainStatistics:
                    int(d.get("n_images", 0)))
 
 
+def _rgb(image) -> np.ndarray:
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] < 3:
+        raise ValueError(f"stain normalisation needs an RGB image, not an array of shape {arr.shape}")
+    return arr[..., :3].astype(np.float64)
+
+
 def at_stain_px(image) -> np.ndarray:
     """An RGB image resized (Lanczos) so that its short side is :data:`STAIN_PX`, as uint8."""
     img = Image.fromarray(_rgb(image).astype(np.uint8))
@@ -66,13 +74,6 @@ def at_stain_px(image) -> np.ndarray:
         s = STAIN_PX / min(w, h)
         img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS)
     return np.asarray(img)
-
-
-def _rgb(image) -> np.ndarray:
-    arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[2] < 3:
-        raise ValueError(f"stain normalisation needs an RGB image, not an array of shape {arr.shape}")
-    return arr[..., :3].astype(np.float64)
 
 
 def image_background(image) -> np.ndarray:
