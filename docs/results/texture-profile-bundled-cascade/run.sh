@@ -21,5 +21,7 @@ echo "== $(date -u +%T) CALIBRATED"
 .venv/bin/cytomodel classify --model "$M" --data $HERE/copies_manifest.csv "${A[@]}" --out "$E/pbc_mini_copies.csv"
 .venv/bin/cytomodel classify --model "$M" --data ../shared/data/tecom_wbc "${A[@]}" --out "$E/tecom.csv"
 .venv/bin/cytomodel classify --model "$M" --data ../shared/data/bccd_wbc "${A[@]}" --out "$E/bccd.csv"
-.venv/bin/python $HERE/flag_rates.py "$E" "$HERE/flag_rates${1:+-$1}.csv"
+# flag rates: the sixth session's script, which recomputes every score a record holds from its reference (on this
+# session's run folders it gives these CSVs exactly; the +baseline one gains a class-gain+texture column)
+.venv/bin/python docs/results/texture-null-profile-bundled-cascade/flag_rates.py "$E" "$HERE/flag_rates${1:+-$1}.csv"
 echo "== $(date -u +%T) DONE; then: python $HERE/copy_fit.py $M/base/cytomodel.json ${A[1]}"
