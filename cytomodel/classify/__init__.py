@@ -74,7 +74,7 @@ __getattr__, __all__ = lazy_exports(__name__, {
     **dict.fromkeys(["TriageRule", "fit_triage", "apply_triage", "run_triage", "read_classification_table"],
                     "triage"),
     **dict.fromkeys(["novelty_statistic", "fit_reference", "standardise", "model_reference", "record_reference",
-                     "anomaly_of", "fit_score_reference"], "novelty"),
+                     "anomaly_of", "fit_score_reference", "pooled_classes", "MIN_CLASS_CELLS"], "novelty"),
     **dict.fromkeys(["TextureScorer", "null_levels", "texture_errors", "texture_gain", "texture_levels"],
                    "texture"),
     "BaselinePart": "baseline_part",

@@ -89,6 +89,13 @@ def fit_reference(raw: np.ndarray, predicted: Sequence[str], class_names: Sequen
     return {"pooled": pooled, "per_class": per_class}
 
 
+def pooled_classes(reference: dict[str, Any]) -> list[str]:
+    """The classes whose reference (any part of it) fell back to the pooled values: too few cells predicted as them."""
+    parts = reference.get("parts") or {"novelty_raw": reference}
+    return sorted({c for ref in parts.values() for c, v in (ref.get("per_class") or {}).items()
+                   if isinstance(v, dict) and v.get("pooled")})
+
+
 def level_columns(columns: Sequence[str], prefix: str = LEVEL_PREFIX) -> list[str]:
     """The per-noise-level texture columns (``texture_t<t>``, or another ``prefix``) among ``columns``, by level."""
     cols = [c for c in columns if c.startswith(prefix) and c[len(prefix):].isdigit()]
@@ -289,9 +296,11 @@ def model_reference(meta: dict[str, Any], cfg: ClassifierConfig, warn: bool = Tr
 
 def record_reference(model_dir: str | Path, table: pd.DataFrame, class_names: Sequence[str], cfg: ClassifierConfig,
                      source: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Fit the reference on a labelled classification table (the score's raw columns, ``pred_class``, ``label``) and
-    write it into the model's cytomodel.json (one fit per error settings and anomaly score; everything else kept)."""
-    known = table[table["label"].isin(class_names)]
+    """Fit the reference on a classification table (the score's raw columns, ``pred_class``; cells whose ``label`` is
+    not a trained class left out) and write it into the model's cytomodel.json (one fit per error settings and anomaly
+    score; everything else kept). A table without labels — a lab's cells known to be normal — is used whole."""
+    labelled = "label" in table and table["label"].notna().any()
+    known = table[table["label"].isin(class_names)] if labelled else table
     ref = fit_score_reference(known, class_names, cfg.anomaly)
     path = Path(model_dir) / METADATA_FILE
     meta = json.loads(path.read_text())

@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from .. import classify, evaluate, models, runtime
+from .. import bundled_model_path, classify, evaluate, models, runtime
 from ..classify.config import ANOMALY_SCORES, ERROR_REGIONS, LAB_CONDITIONS, STRATEGIES, WEIGHTINGS, ClassifierConfig
 from . import baseline
 from .common import add_classes_arg, add_data_args, add_device_arg, add_intake_args, check_out_suffix
@@ -130,42 +130,73 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    if args.reference_only:
+        _reference_only_target(args, cfg)
+    elif args.out_model:
+        raise ValueError("--out-model goes with --reference-only (a copy of the model for a lab's own reference)")
     model, texture, base_part = _load_with_parts(args, cfg)
     if args.from_results:
         df = classify.read_table(Path(args.from_results))
     else:
-        out = Path(args.results or Path(args.model) / f"calibration-{args.split or 'data'}.csv")
+        name = "reference" if args.reference_only else "calibration"
+        out = Path(args.results or Path(args.model) / f"{name}-{args.split or 'data'}.csv")
         check_out_suffix(out, (".csv", ".parquet"), flag="--results")
-        df = classify.classify_folder(model, args.data, out, dataclasses.replace(cfg, temperature=1.0),
+        # the temperature does not enter the reference's raw columns; a calibration classifies at T = 1 to fit it
+        df = classify.classify_folder(model, args.data, out,
+                                      cfg if args.reference_only else dataclasses.replace(cfg, temperature=1.0),
                                       split=args.split, limit=args.limit,
                                       intake=model.intake(args.um_per_px, args.stain_normalisation),
                                       texture=texture, baseline=base_part)
     df = classify.classified(df)
-    if "label" not in df:
-        raise ValueError("calibration needs labelled images (class folders or a manifest with labels)")
     if args.rescored_out:
         check_out_suffix(Path(args.rescored_out), (".csv", ".parquet"), flag="--rescored-out")
-    known = df[df["label"].isin(model.class_names)]
-    errors = known[[f"err_{c}" for c in model.class_names]].to_numpy()
-    labels = known["label"].map({c: i for i, c in enumerate(model.class_names)}).to_numpy()
     folder = models.base_folder(args.model)
-    fit = classify.calibrate_model(folder, errors, labels, cfg, source={"data": str(args.data), "split": args.split})
-    print(f"temperature T={fit['temperature']:.6g} fitted on {fit['n_images']} images: "
-          f"NLL {fit['nll_at_T1']:.4f} (T=1) -> {fit['nll_at_T']:.4f}; written to {folder}/cytomodel.json")
+    if args.reference_only:
+        temperature = classify.model_temperature(model, cfg, warn=False)
+    else:
+        if "label" not in df:
+            raise ValueError("calibration needs labelled images (class folders or a manifest with labels); to fit "
+                             "only the anomaly reference on a lab's cells known to be normal, use --reference-only")
+        known = df[df["label"].isin(model.class_names)]
+        errors = known[[f"err_{c}" for c in model.class_names]].to_numpy()
+        labels = known["label"].map({c: i for i, c in enumerate(model.class_names)}).to_numpy()
+        fit = classify.calibrate_model(folder, errors, labels, cfg,
+                                       source={"data": str(args.data), "split": args.split})
+        temperature = fit["temperature"]
+        print(f"temperature T={fit['temperature']:.6g} fitted on {fit['n_images']} images: "
+              f"NLL {fit['nll_at_T1']:.4f} (T=1) -> {fit['nll_at_T']:.4f}; written to {folder}/cytomodel.json")
     reference = None
     if cfg.anomaly != "zeta":
         source = {"data": str(args.data), "split": args.split,
+                  **({"reference_only": True} if args.reference_only else {}),
                   **({"texture_stage": texture.identity()} if texture is not None else {}),
                   **({"baseline": {"path": str(args.baseline), **base_part.identity()}} if base_part else {})}
         ref_fit = classify.record_reference(folder, df, model.class_names, cfg, source=source)
         reference = ref_fit["reference"]
+        pooled = classify.pooled_classes(reference)
         print(f"anomaly reference ({cfg.anomaly}) fitted on {ref_fit['n_images']} images; written to "
-              f"{folder}/cytomodel.json")
+              f"{folder}/cytomodel.json" + (f"; the temperature kept (T={temperature:.6g})" if args.reference_only
+                                            else "")
+              + (f"; classes predicted for fewer than {classify.MIN_CLASS_CELLS} of these cells use the "
+                 f"pooled values: {', '.join(pooled)}" if pooled else ""))
     if args.rescored_out:
-        classify.write_table(classify.rescored(df, fit["temperature"], cfg.anomaly_k, reference),
-                             Path(args.rescored_out))
-        print(f"the {len(df)} results rescored at T={fit['temperature']:.6g} -> {args.rescored_out}")
+        classify.write_table(classify.rescored(df, temperature, cfg.anomaly_k, reference), Path(args.rescored_out))
+        print(f"the {len(df)} results rescored at T={temperature:.6g} -> {args.rescored_out}")
     return 0
+
+
+def _reference_only_target(args: argparse.Namespace, cfg: ClassifierConfig) -> None:
+    """Check a --reference-only run and point ``args.model`` at the folder its reference is written to: a fresh copy
+    of the model (``--out-model``), so that the reference fitted on the training lab's validation cells is kept."""
+    if cfg.anomaly == "zeta":
+        raise ValueError("--reference-only fits the reference of an --anomaly score measured against a class's own "
+                         "cells (class-gain, class-gain+texture, ...); −ζ (zeta) has none")
+    if args.out_model:
+        args.model = str(models.copy_model_folder(args.model, args.out_model))
+        print(f"{args.model}: a copy of the model; the reference is written there")
+    elif Path(args.model).resolve().is_relative_to(bundled_model_path().parent.resolve()):
+        raise ValueError(f"--reference-only would replace the bundled model's reference ({args.model}): pass "
+                         "--out-model DIR, a new folder for a copy of the model with the lab's reference")
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -199,12 +230,20 @@ def register(sub) -> None:
 
     p = sub.add_parser("calibrate", help="fit the softmax temperature (and the anomaly reference) on validation data",
                        description="Classify labelled validation images and fit T by NLL; T is written into the "
-                       "model's cytomodel.json (everything else kept). With --anomaly best-error or class-gain, "
-                       "the per-class reference of that anomaly score is fitted and written too.")
+                       "model's cytomodel.json (everything else kept). With an --anomaly other than zeta, the "
+                       "per-class reference of that anomaly score is fitted and written too. With --reference-only, "
+                       "only the reference, on a lab's own normal cells (a copy of the model: --out-model).")
     p.add_argument("--model", default=None, help="model folder (default: the bundled classifier)")
     add_data_args(p)
     p.add_argument("--results", help="where to keep the per-image validation results (resumable)")
-    p.add_argument("--from-results", help="fit from an existing classify output (with a label column)")
+    p.add_argument("--from-results", help="fit from an existing classify output (with a label column, but for "
+                   "--reference-only)")
+    p.add_argument("--reference-only", action="store_true",
+                   help="fit only the anomaly reference (--anomaly), on cells known to be normal — a lab's own, "
+                   "before flagging its cells — and keep the temperature; labels are optional (labelled cells of "
+                   "classes the model does not know are left out)")
+    p.add_argument("--out-model", help="--reference-only: a new folder for a copy of the model that holds the "
+                   "reference (required for a bundled model, whose own reference is kept)")
     p.add_argument("--rescored-out", help="also write those results with their scores at the fitted T (.csv or "
                    ".parquet; no new UNet calls)")
     p.add_argument("--limit", type=int)

@@ -22,4 +22,5 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "AugmentationEmbedding": "lab_embedding",
     "STAGES": "loading", "stage_class": "loading", "load_stage": "loading", "load_model": "loading",
     "load_generator": "loading", "load_base": "loading", "base_folder": "loading", "assemble_cascade": "loading",
+    "copy_model_folder": "loading",
 })

@@ -10,7 +10,7 @@ cascades existed)::
 
 :func:`load_stage` loads any folder as its record says; :func:`load_model` one stage, :func:`load_generator` what can
 generate, :func:`load_base` and :func:`base_folder` the stage a classifier runs on. :func:`assemble_cascade` writes
-a cascade folder from two stage folders.
+a cascade folder from two stage folders, :func:`copy_model_folder` a copy whose record may then change.
 """
 from __future__ import annotations
 
@@ -88,6 +88,19 @@ def base_folder(path: str | Path) -> Path:
 def load_base(path: str | Path, device: Device = None) -> CytoModel:
     """The stage a classifier uses: a base-stage folder itself, or the base stage of a cascade."""
     return load_stage(base_folder(path), device)
+
+
+def copy_model_folder(src: str | Path, dst: str | Path) -> Path:
+    """Copy a model folder (a stage or a whole cascade, its stage links resolved) to a new folder ``dst``, so that a
+    record can be changed there — a lab's own anomaly reference, say — while the original keeps its own."""
+    src, dst = Path(src), Path(dst)
+    stage_class(src)   # a model folder, or a clear error naming it
+    if dst.resolve() == src.resolve():
+        raise ValueError(f"{dst} is the model folder itself: name a new folder for the copy")
+    if dst.exists() and any(dst.iterdir()):
+        raise ValueError(f"{dst} exists and is not empty: name a new folder for the copy of {src}")
+    shutil.copytree(src, dst, symlinks=False, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.tmp"))
+    return dst
 
 
 def assemble_cascade(base_dir: str | Path, superres_dir: str | Path, out: str | Path,

@@ -84,3 +84,69 @@ def test_cli_calibrate_fits_the_reference_and_classify_uses_it(tiny_model_dir, t
     assert main(["calibrate", "--model", str(model_dir), "--data", str(tiny_dataset), "--from-results", str(out)]
                 + opts) == 0
     assert len(json.loads((model_dir / "cytomodel.json").read_text())["novelty_fits"]) == 1
+
+
+def test_reference_only_fits_a_labs_reference_on_a_copy_and_keeps_the_model_and_its_temperature(
+        tiny_model_dir, tiny_dataset, tmp_path):
+    from cytomodel.cli import main
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    opts = ["--trials", "4", "--min-trials", "2", "--precision", "fp32", "--anomaly", "class-gain"]
+    out = tmp_path / "val.csv"
+    assert main(["classify", "--model", str(model_dir), "--data", str(tiny_dataset), "--out", str(out)] + opts) == 0
+    assert main(["calibrate", "--model", str(model_dir), "--data", str(tiny_dataset), "--from-results", str(out)]
+                + opts) == 0
+    record = (model_dir / "cytomodel.json").read_bytes()
+    training_lab = json.loads(record)
+    # another lab: every cell reads 2 units stranger than the training lab's, no labels; plus cells labelled with a
+    # class the model does not know, which are left out of the fit
+    val = pd.read_csv(out)
+    lab = val.drop(columns="label").assign(novelty_raw=val.novelty_raw + 2.0)
+    lab_table = tmp_path / "lab.csv"
+    lab.to_csv(lab_table, index=False)
+    copy = tmp_path / "model-lab"
+    assert main(["calibrate", "--model", str(model_dir), "--data", "lab/", "--from-results", str(lab_table),
+                 "--reference-only", "--out-model", str(copy), "--rescored-out", str(tmp_path / "lab_T.csv")]
+                + opts) == 0
+    assert (model_dir / "cytomodel.json").read_bytes() == record            # the model itself untouched
+    copied = json.loads((copy / "cytomodel.json").read_text())
+    assert copied["temperature"] == training_lab["temperature"]            # the temperature kept
+    (fit,) = copied["novelty_fits"]
+    assert fit["reference_only"] is True and fit["n_images"] == len(lab)
+    rescored = pd.read_csv(tmp_path / "lab_T.csv")
+    on_lab = standardise(lab.novelty_raw.to_numpy(), list(lab.pred_class), fit["reference"])
+    on_training = standardise(lab.novelty_raw.to_numpy(), list(lab.pred_class),
+                              training_lab["novelty_fits"][0]["reference"])
+    np.testing.assert_allclose(rescored.anomaly_score, on_lab)
+    assert abs(np.median(on_lab)) < 0.5 < 2.0 < np.median(on_training)   # typical for its lab, not for PBC's
+    again = tmp_path / "again.csv"
+    assert main(["classify", "--model", str(copy), "--data", str(tiny_dataset), "--out", str(again)] + opts) == 0
+    new = pd.read_csv(again)
+    np.testing.assert_allclose(new.anomaly_score, standardise(new.novelty_raw.to_numpy(), list(new.pred_class),
+                                                              fit["reference"]))
+    # labelled cells of classes the model does not know are left out
+    mixed = pd.concat([val, val.head(5).assign(label="blast")])
+    mixed.to_csv(tmp_path / "mixed.csv", index=False)
+    assert main(["calibrate", "--model", str(copy), "--data", "lab/", "--from-results", str(tmp_path / "mixed.csv"),
+                 "--reference-only"] + opts) == 0
+    assert json.loads((copy / "cytomodel.json").read_text())["novelty_fits"][0]["n_images"] == len(val)
+
+
+def test_reference_only_refuses_what_would_lose_a_reference(tiny_model_dir, tmp_path, capsys):
+    from cytomodel.cli import main
+
+    opts = ["--data", "lab/", "--from-results", "lab.csv", "--reference-only"]
+    assert main(["calibrate", "--anomaly", "class-gain"] + opts) == 2               # the bundled model, in place
+    assert "--out-model" in capsys.readouterr().err
+    assert main(["calibrate", "--model", str(tiny_model_dir)] + opts) == 2         # zeta has no reference
+    assert "zeta" in capsys.readouterr().err
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    assert main(["calibrate", "--model", str(tiny_model_dir), "--anomaly", "class-gain", "--out-model", str(taken)]
+                + opts) == 2
+    assert "not empty" in capsys.readouterr().err and (taken / "keep.txt").read_text() == "mine"
+    assert main(["calibrate", "--model", str(tiny_model_dir), "--data", "x/", "--out-model", str(tmp_path / "new"),
+                 "--anomaly", "class-gain"]) == 2
+    assert "--reference-only" in capsys.readouterr().err and not (tmp_path / "new").exists()
