@@ -192,8 +192,10 @@ def _reference_only_target(args: argparse.Namespace, cfg: ClassifierConfig) -> N
         raise ValueError("--reference-only fits the reference of an --anomaly score measured against a class's own "
                          "cells (class-gain, class-gain+texture, ...); −ζ (zeta) has none")
     if args.out_model:
-        args.model = str(models.copy_model_folder(args.model, args.out_model))
-        print(f"{args.model}: a copy of the model; the reference is written there")
+        fresh = not Path(args.out_model).is_dir() or not any(Path(args.out_model).iterdir())
+        args.model = str(models.copy_model_folder(args.model, args.out_model, reuse=True))
+        print(f"{args.model}: {'a copy of the model' if fresh else 'the copy an earlier run made (same weights)'}; "
+              "the reference is written there")
     elif Path(args.model).resolve().is_relative_to(bundled_model_path().parent.resolve()):
         raise ValueError(f"--reference-only would replace the bundled model's reference ({args.model}): pass "
                          "--out-model DIR, a new folder for a copy of the model with the lab's reference")

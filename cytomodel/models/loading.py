@@ -14,13 +14,14 @@ a cascade folder from two stage folders, :func:`copy_model_folder` a copy whose 
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cytocore.provenance import write_json
+from cytocore.provenance import sha256_file, write_json
 
 from .base import METADATA_FILE, CytoModel, read_metadata
 from .cascade import BASE_DIR, DEFAULT_SUPERRES_STEPS, SUPERRES_DIR, Cascade, CascadeError, check_stages_agree
@@ -90,17 +91,27 @@ def load_base(path: str | Path, device: Device = None) -> CytoModel:
     return load_stage(base_folder(path), device)
 
 
-def copy_model_folder(src: str | Path, dst: str | Path) -> Path:
+def copy_model_folder(src: str | Path, dst: str | Path, reuse: bool = False) -> Path:
     """Copy a model folder (a stage or a whole cascade, its stage links resolved) to a new folder ``dst``, so that a
-    record can be changed there — a lab's own anomaly reference, say — while the original keeps its own."""
+    record can be changed there — a lab's own anomaly reference, say — while the original keeps its own. ``reuse``:
+    a ``dst`` that already holds a copy of the same weights (an earlier, interrupted run) is kept as it is."""
     src, dst = Path(src), Path(dst)
     stage_class(src)   # a model folder, or a clear error naming it
     if dst.resolve() == src.resolve():
         raise ValueError(f"{dst} is the model folder itself: name a new folder for the copy")
     if dst.exists() and any(dst.iterdir()):
-        raise ValueError(f"{dst} exists and is not empty: name a new folder for the copy of {src}")
+        if reuse and _weights(dst) == _weights(src):
+            return dst
+        raise ValueError(f"{dst} exists and is not a copy of {src}: name a new folder for the copy"
+                         if reuse else f"{dst} exists and is not empty: name a new folder for the copy of {src}")
     shutil.copytree(src, dst, symlinks=False, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.tmp"))
     return dst
+
+
+def _weights(folder: Path) -> dict[str, str]:
+    """Every weights file under ``folder`` (stage links followed): relative path -> sha256."""
+    return {str((Path(d) / f).relative_to(folder)): sha256_file(Path(d) / f)
+            for d, _, files in os.walk(folder, followlinks=True) for f in files if f.endswith(".safetensors")}
 
 
 def assemble_cascade(base_dir: str | Path, superres_dir: str | Path, out: str | Path,

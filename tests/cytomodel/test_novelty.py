@@ -125,12 +125,14 @@ def test_reference_only_fits_a_labs_reference_on_a_copy_and_keeps_the_model_and_
     new = pd.read_csv(again)
     np.testing.assert_allclose(new.anomaly_score, standardise(new.novelty_raw.to_numpy(), list(new.pred_class),
                                                               fit["reference"]))
-    # labelled cells of classes the model does not know are left out
+    # labelled cells of classes the model does not know are left out; a run again into the copy an earlier
+    # (interrupted) run made goes on there
     mixed = pd.concat([val, val.head(5).assign(label="blast")])
     mixed.to_csv(tmp_path / "mixed.csv", index=False)
-    assert main(["calibrate", "--model", str(copy), "--data", "lab/", "--from-results", str(tmp_path / "mixed.csv"),
-                 "--reference-only"] + opts) == 0
+    assert main(["calibrate", "--model", str(model_dir), "--data", "lab/", "--from-results",
+                 str(tmp_path / "mixed.csv"), "--reference-only", "--out-model", str(copy)] + opts) == 0
     assert json.loads((copy / "cytomodel.json").read_text())["novelty_fits"][0]["n_images"] == len(val)
+    assert (model_dir / "cytomodel.json").read_bytes() == record
 
 
 def test_reference_only_refuses_what_would_lose_a_reference(tiny_model_dir, tmp_path, capsys):
@@ -146,7 +148,7 @@ def test_reference_only_refuses_what_would_lose_a_reference(tiny_model_dir, tmp_
     (taken / "keep.txt").write_text("mine")
     assert main(["calibrate", "--model", str(tiny_model_dir), "--anomaly", "class-gain", "--out-model", str(taken)]
                 + opts) == 2
-    assert "not empty" in capsys.readouterr().err and (taken / "keep.txt").read_text() == "mine"
+    assert "not a copy" in capsys.readouterr().err and (taken / "keep.txt").read_text() == "mine"
     assert main(["calibrate", "--model", str(tiny_model_dir), "--data", "x/", "--out-model", str(tmp_path / "new"),
                  "--anomaly", "class-gain"]) == 2
     assert "--reference-only" in capsys.readouterr().err and not (tmp_path / "new").exists()
