@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from .cell_mask import cell_region, optical_density
 from .dataset import preprocess
 from .stain import StainStatistics, at_stain_px, measure_stain
 
@@ -164,15 +165,6 @@ def _working_copy(img: Image.Image) -> tuple[np.ndarray, float]:
     return np.asarray(img, dtype=np.float64), s
 
 
-def optical_density(rgb: np.ndarray) -> np.ndarray:
-    """Summed optical density over the image's own background (its brightest pixels): stain-agnostic darkness."""
-    flat = rgb.reshape(-1, 3)
-    lum = flat.sum(1)
-    bright = flat[lum >= np.quantile(lum, 0.97)]
-    white = np.maximum(bright.mean(0), 1.0)
-    return -np.log(np.clip(rgb / white, 1e-3, 1.0)).sum(-1)
-
-
 def measure_cell(img: Image.Image) -> CellMeasurement:
     """Find the white cell nearest the centre, its size, and the red cells' diameter (see the module docstring)."""
     # scipy and scikit-image come with the model extra; data/ is imported without them (the study app)
@@ -225,7 +217,7 @@ def measure_cell(img: Image.Image) -> CellMeasurement:
     on_border = nucleus[0].sum() + nucleus[-1].sum() + nucleus[:, 0].sum() + nucleus[:, -1].sum()
     outline = math.pi * 2 * math.sqrt(nucleus.sum() / math.pi)
     status = "cut_by_border" if on_border > CUT_SHARE * outline else STATUS_OK
-    cell_d, cell = _cell_diameter(od, t_lo, nucleus)
+    cell_d, cell = cell_region(od, t_lo, nucleus)
     # a red cell (7.5 µm) is 0.3-1.0 times a white cell (8-20 µm) across: smaller blobs are platelets or debris
     rbcs = [d for d in _red_cells(od, t_lo, t_hi, cell) if cell_d is None or 0.3 <= d / cell_d <= 1.0]
     rbc_d = float(np.median(rbcs)) if len(rbcs) >= MIN_RBC else None
@@ -233,26 +225,6 @@ def measure_cell(img: Image.Image) -> CellMeasurement:
                            cell_diameter=None if cell_d is None else cell_d / s,
                            rbc_diameter=None if rbc_d is None else rbc_d / s, n_rbc=len(rbcs),
                            rbc_diameters=tuple(d / s for d in rbcs), contrast=contrast, size=(w, h))
-
-
-def _cell_diameter(od: np.ndarray, t_lo: float, nucleus: np.ndarray) -> tuple[float | None, np.ndarray]:
-    """Equivalent diameter of the stained region holding the nucleus (cut from touching red cells by an opening),
-    and that region."""
-    # scipy and scikit-image: model extra only (see measure_cell)
-    from scipy import ndimage as ndi
-    from skimage.morphology import disk
-
-    stained = ndi.binary_fill_holes((od > t_lo) | nucleus)
-    r_nuc = math.sqrt(nucleus.sum() / math.pi)
-    radius = max(1, int(round(0.35 * r_nuc)))
-    opened = ndi.binary_opening(stained, structure=disk(radius)) | nucleus
-    lab, _ = ndi.label(opened)
-    ids = np.unique(lab[nucleus])
-    ids = ids[ids > 0]
-    if not len(ids):
-        return None, nucleus
-    cell = ndi.binary_fill_holes(np.isin(lab, ids))
-    return 2 * math.sqrt(cell.sum() / math.pi), cell
 
 
 def _red_cells(od: np.ndarray, t_lo: float, t_hi: float, cell: np.ndarray) -> list[float]:

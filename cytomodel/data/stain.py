@@ -13,15 +13,24 @@ grey background does not drag the cells' colours with it, and unlike Macenko's t
 dimension (eosinophil granules, the pink of a neutrophil's cytoplasm) is kept.
 
 Statistics are taken per set, never per image: a lab's stain shifts all its images alike, while one image's stain
-says as much about its cell type (a basophil is dark all over) as about the lab.
+says as much about its cell type (a basophil is dark all over) as about the lab. And they are taken per compartment
+of the framed cell (:func:`.cell_mask.compartments`: nucleus, cytoplasm, the rest — red cells, platelets), and a
+set's compartments are weighted by the training images' shares of stained pixels, on both sides: over all stained
+pixels at once the moment is a mix, moved by how much of each image is white cell and of which type (PBC's fields are
+mostly red cells, another lab's tight crops mostly the white cell; PBC's platelet images alone read at 0.24× the
+trace: docs/real-images.md). Re-weighted, the training images' own moment is unchanged and another set's is compared
+as if it held the training images' proportions. Records measured before hold the all-pixel moment only and are
+mapped with it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
+
+from .cell_mask import compartments
 
 STAINED_OD = 0.15        # summed optical density above which a pixel counts as stained (Macenko's β, 0.15, is a
                          # floor on every channel; a sum keeps pale single-stain pixels such as pink cytoplasm)
@@ -31,32 +40,58 @@ AUTO_DELTA_E = 5.0       # "auto": a set is normalised when its background diffe
                          # than this (CIELAB ΔE76; just noticeable ≈ 2.3). Measured: PBC sets of any one class
                          # ≤ 0.7, tecom_wbc 26.4, bccd_wbc 18.0. The background is the one statistic a set's mix
                          # of cell types does not move (the OD moment does: platelets alone 0.25×, basophils 1.4×)
+COMPARTMENTS = ("nucleus", "cytoplasm", "other")   # of a framed cell (.cell_mask.compartments)
 STAIN_PX = 128           # images are measured at this size: the second moment of OD falls as an image is shrunk
                          # (edges average out: 17 % lower at 32 px than at 128 on PBC), so a set and its target
                          # must be measured alike
 
 
+Moment = tuple[tuple[float, float, float], ...]
+
+
 @dataclass(frozen=True)
 class StainStatistics:
-    """A set's light and stain: background colour (RGB, 0–255) and the 3×3 second moment of the stained pixels' OD."""
+    """A set's light and stain: background colour (RGB, 0–255), the 3×3 second moment of the stained pixels' OD, and
+    that moment per compartment of the cell (``compartments``: name -> 3×3) with the compartment's share of the
+    stained pixels (``shares``); both empty in records measured before."""
     background: tuple[float, float, float]
-    od_moment: tuple[tuple[float, float, float], ...]
+    od_moment: Moment
     n_images: int = 0
+    compartments: dict[str, Moment] = field(default_factory=dict)
+    shares: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"background": [round(float(v), 2) for v in self.background],
-                "od_moment": [[round(float(v), 5) for v in row] for row in self.od_moment],
+        def rounded(m: Moment) -> list[list[float]]:
+            return [[round(float(v), 5) for v in row] for row in m]
+
+        return {"background": [round(float(v), 2) for v in self.background], "od_moment": rounded(self.od_moment),
+                "compartments": {k: rounded(m) for k, m in self.compartments.items()},
+                "compartment_shares": {k: round(float(v), 4) for k, v in self.shares.items()},
                 "n_images": int(self.n_images)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "StainStatistics | None":
         if not d:
             return None
-        moment = np.asarray(d["od_moment"], dtype=float)
-        if moment.shape != (3, 3) or len(d["background"]) != 3:
-            raise ValueError("stain statistics need a background of 3 values and a 3×3 od_moment")
-        return cls(tuple(float(v) for v in d["background"]), tuple(tuple(float(v) for v in r) for r in moment),
-                   int(d.get("n_images", 0)))
+        moments = {"od_moment": d["od_moment"], **(d.get("compartments") or {})}
+        arrays = {k: np.asarray(m, dtype=float) for k, m in moments.items()}
+        if any(a.shape != (3, 3) for a in arrays.values()) or len(d["background"]) != 3:
+            raise ValueError("stain statistics need a background of 3 values and 3×3 moments (od_moment, "
+                             "compartments)")
+        as_moment = {k: tuple(tuple(float(v) for v in r) for r in a) for k, a in arrays.items()}
+        shares = {k: float(v) for k, v in (d.get("compartment_shares") or {}).items()}
+        if set(shares) != set(as_moment) - {"od_moment"}:
+            raise ValueError("stain statistics need a compartment_shares entry for each of their compartments")
+        return cls(tuple(float(v) for v in d["background"]), as_moment.pop("od_moment"), int(d.get("n_images", 0)),
+                   as_moment, shares)
+
+    def moment(self, weights: dict[str, float] | None = None) -> np.ndarray:
+        """The second moment over the compartments in ``weights`` (name -> weight, normalised here), or over all
+        stained pixels (None or empty)."""
+        if not weights:
+            return np.asarray(self.od_moment)
+        total = sum(weights.values())
+        return sum(w / total * np.asarray(self.compartments[k]) for k, w in weights.items())
 
 
 def _rgb(image) -> np.ndarray:
@@ -90,24 +125,32 @@ def channel_od(image, background: Sequence[float]) -> np.ndarray:
 
 
 def measure_stain(images: Sequence) -> StainStatistics:
-    """The light and stain of a set of RGB images (uint8 arrays or PIL images, measured at :data:`STAIN_PX`); see
-    the module docstring."""
+    """The light and stain of a set of framed cell images (RGB uint8 arrays or PIL images, measured at
+    :data:`STAIN_PX`): over all stained pixels and per compartment of the cell; see the module docstring."""
     images = [at_stain_px(im) for im in images]
     if not images:
         raise ValueError("stain statistics need at least one image")
     background = np.median([image_background(im) for im in images], 0)
-    total, count = np.zeros((3, 3)), 0
+    totals = {k: np.zeros((3, 3)) for k in ("stained", *COMPARTMENTS)}
+    counts = dict.fromkeys(totals, 0)
     for im in images:
-        od = channel_od(im, background).reshape(-1, 3)
-        stained = od[od.sum(1) > STAINED_OD]
-        total += stained.T @ stained
-        count += len(stained)
-    if count < MIN_STAINED:
-        raise ValueError(f"only {count} stained pixels in {len(images)} images: too few to measure a stain "
-                         "(are these images of stained cells?)")
-    moment = total / count
-    return StainStatistics(tuple(float(v) for v in background), tuple(tuple(float(v) for v in r) for r in moment),
-                           len(images))
+        od = channel_od(im, background)
+        stained = od.sum(-1) > STAINED_OD
+        masks = compartments(im) or {}
+        for k, mask in {"stained": stained, **{c: m & stained for c, m in masks.items()}}.items():
+            v = od[mask]
+            totals[k] += v.T @ v
+            counts[k] += len(v)
+    if counts["stained"] < MIN_STAINED:
+        raise ValueError(f"only {counts['stained']} stained pixels in {len(images)} images: too few to measure a "
+                         "stain (are these images of stained cells?)")
+
+    def moment(k: str) -> Moment:
+        return tuple(tuple(float(v) for v in r) for r in totals[k] / counts[k])
+
+    kept = [k for k in COMPARTMENTS if counts[k] >= MIN_STAINED]
+    return StainStatistics(tuple(float(v) for v in background), moment("stained"), len(images),
+                           {k: moment(k) for k in kept}, {k: counts[k] / counts["stained"] for k in kept})
 
 
 def background_difference(a: StainStatistics, b: StainStatistics) -> float:
@@ -124,9 +167,17 @@ def _sqrtm(sym: np.ndarray, inverse: bool = False) -> np.ndarray:
     return (v * w ** (-0.5 if inverse else 0.5)) @ v.T
 
 
+def compartment_weights(source: StainStatistics, target: StainStatistics) -> dict[str, float]:
+    """The compartments both sets were measured in, each weighted by its share of the target's stained pixels
+    (empty where either record predates compartments: then all stained pixels are compared)."""
+    return {k: target.shares[k] for k in COMPARTMENTS if k in source.compartments and k in target.compartments}
+
+
 def od_map(source: StainStatistics, target: StainStatistics) -> np.ndarray:
-    """The 3×3 matrix M with M Σ_source Mᵀ = Σ_target (second moments of OD), M = Σ_t^½ Σ_s^-½."""
-    return _sqrtm(np.asarray(target.od_moment)) @ _sqrtm(np.asarray(source.od_moment), inverse=True)
+    """The 3×3 matrix M with M Σ_source Mᵀ = Σ_target, M = Σ_t^½ Σ_s^-½, Σ the second moment of OD over the
+    compartments both sets were measured in, in the target's proportions (:func:`compartment_weights`)."""
+    weights = compartment_weights(source, target)
+    return _sqrtm(target.moment(weights)) @ _sqrtm(source.moment(weights), inverse=True)
 
 
 def normalise_stain(image, source: StainStatistics, target: StainStatistics) -> np.ndarray:

@@ -3,6 +3,10 @@
 # Classifies PBC val, tecom_wbc and bccd_wbc once per model and score (default intake: stain normalisation auto),
 # then lab_reference.py splits each lab's cells in halves, fits the reference on one half and reads the flag rate on
 # the other. Resumable (classify's own resume); one core. `bash run.sh RUN_DIR`
+# flag-rates.csv: after the per-compartment stain statistics (the same day) the tecom and BCCD tables were made again
+# with that code; the PBC val tables of the first run were kept — `auto` leaves PBC alone, so they hold the numbers
+# this code gives, but classify refuses to resume them (their recorded plan lacks the compartment statistics).
+# flag-rates-all-pixel-stain.csv: the first run, tecom and BCCD mapped with the all-pixel moment.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 export CYTOMODEL_THREADS=1 OMP_NUM_THREADS=1

@@ -2,7 +2,9 @@
 optical-density``) to the bundled models' framing records, measured exactly as ``cytomodel framing measure`` now
 measures it (``measure_contract`` → ``measure_stain``) on the images the records name (PBC train, the model's own
 classes; all of them, where ``framing measure`` takes a uniform sample of 4,000), without re-measuring — and so
-without touching — the rest of each record.
+without touching — the rest of each record. Run again on 2026-12-07 after the stain statistics gained their
+per-compartment moments and shares (``framing.stain.compartments``, ``compartment_shares``; the all-pixel
+``od_moment`` came out identical).
 
     python docs/results/stain-normalisation-od/add_stain.py data/models/cpu-32 data/models/cpu-32-lab ...
 """
