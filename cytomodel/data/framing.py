@@ -84,10 +84,20 @@ class FramingContract:
     # light and stain of the training images (:class:`.stain.StainStatistics` as a dict): the target of
     # optical-density stain normalisation
     stain: dict[str, Any] | None = None
+    # per training class, log of the window the white-cell rule gives a set of that class alone, relative to the
+    # training window (:func:`class_offsets`): how far a set's median white cell can lie from the training median
+    # by its mix of cell types alone, at the training magnification
+    cell_class_offsets: dict[str, float] | None = None
 
     @property
     def stain_statistics(self) -> StainStatistics | None:
         return StainStatistics.from_dict(self.stain)
+
+    @property
+    def cell_offset_range(self) -> tuple[float, float]:
+        """(lowest, highest) of :attr:`cell_class_offsets` and 0 (a set of the training mix); (0, 0) without them."""
+        offsets = list((self.cell_class_offsets or {}).values())
+        return min([0.0, *offsets]), max([0.0, *offsets])
 
     @property
     def window_um(self) -> float | None:
@@ -255,12 +265,32 @@ def _red_cells(od: np.ndarray, t_lo: float, t_hi: float, cell: np.ndarray) -> li
 
 
 # ============================================================================================== the contract
+MIN_CLASS_CELLS = 10    # measured cells of a class needed for its offset (:func:`class_offsets`)
+
+
+def class_offsets(cell_ratio: Sequence[float], labels: Sequence[str | None], window_cell: float
+                  ) -> dict[str, float]:
+    """Per class, log(window_cell / the class's median image side ÷ white-cell diameter): the log of the window the
+    white-cell rule (:func:`plan_scale`) gives a set of that class alone at the training magnification, relative to
+    the training window — monocytes are larger than the median white cell (> 0), lymphocytes and platelets smaller
+    (< 0).  Classes with fewer than ``MIN_CLASS_CELLS`` measured cells are left out."""
+    by: dict[str, list[float]] = {}
+    for r, label in zip(cell_ratio, labels):
+        if label:   # None or "": an unlabelled image
+            by.setdefault(str(label), []).append(r)
+    return {c: round(float(np.log(window_cell) - np.median(np.log(v))), 4)
+            for c, v in sorted(by.items()) if len(v) >= MIN_CLASS_CELLS}
+
+
 def measure_contract(images: Sequence[Image.Image], training_px: tuple[int, int] | None = None,
                      original_px: tuple[int, int] | None = None, crop_of_original: float | None = None,
-                     progress: bool = False) -> FramingContract:
+                     progress: bool = False, labels: Sequence[str | None] | None = None) -> FramingContract:
     """The framing of these (training) images: the window in red-cell and white-cell diameters (medians) with their
-    spread, and how far the found cell sits from the centre (97.5th percentile)."""
+    spread, and how far the found cell sits from the centre (97.5th percentile).  With ``labels`` (one per image),
+    also each class's offset of the white-cell size (:func:`class_offsets`)."""
     rbc_ratio, cell_ratio, offsets, lab_means, lab_stds, pixels = [], [], [], [], [], []
+    cell_labels: list[str | None] = []
+    label_of = iter(labels) if labels is not None else None
     reservoir = np.random.default_rng(0)
     n = 0
     iterator = images
@@ -269,6 +299,7 @@ def measure_contract(images: Sequence[Image.Image], training_px: tuple[int, int]
         iterator = tqdm(images, desc="measuring the framing", unit="img")
     for img in iterator:
         m = measure_cell(img)
+        label = next(label_of) if label_of is not None else None
         n += 1
         mean, std = lab_statistics(img)
         if len(pixels) < STAIN_SAMPLE:  # a uniform sample of the images (reservoir), for the stain statistics
@@ -284,6 +315,7 @@ def measure_contract(images: Sequence[Image.Image], training_px: tuple[int, int]
         rbc_ratio += [side / d for d in m.rbc_diameters]  # pooled over images: a small crop shows one or two
         if m.cell_diameter:
             cell_ratio.append(side / m.cell_diameter)
+            cell_labels.append(label)
     if not offsets:
         raise FramingError("no cell was found in any of the images measured for the framing contract")
 
@@ -309,7 +341,9 @@ def measure_contract(images: Sequence[Image.Image], training_px: tuple[int, int]
                            lab_mean=triple(np.median(means, 0)), lab_std=triple(np.median(stds, 0)),
                            lab_mean_low=triple(np.quantile(means, 0.005, 0)),
                            lab_mean_high=triple(np.quantile(means, 0.995, 0)),
-                           stain=_stain_record(pixels))
+                           stain=_stain_record(pixels),
+                           cell_class_offsets=(class_offsets(cell_ratio, cell_labels, window_cell) or None)
+                           if labels is not None and window_cell else None)
 
 
 def _stain_record(pixels: list[np.ndarray]) -> dict[str, Any] | None:
@@ -408,9 +442,12 @@ def plan_scale(measurements: Sequence[CellMeasurement], contract: FramingContrac
         fraction, how = known
         if n < MIN_SET:  # one cell's size says more about its type than about the magnification
             return Scale(None, how, len(found), spread)
-        # the known framing stands unless the set's median is off by more than its sampling error allows
+        # the known framing stands unless the set's median is off by more than its sampling error allows — and, for
+        # the white cells' size, by more than its mix of cell types can move it: a set of monocytes alone, or of
+        # platelets, is not at another magnification (the training classes' offsets, where the record has them)
         tolerance = max(0.1, 2.5 * 1.25 * sd / math.sqrt(n))
-        if measured is None or abs(math.log(measured * crop_fraction / fraction)) <= tolerance:
+        low, high = contract.cell_offset_range if rule == "scale from white-cell size" else (0.0, 0.0)
+        if measured is None or low - tolerance <= math.log(measured * crop_fraction / fraction) <= high + tolerance:
             return Scale(None, how, len(found), spread)
     if measured is None:
         return Scale(None, "no scale", len(found), spread)

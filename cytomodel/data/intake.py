@@ -263,7 +263,8 @@ def measure_training_framing(data, split: str | None = None, limit: int | None =
         size = load_image(r.path).size
         sizes[size] = sizes.get(size, 0) + 1
     contract = measure_contract((load_image(r.path) for r in picked), training_px=max(sizes, key=sizes.get),
-                                original_px=original_px, crop_of_original=crop_of_original, progress=progress)
+                                original_px=original_px, crop_of_original=crop_of_original, progress=progress,
+                                labels=[r.label for r in picked])
     return {**contract.to_dict(), "encoding": measure_encoding(r.path for r in picked), "data": str(data),
             "split": split, "images_measured": len(picked)}
 

@@ -102,6 +102,32 @@ def test_crops_cut_to_each_cells_own_size_are_flagged():
     assert warned(crops) and not warned(fields)
 
 
+def test_a_set_of_one_cell_type_keeps_the_training_framing():
+    """A lab's folder of one cell type (monocytes alone, platelets alone) at the training size and magnification is
+    framed as the training images: its median white cell is off the training median by its type, not by another
+    magnification (PBC val: monocytes alone were rescaled to a window of 1.16, platelets to 0.45). A set at another
+    magnification, beyond what any one type explains, is still rescaled."""
+    def fields(cell_ums, um_per_px=0.2, seed=0):
+        return [make_smear(128, um_per_px=um_per_px, cell_um=float(c), n_rbc=0, seed=seed + i)
+                for i, c in enumerate(cell_ums)]
+
+    small, large = [8.0, 8.5, 9.0] * 8, [15.0, 16.0, 17.0] * 8
+    train = fields(small + large)
+    contract = measure_contract(train, training_px=(128, 128), labels=["small"] * 24 + ["large"] * 24)
+    offsets = contract.cell_class_offsets
+    assert offsets["small"] < -0.2 and offsets["large"] > 0.15, offsets
+    assert FramingContract.from_dict(json.loads(json.dumps(contract.to_dict()))) == contract
+    large_alone = [measure_cell(i) for i in fields([15.5, 16.5] * 24, seed=300)]
+    assert plan_scale(large_alone, contract).rule == "as the training images"
+    # without the classes' offsets (an older record) the same set was taken for another magnification
+    assert plan_scale(large_alone, replace(contract, cell_class_offsets=None)).window_fraction is not None
+    # both types at twice the magnification (the cells twice as large in pixels): the training window, 25.6 µm, is
+    # 256 px at 0.1 µm/px — twice these fields
+    zoomed = [measure_cell(i) for i in fields([8.5, 16.0] * 24, um_per_px=0.1, seed=400)]
+    scale = plan_scale(zoomed, contract)
+    assert scale.rule == "scale from white-cell size" and scale.window_fraction == pytest.approx(2.0, rel=0.15)
+
+
 def test_a_trained_model_without_a_framing_record_gets_one(tmp_path):
     """`cytomodel train` / `baseline train` end by recording how their training images are framed (a fresh model
     had no record, so every command only resized its inputs); a record already there is kept."""
