@@ -56,6 +56,11 @@ def cmd_measure(args: argparse.Namespace) -> int:
           f"{record['window_rbc']} red-cell / {record['window_cell']} white-cell diameters (red cells measurable in "
           f"{record['rbc_found_share']:.1%}), centre within {record['centre_tolerance']:.3f} of the window; "
           f"written to {', '.join(str(p) for p, _ in model_records)}")
+    offsets = record.get("cell_class_offsets")
+    print("white-cell size of each class alone, log against the training median: "
+          + (", ".join(f"{c} {v:+.2f}" for c, v in sorted(offsets.items(), key=lambda kv: kv[1])) if offsets else
+             "not measured (the images are not labelled): a set of one cell type may be taken for another "
+             "magnification"))
     return 0
 
 

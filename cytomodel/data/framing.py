@@ -278,7 +278,7 @@ def class_offsets(cell_ratio: Sequence[float], labels: Sequence[str | None], win
     for r, label in zip(cell_ratio, labels):
         if label:   # None or "": an unlabelled image
             by.setdefault(str(label), []).append(r)
-    return {c: round(float(np.log(window_cell) - np.median(np.log(v))), 4)
+    return {c: round(float(np.log(window_cell) - np.median(np.log(v))), 4) + 0.0   # + 0.0: no "-0.0"
             for c, v in sorted(by.items()) if len(v) >= MIN_CLASS_CELLS}
 
 

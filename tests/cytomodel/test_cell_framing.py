@@ -225,6 +225,8 @@ def test_framing_commands(tiny_model_dir, tmp_path, capsys):
     record = json.loads((model / "cytomodel.json").read_text())["framing"]
     assert record["training_px"] == [128, 128] and record["window_cell"] > 1
     assert record["encoding"]["format"] == "lossless" and record["encoding"]["files_read"] == 12   # PNGs
+    # one class: its median white cell is the training median
+    assert record["cell_class_offsets"] == {"cell": 0.0} and "cell +0.00" in capsys.readouterr().out
     out = tmp_path / "shown"
     assert main(["framing", "show", "--model", str(model), "--data", str(data), "--out", str(out)]) == 0
     table = pd.read_csv(out / "framing.csv")
