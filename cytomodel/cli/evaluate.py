@@ -8,6 +8,7 @@ from .. import bundled_baseline_path, data, evaluate, train
 from ..train.config import PRESETS, load_config
 from .classify import add_classifier_args, config_from_args
 from .common import add_device_arg, add_set_arg
+from .framing import record_framing_if_missing
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -46,6 +47,7 @@ def cmd_train_variant(args: argparse.Namespace) -> int:
         evaluate.train_variant_baseline(images, val, args.baseline_out, holdout=args.holdout_class,
                                         labelled_per_class=args.labelled_per_class, seed=args.seed,
                                         epochs=args.baseline_epochs, device=args.device)
+        record_framing_if_missing(Path(args.baseline_out), args.data, args.split, holdout=args.holdout_class)
         print(f"baseline saved to {args.baseline_out}")
     if args.baseline_only:
         return 0
@@ -53,6 +55,7 @@ def cmd_train_variant(args: argparse.Namespace) -> int:
                                 labelled_per_class=args.labelled_per_class, unlabelled=not args.no_unlabelled,
                                 seed=args.seed, resume=args.resume, max_minutes=args.max_minutes,
                                 data_source=str(args.data))
+    record_framing_if_missing(Path(args.out) / "model", args.data, args.split, holdout=args.holdout_class)
     print(f"model saved to {Path(args.out) / 'model'} (step {model.metadata.get('train_steps')})")
     return 0
 

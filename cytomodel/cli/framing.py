@@ -48,7 +48,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
     sf = next((m.get("source_framing") for _, m in model_records if m.get("source_framing")), {}) or {}
     original = _size(args.original_px) or (tuple(sf["original_px"]) if sf.get("original_px") else None)
     crop = args.crop_of_original if args.crop_of_original is not None else sf.get("crop_of_original")
-    record = measure_training_framing(args.data, args.split, args.limit, original, crop, progress=True)
+    record = measure_training_framing(args.data, args.split, args.limit, original, crop, progress=True,
+                                      holdout=args.holdout_class)
     for path, meta in model_records:
         meta["framing"] = record
         write_json(path, meta)
@@ -64,15 +65,18 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
-def record_framing_if_missing(folder: Path, data, split: str | None, limit: int = 2000) -> None:
+def record_framing_if_missing(folder: Path, data, split: str | None, limit: int = 2000,
+                              holdout: str | None = None) -> None:
     """After a training run: a model without a framing record gets one, measured on (a sample of) its training
-    images, so that every command frames inputs like them (a fine-tune on the same images keeps its model's)."""
+    images (without the ``holdout`` class of a held-out-class variant), so that every command frames inputs like
+    them (a fine-tune on the same images keeps its model's)."""
     records = _records(Path(folder))
     if all(meta.get("framing") for _, meta in records):
         return
     print(f"recording how the training images are framed (cytomodel framing measure, {limit} images at most) ...")
     try:
-        record, why = measure_training_framing(data, split, limit, progress=True), "no cells measurable"
+        record, why = measure_training_framing(data, split, limit, progress=True, holdout=holdout), \
+            "no cells measurable"
     except (ValueError, IndexError) as exc:   # no cell found in any image (e.g. synthetic test shapes)
         record, why = None, str(exc)
     if record is None or (record.get("window_rbc") is None and record.get("window_cell") is None):
@@ -145,6 +149,8 @@ def register(sub) -> None:
                    "(default: the record's source_framing)")
     m.add_argument("--crop-of-original", type=float, help="the centre crop of those originals the training images "
                    "are (default: the record's)")
+    m.add_argument("--holdout-class", default=None, help="a class the models were trained without "
+                   "(train-variant --holdout-class): its images are left out")
     m.set_defaults(func=cmd_measure)
 
     v = s.add_parser("show", help="frame images for a model and write them with framing.csv and a contact sheet")

@@ -251,11 +251,14 @@ def frame_or_raise(intake: Intake, image) -> np.ndarray:
 
 def measure_training_framing(data, split: str | None = None, limit: int | None = None,
                              original_px: tuple[int, int] | None = None, crop_of_original: float | None = None,
-                             progress: bool = False) -> dict[str, Any]:
+                             progress: bool = False, holdout: str | None = None) -> dict[str, Any]:
     """The framing record of a model's training images (``framing`` in its record): measured on ``limit`` of them
     (every n-th, all when None), at their most common size, with how the files were saved (``encoding``,
-    :mod:`.encoding`). ``original_px`` / ``crop_of_original`` say which originals they were cut from, when known."""
-    records = scan_dataset(data, split=split)
+    :mod:`.encoding`). ``original_px`` / ``crop_of_original`` say which originals they were cut from, when known;
+    ``holdout``: a class the model was trained without, whose images are left out."""
+    records = [r for r in scan_dataset(data, split=split) if holdout is None or r.label != holdout]
+    if not records:
+        raise DataError(f"{data}: no training images{f' outside class {holdout!r}' if holdout else ''} to measure")
     step = max(1, len(records) // limit) if limit else 1
     picked = records[::step][:limit] if limit else records
     sizes: dict[tuple[int, int], int] = {}
@@ -266,7 +269,7 @@ def measure_training_framing(data, split: str | None = None, limit: int | None =
                                 original_px=original_px, crop_of_original=crop_of_original, progress=progress,
                                 labels=[r.label for r in picked])
     return {**contract.to_dict(), "encoding": measure_encoding(r.path for r in picked), "data": str(data),
-            "split": split, "images_measured": len(picked)}
+            "split": split, "images_measured": len(picked), **({"holdout_class": holdout} if holdout else {})}
 
 
 def contract_of(meta: dict[str, Any]) -> FramingContract | None:

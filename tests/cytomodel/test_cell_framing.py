@@ -148,6 +148,34 @@ def test_a_trained_model_without_a_framing_record_gets_one(tmp_path):
     (model / "baseline.json").write_text(json.dumps({"framing": {"window_rbc": 9.0}}))
     record_framing_if_missing(model, data, None)
     assert json.loads((model / "baseline.json").read_text())["framing"] == {"window_rbc": 9.0}
+    # a model trained without class b (train-variant --holdout-class b): measured on class a's images alone
+    (model / "baseline.json").write_text(json.dumps({"resolution": 32}))
+    record_framing_if_missing(model, data, None, holdout="b")
+    framing = json.loads((model / "baseline.json").read_text())["framing"]
+    assert framing["images_measured"] == 40 and framing["holdout_class"] == "b"
+    assert set(framing["cell_class_offsets"]) == {"a"}
+
+
+def test_train_variant_records_the_framing_of_its_own_training_images(tmp_path):
+    """A held-out-class variant (and its baseline) is framed like the images it was trained on: the held-out class's
+    images are left out of the record (before, train-variant wrote none: its models only resized their inputs)."""
+    from cytomodel.cli import main
+
+    data = tmp_path / "cells"
+    rows = []
+    for k, cls in enumerate(("a", "b")):
+        (data / cls).mkdir(parents=True)
+        for i, img in enumerate(_training_set(24)[k::2]):
+            img.save(data / cls / f"{i}.png")
+            rows.append({"path": f"{cls}/{i}.png", "label": cls, "split": "train" if i < 10 else "val"})
+    pd.DataFrame(rows).to_csv(data / "manifest.csv", index=False)
+    out = tmp_path / "variant"
+    assert main(["train-variant", "--data", str(data), "--holdout-class", "b", "--preset", "tiny-16", "--set",
+                 "max_steps=2", "--out", str(out), "--baseline-out", str(out / "baseline"),
+                 "--baseline-epochs", "1"]) == 0
+    for record in (out / "model" / "cytomodel.json", out / "baseline" / "baseline.json"):
+        framing = json.loads(record.read_text())["framing"]
+        assert framing["holdout_class"] == "b" and framing["images_measured"] == 10, record
 
 
 def test_known_framings_are_kept_exactly(contract):
