@@ -19,3 +19,7 @@ cytomodel export --model "$R/base-ig/model" --out "$R/export/base"
 cytomodel export --model "$R/sr-ig/model" --out "$R/export/superres"
 cytomodel cascade --base "$R/export/base" --superres "$R/export/superres" --out data/models/holdout-ig/cascade
 cp -r "$R/baseline-ig" data/models/holdout-ig/baseline
+# how their training images (PBC train without ig, all 9,938) are framed, as for the bundled models (train-variant
+# now records it at the end of a run, on 2,000 images; this run predates that)
+cytomodel framing measure --model data/models/holdout-ig/cascade data/models/holdout-ig/baseline \
+    --data ../shared/data/pbc --split train --holdout-class ig --limit 0 --original-px 360x363 --crop-of-original 0.6667
