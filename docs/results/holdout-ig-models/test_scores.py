@@ -3,12 +3,17 @@
 classes, as in docs/classifier.md), per ig subtype. RUNS: the folder with the two halves' classify tables
 (`cytomodel classify --model data/models/holdout-ig/cascade --anomaly class-gain+texture`, test split in two
 halves, one core each)."""
+import json
 import sys
-RUNS = sys.argv[1] if len(sys.argv) > 1 else "runs"
-import pandas as pd, numpy as np, json
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 from sklearn.metrics import roc_auc_score
-m = pd.read_csv('/work/shared/data/pbc/manifest.csv') if Path('/work/shared/data/pbc/manifest.csv').exists() else pd.read_csv('/work/main/../shared/data/pbc/manifest.csv')
+
+RUNS = sys.argv[1] if len(sys.argv) > 1 else "runs"
+REPO = Path(__file__).resolve().parents[3]
+m = pd.read_csv(REPO.parent / "shared" / "data" / "pbc" / "manifest.csv")
 m['name'] = m.path.map(lambda p: Path(p).name)
 d = pd.concat([pd.read_csv(f'{RUNS}/holdout-test-{h}.csv') for h in 'ab'], ignore_index=True)
 d['name'] = d.image.map(lambda p: Path(p).name)
