@@ -15,8 +15,9 @@ image, :func:`frame_image`
 3. keeps the images exactly as the training copies were cut when their size is one the record knows (the training
    images' own, or the originals' of ``source_framing``) and the set's measurements agree with that framing within
    what the training images' spread allows, so a pre-cropped copy and its original give the training pixels;
-   otherwise cuts a square centred on the cell, of the side the scale gives, reflecting the border where the window
-   reaches past the image (as the lab-variation augmentation does), and resizes it (Lanczos).
+   otherwise cuts a square centred on the cell, of the side the scale gives, filled with the image's background
+   colour where the window reaches past the image (a reflection would mirror the cell itself into the window of an
+   image cut close to its cell), and resizes it (Lanczos).
 
 The scale is planned per set (:func:`plan_scale`: all images of one size from one source share a magnification), from
 the median over its cells; a single cell's size says more about its type than about the magnification.
@@ -34,7 +35,7 @@ from PIL import Image
 
 from .cell_mask import cell_region, optical_density
 from .dataset import preprocess
-from .stain import StainStatistics, at_stain_px, measure_stain
+from .stain import StainStatistics, at_stain_px, image_background, measure_stain
 
 RBC_UM = 7.5            # red-cell diameter used to turn µm per pixel into a window
 WORK_PX = 192           # short side of the working copy the measurements run on
@@ -516,7 +517,7 @@ def _cut(img: Image.Image, centre: tuple[float, float], side: float, out_px: int
          exact: bool, n_rbc: int = 0) -> FramedCell:
     """The square window of ``side`` input pixels about ``centre``, resized to ``out_px``. ``exact``: the integer
     centre crop of the training pipeline (:func:`~cytomodel.data.dataset.preprocess`); otherwise a sub-pixel window
-    with the image reflected beyond its border."""
+    filled with the image's background colour beyond its border."""
     w, h = img.size
     if exact:
         arr = preprocess(img, out_px, side / min(w, h), name=name)
@@ -528,18 +529,17 @@ def _cut(img: Image.Image, centre: tuple[float, float], side: float, out_px: int
 
 
 def _window(img: Image.Image, centre: tuple[float, float], side: float, out_px: int) -> np.ndarray:
-    """Cut a square of ``side`` px centred at ``centre`` (reflecting the image where it runs past the border)."""
-    arr = np.asarray(img)
+    """Cut a square of ``side`` px centred at ``centre``; beyond the image's border, the image's background colour.
+    Not a reflection: in an image cut close to its cell (a bounding-box crop, a high magnification) the reflection
+    is the cell itself, mirrored around it — PBC val cells cut to their bounding boxes scored 0.796 reflected and
+    0.917 filled (docs/real-images.md, "Beyond the border")."""
+    w, h = img.size
     half = side / 2
     cx, cy = centre
-    while True:  # reflect-pad until the window fits (np.pad's reflect needs a pad smaller than the image)
-        h, w = arr.shape[:2]
-        need = math.ceil(max(0.0, half - cx, half - cy, cx + half - (w - 1), cy + half - (h - 1))) + 2
-        if need <= 2:
-            break
-        step = min(need, h - 1, w - 1)
-        arr = np.pad(arr, ((step, step), (step, step), (0, 0)), mode="reflect")
-        cx, cy = cx + step, cy + step
+    pad = math.ceil(max(0.0, half - cx, half - cy, cx + half - (w - 1), cy + half - (h - 1))) + 2
+    if pad > 2:
+        canvas = Image.new("RGB", (w + 2 * pad, h + 2 * pad), tuple(int(round(v)) for v in image_background(img)))
+        canvas.paste(img, (pad, pad))
+        img, cx, cy = canvas, cx + pad, cy + pad
     box = (cx + 0.5 - half, cy + 0.5 - half, cx + 0.5 + half, cy + 0.5 + half)
-    return np.asarray(Image.fromarray(arr).resize((out_px, out_px), Image.Resampling.LANCZOS, box=box),
-                      dtype=np.uint8)
+    return np.asarray(img.resize((out_px, out_px), Image.Resampling.LANCZOS, box=box), dtype=np.uint8)

@@ -100,7 +100,9 @@ def vary_rows(x: torch.Tensor, source: torch.Tensor, idx: torch.Tensor, params: 
 
 
 def _geometry(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Zoom (about the centre), rotation and shift; the border is reflected, as framing pads a small image."""
+    """Zoom (about the centre), rotation and shift; the border is reflected (the training cells have red cells
+    around them to reflect; framing fills beyond an input's border with its background colour instead, since in a
+    crop cut close to its cell the reflection would be the cell)."""
     zoom = torch.exp(p[:, 0])
     angle = torch.atan2(p[:, 2], p[:, 1] + 1) / 4
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom

@@ -102,6 +102,26 @@ def test_crops_cut_to_each_cells_own_size_are_flagged():
     assert warned(crops) and not warned(fields)
 
 
+def test_a_window_past_a_close_crop_holds_background_not_a_mirrored_cell(contract):
+    """Crops cut close to their cells are framed in a window larger than the image; beyond the image's border the
+    window holds the image's background colour. A reflection would mirror the nucleus into the margin (and PBC val
+    cut that way lost 12 points to it: docs/real-images.md)."""
+    from cytomodel.data.stain import image_background
+
+    crops = [make_smear(96, um_per_px=float(c) / (0.9 * 96), cell_um=float(c), n_rbc=0, seed=120 + i)
+             for i, c in enumerate(np.random.default_rng(7).uniform(9, 15, 12))]
+    intake = Intake(contract, 64)
+    for img, cell in zip(crops, intake.frame(crops)):
+        assert cell.rule.startswith("centred") and cell.window > 1.3 * 96
+        # where the input image lands in the 64-px output, and 4 px more for the resampling kernel
+        lo = [(0 - (c + 0.5 - cell.window / 2)) * 64 / cell.window - 4 for c in cell.centre]
+        hi = [(96 - (c + 0.5 - cell.window / 2)) * 64 / cell.window + 4 for c in cell.centre]
+        yy, xx = np.mgrid[:64, :64]
+        outside = (xx < lo[0]) | (xx > hi[0]) | (yy < lo[1]) | (yy > hi[1])
+        assert outside.mean() > 0.2
+        assert np.abs(cell.image[outside].astype(float) - image_background(img)).max() <= 3
+
+
 def test_a_set_of_one_cell_type_keeps_the_training_framing():
     """A lab's folder of one cell type (monocytes alone, platelets alone) at the training size and magnification is
     framed as the training images: its median white cell is off the training median by its type, not by another
