@@ -65,6 +65,8 @@ if ! python3 -c "import json,sys; d=json.load(open('$M/base/cytomodel.json')); s
   $CLI calibrate --model "$M" --data ../shared/data/pbc --split val --from-results "$R/$TAG-val.csv" \
       --anomaly class-gain+texture+baseline --baseline "$BASELINE" --rescored-out "$R/$TAG-val-rescored.csv" \
       >> "$R/$TAG-calibrate.log" 2>&1
+  $CLI calibrate --model "$M" --data ../shared/data/pbc --split val --from-results "$R/$TAG-val.csv" \
+      --anomaly class-gain+texture+baseline-softmax --baseline "$BASELINE" >> "$R/$TAG-calibrate.log" 2>&1
 fi
 .venv/bin/python $HERE/scores.py "$M/base" val "$R/$TAG-val-rescored.csv" --json "$R/$TAG-val-scores.json" \
     --tables-out "$R/$TAG-tables"
@@ -72,7 +74,7 @@ if [[ $TEST == 1 ]]; then
   classify_split test
   .venv/bin/python $HERE/scores.py "$M/base" test "$R/$TAG-test-a.csv" "$R/$TAG-test-b.csv" \
       --json "$R/$TAG-test-scores.json" --tables-out "$R/$TAG-tables"
-  for score in class-gain+texture class-gain+texture+baseline; do   # where the held-out cells go (no UNet calls)
+  for score in class-gain+texture class-gain+texture+baseline class-gain+texture+baseline-softmax; do   # where the held-out cells go (no UNet calls)
     $CLI triage --calibration "$R/$TAG-tables/val-$score.csv" --cells "$R/$TAG-tables/test-$score.csv" \
         --held-out ig --out "$R/$TAG-triage-$score" > "$R/$TAG-triage-$score.log" 2>&1
   done
