@@ -32,7 +32,6 @@ sys.path.insert(0, str(REPO))
 from PIL import Image
 from scipy import ndimage
 
-from cytomodel.data.framing import _window   # the cutter only (geometry), not the framing's detector
 
 CLASSES = ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
 
@@ -55,7 +54,24 @@ def bbox_crop(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     ys, xs = np.nonzero(lab == k)
     side = max(ys.max() - ys.min(), xs.max() - xs.min()) * rng.uniform(1.05, 1.3)
     cy, cx = (ys.max() + ys.min()) / 2, (xs.max() + xs.min()) / 2
-    return Image.fromarray(_window(img, (cx, cy), side, 128))   # reflected where it runs past the border
+    return reflected_window(img, (cx, cy), side, 128)
+
+
+def reflected_window(img: Image.Image, centre, side: float, out_px: int) -> Image.Image:
+    """A square of ``side`` px about ``centre``, the image reflected where it runs past the border (how the crops
+    of the measured set were made: the framing's cutter of that day)."""
+    arr = np.asarray(img)
+    cx, cy = centre
+    while True:   # np.pad's reflect needs a pad smaller than the image
+        h, w = arr.shape[:2]
+        need = math.ceil(max(0.0, side / 2 - cx, side / 2 - cy, cx + side / 2 - (w - 1), cy + side / 2 - (h - 1))) + 2
+        if need <= 2:
+            break
+        step = min(need, h - 1, w - 1)
+        arr = np.pad(arr, ((step, step), (step, step), (0, 0)), mode="reflect")
+        cx, cy = cx + step, cy + step
+    box = (cx + 0.5 - side / 2, cy + 0.5 - side / 2, cx + 0.5 + side / 2, cy + 0.5 + side / 2)
+    return Image.fromarray(arr).resize((out_px, out_px), Image.Resampling.LANCZOS, box=box)
 
 
 def items_of(name: str, shared: Path, tmp: Path) -> list[tuple[Path, str]]:
