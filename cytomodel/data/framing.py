@@ -531,8 +531,8 @@ def _cut(img: Image.Image, centre: tuple[float, float], side: float, out_px: int
 def _window(img: Image.Image, centre: tuple[float, float], side: float, out_px: int) -> np.ndarray:
     """Cut a square of ``side`` px centred at ``centre``; beyond the image's border, the image's background colour.
     Not a reflection: in an image cut close to its cell (a bounding-box crop, a high magnification) the reflection
-    is the cell itself, mirrored around it — PBC val cells cut to their bounding boxes scored 0.796 reflected and
-    0.917 filled (docs/real-images.md, "Beyond the border")."""
+    is the cell itself, mirrored around it — PBC val cells cut to their bounding boxes: the diffusion classifier
+    0.796 reflected, 0.900 filled (docs/real-images.md, "Beyond the border")."""
     w, h = img.size
     half = side / 2
     cx, cy = centre

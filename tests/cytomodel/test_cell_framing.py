@@ -16,6 +16,7 @@ from cytomodel.data import preprocess
 from cytomodel.data.framing import (FramingContract, FramingError, frame_image, measure_cell, measure_contract,
                                     plan_scale)
 from cytomodel.data.intake import Intake, framed_arrays
+from cytomodel.data.stain import image_background
 from cytomodel.testing import make_smear
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,9 +106,7 @@ def test_crops_cut_to_each_cells_own_size_are_flagged():
 def test_a_window_past_a_close_crop_holds_background_not_a_mirrored_cell(contract):
     """Crops cut close to their cells are framed in a window larger than the image; beyond the image's border the
     window holds the image's background colour. A reflection would mirror the nucleus into the margin (and PBC val
-    cut that way lost 12 points to it: docs/real-images.md)."""
-    from cytomodel.data.stain import image_background
-
+    cut that way lost 10 points to it: docs/real-images.md)."""
     crops = [make_smear(96, um_per_px=float(c) / (0.9 * 96), cell_um=float(c), n_rbc=0, seed=120 + i)
              for i, c in enumerate(np.random.default_rng(7).uniform(9, 15, 12))]
     intake = Intake(contract, 64)
