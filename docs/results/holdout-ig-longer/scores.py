@@ -9,27 +9,23 @@ MODEL_BASE_DIR: the cascade's base stage folder (its cytomodel.json holds the re
 On val the references were fitted on the same trained-class cells (in-sample, as every val figure of this issue)."""
 import argparse
 import json
+import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from cytomodel.classify.novelty import anomaly_of, score_parts
 
 REPO = Path(__file__).resolve().parents[3]
-SPECIFICITY = 0.962
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from anomaly_scores import _auroc, _sens_at_spec  # noqa: E402   the anomaly benchmarks' measures (specificity 0.962)
 
 
 def references(model_base: Path) -> dict[str, dict]:
     """The latest fitted reference of each anomaly score the model holds."""
     meta = json.loads((model_base / "cytomodel.json").read_text())
     return {fit["config"]["anomaly"]: fit["reference"] for fit in meta.get("novelty_fits") or []}
-
-
-def measures(score: np.ndarray, held_out: np.ndarray) -> tuple[float, float]:
-    threshold = np.quantile(score[~held_out], SPECIFICITY)
-    return round(roc_auc_score(held_out, score), 3), round(float((score[held_out] > threshold).mean()), 3)
 
 
 def main() -> None:
@@ -56,13 +52,12 @@ def main() -> None:
     pred = table.pred_class.to_numpy()
     for name, ref in references(args.model_base).items():
         score = anomaly_of(score_parts(table, ref), pred, ref)
-        row = dict(zip(("auroc", "sens"), measures(score, held)))
-        threshold = np.quantile(score[~held], SPECIFICITY)
+        neg = score[~held]
+        row = {"auroc": round(_auroc(score[held], neg), 3), "sens": round(_sens_at_spec(score[held], neg), 3)}
         for st in sorted(table[held].subtype.dropna().unique()):
-            k = ~held | (table.subtype == st).to_numpy()
-            if (held & k).sum() >= 20:
-                row[f"auroc_{st}"] = round(roc_auc_score(held[k], score[k]), 3)
-                row[f"sens_{st}"] = round(float((score[held & k] > threshold).mean()), 3)
+            pos = score[held & (table.subtype == st).to_numpy()]
+            if len(pos) >= 20:
+                row[f"auroc_{st}"], row[f"sens_{st}"] = round(_auroc(pos, neg), 3), round(_sens_at_spec(pos, neg), 3)
         out["scores"][name] = row
         if args.tables_out:
             args.tables_out.mkdir(parents=True, exist_ok=True)
