@@ -156,6 +156,8 @@ class FramedCell:
     n_rbc: int = 0
     message: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    filled_px: float = 0.0          # output pixels of the widest band of the window beyond the image's border (filled
+                                    # with its background colour; 0 where the window lies inside the image)
 
     def columns(self) -> dict[str, Any]:
         """The framing columns of a results table."""
@@ -525,7 +527,12 @@ def _cut(img: Image.Image, centre: tuple[float, float], side: float, out_px: int
     else:
         arr = _window(img, centre, side, out_px)
         scale = out_px / side
-    return FramedCell(arr, STATUS_OK, rule, centre, side, scale, n_rbc)
+    cell = FramedCell(arr, STATUS_OK, rule, centre, side, scale, n_rbc)
+    if not exact:
+        half, (cx, cy) = side / 2, centre
+        beyond = max(0.0, half - cx - 0.5, half - cy - 0.5, cx + 0.5 + half - w, cy + 0.5 + half - h)
+        cell.filled_px = beyond * scale
+    return cell
 
 
 def _window(img: Image.Image, centre: tuple[float, float], side: float, out_px: int) -> np.ndarray:

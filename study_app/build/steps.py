@@ -32,6 +32,8 @@ from .sources import fill_pools, match_classes, morph_items, real_items, select_
 
 log = logging.getLogger(__name__)
 AUDIT_PARTICIPANTS = 24   # simulated participants whose sequences the order features of the audit use
+FILLED_PX_TELL = 0.5      # a real cell's framing window may run this many model pixels past its image, no more: a
+                          # wider band is a flat margin (cytomodel.data.framing._window) that no generated cell has
 
 
 def resolve_device(device: str | None):
@@ -144,6 +146,12 @@ def build_study(data: str | Path, model_dir: str | Path, out: str | Path, cfg: S
         if cell.image is None or cell.status != "ok":  # a cut cell beside whole generated ones would be a tell
             raise StudyBuildError(f"{path}: {cell.message or cell.status}; remove it from the data or crop it to "
                                   "one whole cell")
+        if cell.filled_px >= FILLED_PX_TELL:  # so would a flat margin: no generated cell has one
+            raise StudyBuildError(
+                f"{path}: framed like the model's training cells, its window runs {cell.filled_px:.1f} of "
+                f"{model.resolution} px past the image, and that margin would show as flat background, which no "
+                "generated cell has; give images with more of the smear around each cell (e.g. the original fields, "
+                "not crops cut to the cell), or remove this one from the data")
         return cell.image
 
     def rel(path: str) -> str:

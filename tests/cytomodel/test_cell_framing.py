@@ -119,6 +119,12 @@ def test_a_window_past_a_close_crop_holds_background_not_a_mirrored_cell(contrac
         outside = (xx < lo[0]) | (xx > hi[0]) | (yy < lo[1]) | (yy > hi[1])
         assert outside.mean() > 0.2
         assert np.abs(cell.image[outside].astype(float) - image_background(img)).max() <= 3
+        # the row knows how wide that margin is (the widest band beyond the border, in output pixels)
+        assert cell.filled_px == pytest.approx(max(0, *(v + 4 for v in lo), *(64 - (v - 4) for v in hi)), abs=1e-6)
+    # a cell framed inside its image has none
+    field = make_smear(256, um_per_px=0.2, n_rbc=60, seed=5)
+    inside = Intake(contract, 64).frame([field] * 3)[0]
+    assert inside.rule.startswith("centred") and inside.filled_px == 0
 
 
 def test_a_set_of_one_cell_type_keeps_the_training_framing():
@@ -209,6 +215,7 @@ def test_known_framings_are_kept_exactly(contract):
     cells = Intake(contract, 32).frame(originals)
     assert all(c.rule.startswith("as the training originals") for c in cells), [c.rule for c in cells]
     np.testing.assert_array_equal(cells[0].image, preprocess(originals[0], 32, 0.5))
+    assert all(c.filled_px == 0 for c in cells)
 
 
 def test_intake_rows_say_what_happened(contract, tmp_path):

@@ -69,3 +69,31 @@ def test_a_cascade_builds_a_study_at_its_resolution(tiny_config, tiny_dataset, t
     assert arr.shape == (32, 32, 3)
     assert pad_stimulus(render_stimulus(arr, 96, "bicubic"), st.meta["stimulus_bytes"]) == \
         (out / real.file).read_bytes()                            # the same path, byte for byte
+
+
+def test_build_refuses_a_real_cell_whose_window_runs_past_its_image(tiny_config, tiny_model_dir, tmp_path):
+    """Crops cut close to their cells, framed like the model's training cells, need a window larger than the image;
+    its margin would be flat background, which no generated cell has (a tell): refused, naming the file."""
+    import numpy as np
+    from cytomodel.data.framing import measure_contract
+    from cytomodel.testing import TINY_CLASSES, make_smear
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    meta = json.loads((model / "cytomodel.json").read_text())
+    fields = [make_smear(128, um_per_px=0.2, cell_um=float(np.random.default_rng(i).uniform(10, 14)), n_rbc=12,
+                         seed=i) for i in range(40)]
+    meta["framing"] = measure_contract(fields, training_px=(128, 128)).to_dict()
+    (model / "cytomodel.json").write_text(json.dumps(meta))
+    data = tmp_path / "crops"
+    rng = np.random.default_rng(3)
+    for c in TINY_CLASSES:
+        (data / c).mkdir(parents=True)
+        for j in range(12):
+            um = float(rng.uniform(9, 15))
+            make_smear(96, um_per_px=um / (0.9 * 96), cell_um=um, n_rbc=0, seed=100 * len(c) + j).save(
+                data / c / f"{c}_{j:02d}.png")
+    with pytest.raises(StudyBuildError, match=r"crops/.*\.png: framed like the model's training cells, its window "
+                                              r"runs .* px past the image"):
+        build_study(data, model, tmp_path / "s", tiny_config())
+    assert not (tmp_path / "s" / "stimuli").exists()
