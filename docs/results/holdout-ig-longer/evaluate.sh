@@ -3,7 +3,8 @@
 # there (ig against the trained classes, with every reference it holds), and, with TEST=1, read once on test.
 #   bash evaluate.sh TAG BASE_MODEL SR_MODEL      e.g. 12k $R/base-ig/model $R/sr-ig/model
 # Classification runs in two halves of each split, one per core (CORES=1: one after the other on core 1), with the
-# baseline CNN trained without ig, so the diffusion-only and +baseline scores read the same UNet calls. Resumable:
+# baseline CNN trained without ig, so the diffusion-only and +baseline scores read the same UNet calls (CORES=1
+# CORE=0: both on core 0). Resumable:
 # classify keeps its tables. The held-out cascade's framing record is copied from the bundled one: the same 9,938
 # training images, measured on all of them (docs/results/holdout-ig-models/make.sh).
 set -euo pipefail
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/../../.."
 HERE=docs/results/holdout-ig-longer
 R=${R:-runs/holdout-ig}
 TAG=$1; BASE=$2; SR=$3
-CORES=${CORES:-2}; TEST=${TEST:-0}
+CORES=${CORES:-2}; CORE=${CORE:-1}; TEST=${TEST:-0}
 BASELINE=data/models/holdout-ig/baseline
 M=$R/cascade-$TAG
 export CYTOMODEL_THREADS=1 OMP_NUM_THREADS=1
@@ -46,10 +47,10 @@ for split in ("val", "test"):
 EOF
 fi
 classify_split() {   # split -> $R/$TAG-$split-{a,b}.csv
-  local split=$1 c0=0
-  [[ $CORES == 1 ]] && c0=1
+  local split=$1 ca=0 cb=1
+  [[ $CORES == 1 ]] && ca=$CORE cb=$CORE
   for half in a b; do
-    ( taskset -c $([[ $half == a ]] && echo $c0 || echo 1) nice -n 5 $CLI classify --model "$M" \
+    ( taskset -c $([[ $half == a ]] && echo $ca || echo $cb) nice -n 5 $CLI classify --model "$M" \
         --data "$R/$split-$half.csv" --split "$split" --anomaly class-gain+texture+baseline --baseline "$BASELINE" \
         --out "$R/$TAG-$split-$half.csv" > "$R/$TAG-$split-$half.log" 2>&1 ) &
     [[ $CORES == 1 ]] && wait
