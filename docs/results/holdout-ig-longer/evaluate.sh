@@ -1,30 +1,32 @@
 #!/usr/bin/env bash
-# Issue 25: a held-out-ig cascade (BASE and SR model folders) exported, assembled, calibrated on PBC val and scored
-# there (ig against the trained classes, with every reference it holds), and, with TEST=1, read once on test.
+# Issue 25: a held-out-class cascade (BASE and SR model folders; HOLDOUT=ig by default, or erythroblast) exported,
+# assembled, calibrated on PBC val and scored there (the held-out class against the trained classes, with every
+# reference it holds), and, with TEST=1, read once on test.
 #   bash evaluate.sh TAG BASE_MODEL SR_MODEL      e.g. 12k $R/base-ig/model $R/sr-ig/model
 # Classification runs in two halves of each split, one per core (CORES=1: one after the other on core 1), with the
-# baseline CNN trained without ig, so the diffusion-only and +baseline scores read the same UNet calls (CORES=1
+# baseline CNN trained without the class, so the diffusion-only and +baseline scores read the same UNet calls (CORES=1
 # CORE=0: both on core 0). Resumable:
-# classify keeps its tables. The held-out cascade's framing record is copied from the bundled one: the same 9,938
-# training images, measured on all of them (docs/results/holdout-ig-models/make.sh).
+# classify keeps its tables. The held-out cascade's framing record is copied from the bundled one: the same
+# training images (9,938 without ig), measured on all of them (docs/results/holdout-ig-models/make.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 HERE=docs/results/holdout-ig-longer
-R=${R:-runs/holdout-ig}
+H=${HOLDOUT:-ig}
+R=${R:-runs/holdout-$H}
 TAG=$1; BASE=$2; SR=$3
 CORES=${CORES:-2}; CORE=${CORE:-1}; TEST=${TEST:-0}
-BASELINE=data/models/holdout-ig/baseline
+BASELINE=data/models/holdout-$H/baseline
 M=$R/cascade-$TAG
 export CYTOMODEL_THREADS=1 OMP_NUM_THREADS=1
 CLI=.venv/bin/cytomodel
 if [[ ! -f $M/cytomodel.json ]]; then
   $CLI export --model "$BASE" --out "$R/export-$TAG/base"
   $CLI export --model "$SR" --out "$R/export-$TAG/superres"
-  $CLI cascade --base "$R/export-$TAG/base" --superres "$R/export-$TAG/superres" --out "$M" --name "cascade-128-holdout-ig-$TAG"
-  .venv/bin/python - "$M" <<'EOF'
+  $CLI cascade --base "$R/export-$TAG/base" --superres "$R/export-$TAG/superres" --out "$M" --name "cascade-128-holdout-$H-$TAG"
+  .venv/bin/python - "$M" "data/models/holdout-$H/cascade" <<'EOF'
 import json, sys
 from pathlib import Path
-src, dst = Path("data/models/holdout-ig/cascade"), Path(sys.argv[1])
+src, dst = Path(sys.argv[2]), Path(sys.argv[1])
 for part in ("cytomodel.json", "base/cytomodel.json", "superres/cytomodel.json"):
     a, b = json.loads((src / part).read_text()), json.loads((dst / part).read_text())
     if "framing" in a:
@@ -69,14 +71,14 @@ if ! python3 -c "import json,sys; d=json.load(open('$M/base/cytomodel.json')); s
   $CLI calibrate --model "$M" --data ../shared/data/pbc --split val --from-results "$R/$TAG-val.csv" \
       --anomaly class-gain+texture+baseline-softmax --baseline "$BASELINE" >> "$R/$TAG-calibrate.log" 2>&1
 fi
-.venv/bin/python $HERE/scores.py "$M/base" val "$R/$TAG-val-rescored.csv" --json "$R/$TAG-val-scores.json" \
+.venv/bin/python $HERE/scores.py "$M/base" val "$R/$TAG-val-rescored.csv" --holdout $H --json "$R/$TAG-val-scores.json" \
     --tables-out "$R/$TAG-tables"
 if [[ $TEST == 1 ]]; then
   classify_split test
   .venv/bin/python $HERE/scores.py "$M/base" test "$R/$TAG-test-a.csv" "$R/$TAG-test-b.csv" \
-      --json "$R/$TAG-test-scores.json" --tables-out "$R/$TAG-tables"
+      --holdout $H --json "$R/$TAG-test-scores.json" --tables-out "$R/$TAG-tables"
   for score in class-gain+texture class-gain+texture+baseline class-gain+texture+baseline-softmax; do   # where the held-out cells go (no UNet calls)
     $CLI triage --calibration "$R/$TAG-tables/val-$score.csv" --cells "$R/$TAG-tables/test-$score.csv" \
-        --held-out ig --out "$R/$TAG-triage-$score" > "$R/$TAG-triage-$score.log" 2>&1
+        --held-out $H --out "$R/$TAG-triage-$score" > "$R/$TAG-triage-$score.log" 2>&1
   done
 fi
