@@ -524,29 +524,26 @@ def _cut(img: Image.Image, centre: tuple[float, float], side: float, out_px: int
     if exact:
         arr = preprocess(img, out_px, side / min(w, h), name=name)
         scale = out_px / int(round(side))
-    else:
-        arr = _window(img, centre, side, out_px)
-        scale = out_px / side
-    cell = FramedCell(arr, STATUS_OK, rule, centre, side, scale, n_rbc)
-    if not exact:
-        half, (cx, cy) = side / 2, centre
-        beyond = max(0.0, half - cx - 0.5, half - cy - 0.5, cx + 0.5 + half - w, cy + 0.5 + half - h)
-        cell.filled_px = beyond * scale
-    return cell
+        return FramedCell(arr, STATUS_OK, rule, centre, side, scale, n_rbc)
+    arr, filled_px = _window(img, centre, side, out_px)
+    return FramedCell(arr, STATUS_OK, rule, centre, side, out_px / side, n_rbc, filled_px=filled_px)
 
 
-def _window(img: Image.Image, centre: tuple[float, float], side: float, out_px: int) -> np.ndarray:
+def _window(img: Image.Image, centre: tuple[float, float], side: float, out_px: int) -> tuple[np.ndarray, float]:
     """Cut a square of ``side`` px centred at ``centre``; beyond the image's border, the image's background colour.
     Not a reflection: in an image cut close to its cell (a bounding-box crop, a high magnification) the reflection
     is the cell itself, mirrored around it — PBC val cells cut to their bounding boxes: the diffusion classifier
-    0.796 reflected, 0.900 filled (docs/real-images.md, "Beyond the border")."""
+    0.796 reflected, 0.900 filled (docs/real-images.md, "Beyond the border"). Also returns the widest band of the
+    window beyond the border, in output pixels (:attr:`FramedCell.filled_px`)."""
     w, h = img.size
     half = side / 2
     cx, cy = centre
+    filled_px = max(0.0, half - cx - 0.5, half - cy - 0.5, cx + 0.5 + half - w, cy + 0.5 + half - h) * (out_px / side)
     pad = math.ceil(max(0.0, half - cx, half - cy, cx + half - (w - 1), cy + half - (h - 1))) + 2
-    if pad > 2:
+    if pad > 2:  # the window and the resampling kernel's reach
         canvas = Image.new("RGB", (w + 2 * pad, h + 2 * pad), tuple(int(round(v)) for v in image_background(img)))
         canvas.paste(img, (pad, pad))
         img, cx, cy = canvas, cx + pad, cy + pad
     box = (cx + 0.5 - half, cy + 0.5 - half, cx + 0.5 + half, cy + 0.5 + half)
-    return np.asarray(img.resize((out_px, out_px), Image.Resampling.LANCZOS, box=box), dtype=np.uint8)
+    arr = np.asarray(img.resize((out_px, out_px), Image.Resampling.LANCZOS, box=box), dtype=np.uint8)
+    return arr, filled_px
