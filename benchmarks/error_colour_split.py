@@ -66,8 +66,8 @@ def split_errors(model, arr: np.ndarray, cand: list[int], trials: int, seed: int
                 with autocast(model.device, "bf16"), model.lab_condition("none"):
                     pred = model.unet(xs[sl], tt[sl], class_labels=labels[ci].repeat(len(xs[sl]))).sample
                 r = eps_t[sl] - pred.float()
-                lum = r.mean(dim=1, keepdim=True)                     # per pixel, the luminance coordinate / √3
-                e_l = (3 * lum.pow(2)).mean(dim=(1, 2, 3)) / 3        # so that e_l + e_c = mean over (c, h, w)
+                lum = r.mean(dim=1, keepdim=True)      # the residual's projection on grey, per pixel (on each channel)
+                e_l = lum.pow(2).mean(dim=(1, 2, 3))   # e_l + e_c: the mean squared residual over (c, h, w)
                 e_c = (r - lum).pow(2).mean(dim=(1, 2, 3))
                 errs.append(torch.stack([e_l, e_c], dim=1))
             e = torch.cat(errs).view(len(idx), trials, 2).numpy()

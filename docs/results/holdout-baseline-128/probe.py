@@ -38,7 +38,8 @@ def table(prefix: str, split: str) -> pd.DataFrame:
 
 
 def measures(score: np.ndarray, held: np.ndarray) -> dict:
-    return {"auroc": round(_auroc(score[held], score[~held]), 3), "sens": round(_sens_at_spec(score[held], score[~held]), 3)}
+    pos, neg = score[held], score[~held]
+    return {"auroc": round(_auroc(pos, neg), 3), "sens": round(_sens_at_spec(pos, neg), 3)}
 
 
 def accuracy(part: BaselinePart, t: pd.DataFrame) -> float:
