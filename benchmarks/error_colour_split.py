@@ -103,11 +103,9 @@ def compute(a) -> None:
         print(f"{name}: {len(arr)} cells, {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def balanced(labels: np.ndarray, pred: np.ndarray, n: int) -> float:
-    return float(np.mean([np.mean(pred[labels == c] == c) for c in range(n) if np.any(labels == c)]))
-
-
 def score(a) -> dict:
+    from cytomodel.evaluate import classification_summary
+
     out = Path(a.out)
     rows = {}
     for path in sorted(out.glob("*.npz")):
@@ -119,9 +117,9 @@ def score(a) -> dict:
             for beta in BETAS:
                 tot = e[..., 0] + beta * e[..., 1]                          # (N, K, C)
                 mean = (tot * m).sum(1) / np.maximum(m.sum(1), 1)
-                pred = mean.argmin(1)
-                res[f"t{lo}-{hi} beta{beta}"] = round(balanced(y, pred, n), 4)
-                res[f"t{lo}-{hi} beta{beta} accuracy"] = round(float(np.mean(pred == y)), 4)
+                summary = classification_summary(y, mean.argmin(1), n)
+                res[f"t{lo}-{hi} beta{beta}"] = round(summary["balanced_accuracy"], 4)
+                res[f"t{lo}-{hi} beta{beta} accuracy"] = round(summary["accuracy"], 4)
         rows[path.stem] = res
     keys = [k for k in next(iter(rows.values())) if not k.endswith("accuracy")]
     names = list(rows)
