@@ -5,11 +5,13 @@ so every run records one flat, explicit config.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from cytocore.config import build_config, load_toml, parse_overrides, to_dict
+
+from .lab_augmentation import LabVariation
 
 
 @dataclass
@@ -45,9 +47,11 @@ class TrainConfig:
     color_jitter: float = 0.03
     # lab variation (.lab_augmentation): the share of images given another lab's stain, scale, focus,
     # noise, JPEG and rotation — applied at source_resolution (0: the training resolution) before downsampling, and
-    # told to the network (non-leaky); lab_unknown: the share whose augmentation is withheld (the "unknown" token)
+    # told to the network (non-leaky); lab_unknown: the share whose augmentation is withheld (the "unknown" token);
+    # lab_variation: how far each kind of variation goes (e.g. --set lab_variation.gamma=0.7 for stronger stains)
     lab_augment: float = 0.0
     lab_unknown: float = 0.25
+    lab_variation: LabVariation = field(default_factory=LabVariation)
     source_resolution: int = 0
     # optimisation
     batch_size: int = 64
@@ -101,6 +105,11 @@ class TrainConfig:
             bad("source_resolution", f"must be 0 or at least resolution={self.resolution}")
         if self.lab_augment and self.stage != "base":
             bad("lab_augment", "lab variation is implemented for the base stage only")
+        for f in fields(LabVariation):
+            if getattr(self.lab_variation, f.name) < 0:
+                bad("lab_variation", f"'{f.name}' must be >= 0")
+        if self.lab_variation.zoom < 1 or not 1 <= self.lab_variation.jpeg_min_quality <= 95:
+            bad("lab_variation", "'zoom' must be >= 1 (a factor in [1/zoom, zoom]) and 'jpeg_min_quality' in [1, 95]")
         for name in ("batch_size", "max_steps", "checkpoint_every", "sample_every", "num_train_timesteps"):
             if getattr(self, name) <= 0:
                 bad(name, "must be a positive integer")

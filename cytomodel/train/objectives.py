@@ -94,7 +94,7 @@ class BaseObjective:
         """The batch in [0, 1] at the training resolution, a share of it given another lab's look at the source
         resolution and downsampled; and each image's conditioning vector (some withheld as unknown)."""
         cfg, n = self.cfg, len(idx)
-        params = lab.sample_parameters(n, gen, p_augment=cfg.lab_augment)
+        params = lab.sample_parameters(n, gen, cfg.lab_variation, p_augment=cfg.lab_augment)
         unknown = torch.rand(n, generator=gen) < cfg.lab_unknown
         x = lab.vary_rows(self.images[idx].cpu().float() / 255.0, self.source, idx, params, gen)
         return x, encode(params, unknown)

@@ -151,7 +151,18 @@ def test_first_step_of_a_fine_tune_equals_the_model_it_starts_from(tiny_model_di
 
 
 @pytest.mark.parametrize("override, field", [("lab_augment=1.5", "lab_augment"), ("lab_unknown=1", "lab_unknown"),
-                                             ("source_resolution=8", "source_resolution")])
+                                             ("source_resolution=8", "source_resolution"),
+                                             ("lab_variation.gamma=-0.1", "lab_variation"),
+                                             ("lab_variation.zoom=0.8", "lab_variation")])
 def test_bad_lab_settings_name_the_field(override, field):
     with pytest.raises(ValueError, match=f"'{field}'"):
         load_config("tiny-16", overrides=[override])
+
+
+def test_lab_variation_ranges_are_a_config_field_and_bound_the_draws():
+    cfg = load_config("tiny-16", overrides=["lab_augment=1", "lab_variation.gamma=0.7"])
+    assert cfg.lab_variation.gamma == 0.7 and cfg.to_dict()["lab_variation"]["gamma"] == 0.7
+    stain = slice(lab_embedding.PARAMETERS.index("log_gamma_r"), lab_embedding.PARAMETERS.index("log_gamma_b") + 1)
+    wide = lab.sample_parameters(4000, torch.Generator().manual_seed(0), cfg.lab_variation)[:, stain]
+    plain = lab.sample_parameters(4000, torch.Generator().manual_seed(0))[:, stain]
+    assert 0.65 < float(wide.abs().max()) <= 0.7 and float(plain.abs().max()) <= 0.35
