@@ -39,6 +39,7 @@ CONFIGS = {
     "framed+od": dict(stain="optical-density"),
     "framed+auto": dict(stain="auto"),
     "framed+unknown+od": dict(lab_condition="unknown", stain="optical-density"),
+    "framed+unknown+auto": dict(lab_condition="unknown", stain="auto"),
     "framed+unknown": dict(lab_condition="unknown"),
     "framed+disc": dict(error_region="disc"),
     "framed+unknown+disc": dict(lab_condition="unknown", error_region="disc"),
