@@ -10,6 +10,6 @@ __getattr__, __all__ = lazy_exports(__name__, {
     "train": "loop",
     "BaseObjective": "objectives", "SuperResObjective": "objectives", "OBJECTIVES": "objectives",
     "augment": "augmentation", "augment_views": "augmentation",
-    "LabVariation": "lab_augmentation",
+    "LabVariation": "config",
     "holdout_class": "variants", "low_data": "variants", "train_variant": "variants",
 })

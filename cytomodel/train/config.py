@@ -11,7 +11,22 @@ from typing import Any
 
 from cytocore.config import build_config, load_toml, parse_overrides, to_dict
 
-from .lab_augmentation import LabVariation
+
+@dataclass(frozen=True)
+class LabVariation:
+    """How far each kind of lab variation (:mod:`.lab_augmentation`) goes: drawn uniformly within ± the bound unless
+    said otherwise. Here, not there, so that the config (and the CLI parser) loads no torch."""
+    zoom: float = 1.25            # magnification factor in [1/zoom, zoom], log-uniform
+    shift: float = 0.06           # centring error, fraction of the width
+    blur_max: float = 2.5         # Gaussian blur sigma in source pixels (128 px), drawn for half of the images
+    noise_max: float = 0.04       # camera noise std on [0, 1], for a third of the images
+    jpeg_min_quality: int = 30    # JPEG re-encoding at quality in [min, 95], for a third of the images
+    gamma: float = 0.35           # per-channel optical-density scale (stain strength): log gamma in ±
+    gain: float = 0.25            # per-channel illumination / white balance: log gain in ±
+    hue: float = 0.1              # hue rotation in turns
+    saturation: float = 0.5       # log saturation factor in ±
+    contrast: float = 0.3         # log contrast factor in ±
+    brightness: float = 0.08      # additive brightness in ±
 
 
 @dataclass

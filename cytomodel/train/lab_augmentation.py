@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,22 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..models.lab_embedding import DIM
-
-
-@dataclass(frozen=True)
-class LabVariation:
-    """How far each kind of variation goes (drawn uniformly within ± the bound unless said otherwise)."""
-    zoom: float = 1.25            # magnification factor in [1/zoom, zoom], log-uniform
-    shift: float = 0.06           # centring error, fraction of the width
-    blur_max: float = 2.5         # Gaussian blur sigma in source pixels (128 px), drawn for half of the images
-    noise_max: float = 0.04       # camera noise std on [0, 1], for a third of the images
-    jpeg_min_quality: int = 30    # JPEG re-encoding at quality in [min, 95], for a third of the images
-    gamma: float = 0.35           # per-channel optical-density scale (stain strength): log gamma in ±
-    gain: float = 0.25            # per-channel illumination / white balance: log gain in ±
-    hue: float = 0.1              # hue rotation in turns
-    saturation: float = 0.5       # log saturation factor in ±
-    contrast: float = 0.3         # log contrast factor in ±
-    brightness: float = 0.08      # additive brightness in ±
+from .config import LabVariation
 
 
 def sample_parameters(n: int, gen: torch.Generator, variation: LabVariation = LabVariation(),
