@@ -1,7 +1,7 @@
 """Pack what `scripts/device_train_lab.sh` needs on a lent GPU machine into folders the `device` tool can carry
-(64 MiB in all): PBC's train and val splits at a reduced size as JPEG at quality 95 without chroma subsampling
-(64 px: 46 MB; lossless PNG would be 99 MB, over the limit) with a manifest, and the
-diffusers wheel (the device image has PyTorch, accelerate, safetensors, scikit-image and pandas, not diffusers).
+(64 MiB in all): PBC's train and val splits at a reduced size, as JPEG at quality 95 without chroma subsampling
+(64 px: 46 MB; lossless PNG would be 99 MB, over the limit), with a manifest; and the diffusers wheel (the device
+image has PyTorch, accelerate, safetensors, scikit-image and pandas, not diffusers).
 
     python scripts/device_pack.py --data ../shared/data/pbc --out .devicedata --size 64
 

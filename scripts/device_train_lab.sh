@@ -3,7 +3,7 @@
 # with lab variation (non-leaky, told to the network) and the baseline CNN (group norm) with the same variation,
 # and bring both back as split tar parts under $OUT (the tool returns at most 8 files of 16 MiB each).
 #
-# Here, once (packs PBC train+val at 64 px, ~35 MB, and the wheels the device lacks):
+# Here, once (packs PBC train+val at 64 px, 46 MB as JPEG, and the wheel the device lacks):
 #   echo /.devicedata/ >> .git/info/exclude; echo /.whl/ >> .git/info/exclude
 #   .venv/bin/python scripts/device_pack.py --data ../shared/data/pbc
 # Then: run(command="bash scripts/device_train_lab.sh", carry=[".devicedata", ".whl"], timeout_s=570)
