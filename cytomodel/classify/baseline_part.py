@@ -1,10 +1,12 @@
 """The baseline CNN's view of a cell as one more part of the diffusion classifier's anomaly score: how far its
-features lie from every trained class's (``baseline_distance``, :mod:`cytomodel.evaluate.feature_density`), with its
-uncertainty (``baseline_raw``, 1 − max softmax) written beside it.
+features lie from its training cells' (``baseline_neighbours``, the cosine distance to the k-th nearest) and from
+every trained class's (``baseline_distance``, relative Mahalanobis; both :mod:`cytomodel.evaluate.feature_density`),
+with its uncertainty (``baseline_raw``, 1 − max softmax) written beside them.
 
 Why: on validation cells with ig and with erythroblast held out, the best score adds the discriminative baseline to
 the diffusion parts (class-gain, texture gain, texture profile; docs/classifier.md): the two models are unsure about
-different cells; its feature distance ranked both held-out classes better than its softmax. The baseline must know
+different cells; its feature distances ranked both held-out classes better than its softmax, the nearest-neighbour
+one promyelocytes (the subtype nearest a blast) best. The baseline must know
 the same classes as the diffusion model (trained without the same held-out class) and reads each image through its
 own intake, as ``baseline predict`` would.
 """
@@ -19,12 +21,15 @@ import numpy as np
 from cytocore.provenance import sha256_file
 
 from ..data import Intake, framed_arrays
+from .config import DENSITY_PARTS
+
+REFIT = "fit one with `cytomodel baseline fit-density --model DIR --data TRAINING_DATA --split train`"
 
 
 @dataclass
 class BaselinePart:
-    """A baseline CNN and its intake; :meth:`columns` are the ``baseline_raw`` and ``baseline_distance`` columns of a
-    results table.
+    """A baseline CNN and its intake; :meth:`columns` are the ``baseline_raw``, ``baseline_distance`` and
+    ``baseline_neighbours`` columns of a results table.
     ``classifier``: a :class:`cytomodel.evaluate.BaselineClassifier` (loaded by the caller: evaluate sits above
     classify)."""
     classifier: Any
@@ -48,6 +53,17 @@ class BaselinePart:
         return cls(classifier, classifier.intake(um_per_px, stain), sha256_file(weights) if weights.is_file() else None,
                    density.fingerprint() if density is not None else None)
 
+    def check_parts(self, parts: Sequence[str], anomaly: str) -> None:
+        """Refuse, before any work, a score that reads a feature statistic this baseline cannot give."""
+        density = self.classifier.density
+        if density is None and any(c in DENSITY_PARTS for c in parts):
+            raise ValueError(f"anomaly={anomaly!r} reads the baseline's feature distance, and this baseline has no "
+                             f"feature density: {REFIT}")
+        if density is not None and density.neighbours is None and "baseline_neighbours" in parts:
+            raise ValueError(f"anomaly={anomaly!r} reads the baseline's nearest-neighbour distance, and this "
+                             f"baseline's feature density keeps no training features (it was fitted before they "
+                             f"were kept): {REFIT}")
+
     def identity(self) -> dict[str, Any]:
         """What makes two runs' baseline columns the same numbers (for a results table's run key and a reference)."""
         return {"baseline_weights_sha256": self.weights_sha256, "baseline_name": self.classifier.metadata.get("name"),
@@ -55,15 +71,20 @@ class BaselinePart:
 
     def columns(self, sources: Sequence) -> dict[str, np.ndarray]:
         """Per source, ``baseline_raw`` (1 − the largest class probability) and, where the baseline has a feature
-        density, ``baseline_distance``; NaN where it could not be framed."""
-        out = {"baseline_raw": np.full(len(sources), np.nan)}
-        if self.classifier.density is not None:
-            out["baseline_distance"] = np.full(len(sources), np.nan)
+        density, ``baseline_distance`` and (where it keeps its training features) ``baseline_neighbours``; NaN where
+        it could not be framed."""
+        density = self.classifier.density
+        names = ["baseline_raw"] + (["baseline_distance"] if density is not None else []) + (
+            ["baseline_neighbours"] if density is not None and density.neighbours is not None else [])
+        out = {c: np.full(len(sources), np.nan) for c in names}
         if not len(sources):
             return out
         arrays, keep = framed_arrays(self.intake.frame(list(sources)), self.classifier.resolution)
         if keep:
             out["baseline_raw"][keep] = 1.0 - self.classifier.predict_proba(arrays).max(axis=1)
-            if "baseline_distance" in out:
-                out["baseline_distance"][keep] = self.classifier.feature_distance(arrays)
+            if density is not None:
+                distance, neighbours = self.classifier.feature_distances(arrays)
+                out["baseline_distance"][keep] = distance
+                if neighbours is not None:
+                    out["baseline_neighbours"][keep] = neighbours
         return out

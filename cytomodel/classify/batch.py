@@ -125,7 +125,7 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
     whose framing columns say why (``strict``: a DataError instead, after the run). ``items`` ((path, label) pairs)
     replaces listing ``source``; ``classes`` restricts the candidate classes; ``texture`` (a cascade's 128-px stage,
     needed by the texture anomaly scores) adds each cell's texture columns, ``baseline`` (a baseline CNN, needed by
-    ``class-gain+texture+baseline``) its ``baseline_raw`` and ``baseline_distance``. Images already in ``out`` (or in a
+    ``class-gain+texture+baseline``) its ``baseline_raw``, ``baseline_distance`` and ``baseline_neighbours``. Images already in ``out`` (or in a
     process's part file from an interrupted run) are skipped. Under ``accelerate launch`` each process takes every
     n-th remaining image and writes ``out.part<rank>``; the main process merges them in input order at the end.
     """
@@ -151,11 +151,8 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
         if parts[name] is not None:
             parts[name].intake.plan([p for p, _ in items])
     texture, baseline = parts["texture"], parts["baseline"]
-    reads_distance = "baseline_distance" in SCORE_PARTS.get(cfg.anomaly, ())
-    if baseline is not None and baseline.classifier.density is None and reads_distance:
-        raise ValueError(f"anomaly={cfg.anomaly!r} reads the baseline's feature distance, and this baseline has no "
-                         "feature density: fit one with `cytomodel baseline fit-density --model DIR --data "
-                         "TRAINING_DATA --split train`")
+    if baseline is not None:
+        baseline.check_parts(SCORE_PARTS.get(cfg.anomaly, ()), cfg.anomaly)
     cls_idx = None if classes is None else [model.class_index(c) for c in classes]
     _claim(out, _run_key(model, cfg, cls_idx, intake, texture, baseline), state)
     if state.is_main_process:

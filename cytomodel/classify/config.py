@@ -28,14 +28,17 @@ SCORE_PARTS = {"best-error": ("novelty_raw",), "class-gain": ("novelty_raw",),
                "texture": ("texture_raw", PROFILE_PART),
                "class-gain+texture": ("novelty_raw", "texture_raw", PROFILE_PART),
                "class-gain+texture-gain": ("novelty_raw", "texture_raw"),   # without the profile: best on PMY
-               "class-gain+texture+baseline": ("novelty_raw", "texture_raw", PROFILE_PART, "baseline_distance"),
+               "class-gain+texture+baseline": ("novelty_raw", "texture_raw", PROFILE_PART, "baseline_neighbours"),
                # the baseline's 1 − max softmax instead: it flags fewer of another lab's normal cells
                # (docs/classifier.md)
                "class-gain+texture+baseline-softmax": ("novelty_raw", "texture_raw", PROFILE_PART, "baseline_raw")}
-# ``baseline_distance``: how far a baseline CNN's features of the same cell lie from every class's (relative
-# Mahalanobis; :mod:`.baseline_part`); ``baseline_raw``: its 1 − max softmax (a +baseline reference fitted before
-# the distance existed reads it)
-BASELINE_PARTS = ("baseline_raw", "baseline_distance")
+# ``baseline_neighbours``: how far a baseline CNN's features of the same cell lie from its training cells' (cosine
+# distance to the k-th nearest; :mod:`.baseline_part`); ``baseline_distance``: from every class's (relative
+# Mahalanobis); ``baseline_raw``: its 1 − max softmax. A +baseline reference fitted before a part existed reads the
+# one it was fitted on
+BASELINE_PARTS = ("baseline_raw", "baseline_distance", "baseline_neighbours")
+# the baseline's parts that need its feature density (``baseline fit-density``), and the training features kept in it
+DENSITY_PARTS = ("baseline_distance", "baseline_neighbours")
 # fields that change the scale of the errors, and so the meaning of a fitted temperature
 PLAN_LENGTH = 256
 SCALE_FIELDS = ("t_min", "t_max", "weighting", "min_snr_gamma", "tta", "error_region", "disc_radius", "lab_condition")

@@ -16,9 +16,10 @@ scores compare the cell with validation cells of the class it is assigned to:
   (erythroblasts held out), or is unlike its class's at some scale, where the mean gain does not.
   ``class-gain+texture``: the mean of the three standardised scores (``class-gain+texture-gain``: without the
   profile, which ranks promyelocytes best); ``class-gain+texture+baseline`` adds how far a baseline CNN's features
-  lie from every class's (``baseline_distance``, :mod:`.baseline_part`; a reference fitted before it existed reads
-  its 1 − max softmax, ``baseline_raw``) as a fourth (the best score on validation cells with ig and with
-  erythroblast held out, docs/classifier.md).
+  lie from its training cells' (``baseline_neighbours``, the cosine distance to the k-th nearest, :mod:`.baseline_part`;
+  a reference fitted before it existed reads the part it was fitted on: the relative Mahalanobis distance
+  ``baseline_distance``, or the 1 − max softmax ``baseline_raw``) as a fourth (the best score on validation cells with
+  ig and with erythroblast held out, docs/classifier.md).
 
 The raw statistic (``novelty_raw`` in a results table) is standardised per predicted class by a *reference* fitted on
 labelled validation cells (median and MAD among cells predicted as that class; ``cytomodel calibrate`` writes it into

@@ -204,9 +204,10 @@ def register(subparsers) -> None:
 
     f = sub.add_parser("fit-density", help="fit the density of a baseline's features on its training cells",
                        description="Fit the class means and covariances of the baseline's penultimate features on "
-                       "its training cells (relative Mahalanobis distance), for the anomaly score "
-                       "`cytomodel classify --anomaly class-gain+texture+baseline`. `baseline train` fits it "
-                       "already; this adds it to a baseline trained before.")
+                       "its training cells (relative Mahalanobis distance) and keep the cells' features (float16, "
+                       "for the distance to the nearest ones), for the anomaly score `cytomodel classify --anomaly "
+                       "class-gain+texture+baseline`. `baseline train` fits it already; this adds it to a baseline "
+                       "trained before, or refits one fitted before the features were kept.")
     f.add_argument("--model", required=True, help="baseline folder")
     f.add_argument("--data", required=True, help="its training data (folder tree, folder with manifest.csv, or CSV)")
     f.add_argument("--split", default=None, help="manifest split it was trained on (e.g. train)")

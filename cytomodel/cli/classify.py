@@ -39,7 +39,8 @@ def add_classifier_args(p: argparse.ArgumentParser) -> None:
                    "more UNet call per draw), 'texture' (how little it explains the cell's fine detail, read by a "
                    "cascade's 128-px stage; needs a cascade --model), 'class-gain+texture' (both, averaged), "
                    "'class-gain+texture-gain' (the same without the texture profile: ranks promyelocytes best) or "
-                   "'class-gain+texture+baseline' (and how far a --baseline CNN's features lie from every class's; "
+                   "'class-gain+texture+baseline' (and how far a --baseline CNN's features lie from its nearest "
+                   "training cells'; "
                    "'class-gain+texture+baseline-softmax': its 1 − max softmax instead); all but zeta against "
                    "validation cells of that class, fitted by `cytomodel calibrate` with the same option "
                    "(%(default)s)")
@@ -47,8 +48,8 @@ def add_classifier_args(p: argparse.ArgumentParser) -> None:
 
 def add_baseline_part_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", default=None, help="--anomaly class-gain+texture+baseline[-softmax]: a baseline CNN "
-                   "folder trained on the same classes, whose feature distance (or 1 − max softmax) joins the anomaly "
-                   "score")
+                   "folder trained on the same classes, with its feature density (`cytomodel baseline fit-density`), "
+                   "whose nearest-neighbour feature distance (or 1 − max softmax) joins the anomaly score")
 
 
 def config_from_args(args: argparse.Namespace) -> ClassifierConfig:

@@ -273,13 +273,24 @@ class BaselineClassifier:
                           stacklevel=2)
         return self.density
 
-    def feature_distance(self, images, batch_size: int = 256) -> np.ndarray:
-        """(N,) relative Mahalanobis distance of the images' features from the trained classes'
-        (:mod:`.feature_density`): higher = less like any class it knows."""
+    def _fitted_density(self) -> FeatureDensity:
         if self.density is None:
             raise ValueError("this baseline has no feature density: fit one with `cytomodel baseline fit-density "
                              "--model DIR --data TRAINING_DATA --split train`")
-        return self.density.distance(self.features(images, batch_size))
+        return self.density
+
+    def feature_distance(self, images, batch_size: int = 256) -> np.ndarray:
+        """(N,) relative Mahalanobis distance of the images' features from the trained classes'
+        (:mod:`.feature_density`): higher = less like any class it knows."""
+        return self._fitted_density().distance(self.features(images, batch_size))
+
+    def feature_distances(self, images, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
+        """Both feature statistics from one forward pass: the relative Mahalanobis distance and the cosine distance to
+        the k-th nearest training cell (:meth:`FeatureDensity.neighbour_distance`; None where the density keeps no
+        training features)."""
+        density = self._fitted_density()
+        f = self.features(images, batch_size)
+        return density.distance(f), density.neighbour_distance(f) if density.neighbours is not None else None
 
     def save_density(self, path: str | Path) -> Path:
         """Write :attr:`density` into the saved baseline folder ``path`` (its record into ``baseline.json``)."""

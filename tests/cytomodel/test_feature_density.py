@@ -64,3 +64,51 @@ def test_bad_inputs_are_named():
         FeatureDensity.fit(x[two_each], y[two_each], ["a", "b", "c"])
     with pytest.raises(ValueError, match="N labels"):
         FeatureDensity.fit(x, y[:-1], ["a", "b", "c"])
+
+
+def test_the_neighbour_distance_is_the_cosine_distance_to_the_kth_nearest_training_cell():
+    rng = np.random.default_rng(5)
+    x, y = classes(rng, 40)
+    d = FeatureDensity.fit(x, y, ["a", "b", "c"])
+    assert d.k == d.record["neighbours"]["k"] == 10 and d.neighbours.dtype == np.float16
+    new = rng.normal(size=(7, 4)) * 3
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)   # noqa: E731
+    want = np.sort(1 - unit(new) @ unit(x).T, axis=1)[:, d.k - 1]
+    np.testing.assert_allclose(d.neighbour_distance(new, chunk=3), want, atol=2e-3)   # float16 training features
+    # a training cell is its own nearest neighbour; scale does not matter, direction does
+    d.record["neighbours"]["k"] = 1
+    assert np.abs(d.neighbour_distance(x[:5])).max() < 2e-3
+    np.testing.assert_allclose(d.neighbour_distance(10 * new), d.neighbour_distance(new), atol=1e-6)
+
+
+def test_the_neighbour_distance_ranks_an_unseen_cluster_above_the_classes_own():
+    """Cells drawn by another process than the fitted classes (a tight cluster in a direction none of them takes)
+    lie further from their nearest training cells than new cells of the trained classes."""
+    rng = np.random.default_rng(6)
+    x, y = classes(rng)
+    d = FeatureDensity.fit(x, y, ["a", "b", "c"])
+    held_in, _ = classes(np.random.default_rng(7), 100)
+    unseen = np.array([3.0, -3.0, 3.0, 0.0]) + rng.normal(size=(100, 4)) * 0.5
+    assert np.median(d.neighbour_distance(unseen)) > np.quantile(d.neighbour_distance(held_in), 0.9)
+
+
+def test_a_density_saved_before_it_kept_training_features(tmp_path):
+    """Fitted before the training features were kept: loads, gives the same Mahalanobis distance, and names the
+    command that adds them when the nearest-neighbour distance is asked for."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(8)
+    x, y = classes(rng, 30)
+    d = FeatureDensity.fit(x, y, ["a", "b", "c"])
+    save_file({"means": d.means, "precision": d.precision, "background_mean": d.background_mean,
+               "background_precision": d.background_precision}, str(tmp_path / "feature_density.safetensors"))
+    old = FeatureDensity.load(tmp_path, ["a", "b", "c"], {"n": 90})
+    assert old.neighbours is None
+    np.testing.assert_array_equal(old.distance(x[:4]), d.distance(x[:4]))
+    assert old.fingerprint() != d.fingerprint()   # the kept features are part of what a reference was fitted with
+    with pytest.raises(ValueError, match="cytomodel baseline fit-density"):
+        old.neighbour_distance(x[:2])
+    d.save(tmp_path)
+    back = FeatureDensity.load(tmp_path, ["a", "b", "c"], d.record)
+    np.testing.assert_array_equal(back.neighbour_distance(x[:4]), d.neighbour_distance(x[:4]))
+    assert back.fingerprint() == d.fingerprint()

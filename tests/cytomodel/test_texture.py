@@ -243,11 +243,12 @@ def test_each_texture_score_fits_the_parts_it_names():
     n = 60
     table = pd.DataFrame({"pred_class": ["a"] * n, "novelty_raw": rng.normal(size=n), "texture_raw": rng.normal(size=n),
                           "baseline_raw": rng.uniform(size=n), "baseline_distance": rng.normal(size=n),
+                          "baseline_neighbours": rng.uniform(size=n),
                           **{f"texture_t{t}": rng.normal(size=n) for t in (200, 500, 800)}})
     want = {"texture": {"texture_raw", "texture_profile"},
             "class-gain+texture": {"novelty_raw", "texture_raw", "texture_profile"},
             "class-gain+texture-gain": {"novelty_raw", "texture_raw"},
-            "class-gain+texture+baseline": {"novelty_raw", "texture_raw", "texture_profile", "baseline_distance"},
+            "class-gain+texture+baseline": {"novelty_raw", "texture_raw", "texture_profile", "baseline_neighbours"},
             "class-gain+texture+baseline-softmax": {"novelty_raw", "texture_raw", "texture_profile", "baseline_raw"}}
     for anomaly, parts in want.items():
         assert set(fit_score_reference(table, ["a"], anomaly)["parts"]) == parts, anomaly
@@ -309,13 +310,14 @@ def test_the_baseline_cnns_uncertainty_as_a_fourth_part(tiny_cascade_dir, tiny_b
     columns = part.columns(list(val.image))
     np.testing.assert_allclose(val.baseline_raw, columns["baseline_raw"], rtol=1e-6)
     assert val.baseline_raw.between(0, 1).all() and val.baseline_raw.std() > 0
-    np.testing.assert_allclose(val.baseline_distance, columns["baseline_distance"], rtol=1e-6)
-    assert val.baseline_distance.std() > 0
+    for c in ("baseline_distance", "baseline_neighbours"):
+        np.testing.assert_allclose(val[c], columns[c], rtol=1e-6)
+        assert val[c].std() > 0
     assert main(["calibrate", "--model", str(model), "--data", str(tiny_dataset), "--from-results", str(out),
                  "--baseline", str(baseline)] + opts) == 0
     fit, = json.loads((model / "base" / "cytomodel.json").read_text())["novelty_fits"]
     parts = fit["reference"]["parts"]
-    assert set(parts) == {"novelty_raw", "texture_raw", "texture_profile", "baseline_distance"}
+    assert set(parts) == {"novelty_raw", "texture_raw", "texture_profile", "baseline_neighbours"}
     assert fit["baseline"]["baseline_weights_sha256"] == part.weights_sha256
     assert fit["baseline"]["baseline_density_sha256"] == clf.density.fingerprint()
     again = tmp_path / "again.csv"
@@ -325,3 +327,25 @@ def test_the_baseline_cnns_uncertainty_as_a_fourth_part(tiny_cascade_dir, tiny_b
     # a baseline of other classes does not fit the diffusion model
     with pytest.raises(ValueError, match="same classes"):
         BaselinePart.of_classifier(clf, baseline, ["a", "b"])
+
+
+def test_a_baseline_whose_density_keeps_no_training_features_is_told_to_refit(tiny_baseline_dir, tiny_dataset,
+                                                                            tmp_path):
+    """The +baseline score reads the nearest-neighbour distance: a density fitted before the training features were
+    kept is refused before any work, with the command that refits it; the softmax form still runs."""
+    from cytomodel.classify.baseline_part import BaselinePart
+    from cytomodel.classify.config import SCORE_PARTS
+    from cytomodel.cli import main
+    from cytomodel.evaluate import load_baseline
+
+    baseline = tmp_path / "baseline"
+    shutil.copytree(tiny_baseline_dir, baseline)
+    assert main(["baseline", "fit-density", "--model", str(baseline), "--data", str(tiny_dataset)]) == 0
+    clf = load_baseline(baseline)
+    part = BaselinePart.of_classifier(clf, baseline, clf.class_names)
+    part.check_parts(SCORE_PARTS["class-gain+texture+baseline"], "class-gain+texture+baseline")   # fitted now: fine
+    clf.density.neighbours = None
+    with pytest.raises(ValueError, match="keeps no training features.*cytomodel baseline fit-density"):
+        part.check_parts(SCORE_PARTS["class-gain+texture+baseline"], "class-gain+texture+baseline")
+    part.check_parts(SCORE_PARTS["class-gain+texture+baseline-softmax"], "class-gain+texture+baseline-softmax")
+    assert set(part.columns([])) == {"baseline_raw", "baseline_distance"}
