@@ -6,9 +6,9 @@ with its uncertainty (``baseline_raw``, 1 − max softmax) written beside them.
 Why: on validation cells with ig and with erythroblast held out, the best score adds the discriminative baseline to
 the diffusion parts (class-gain, texture gain, texture profile; docs/classifier.md): the two models are unsure about
 different cells; its feature distances ranked both held-out classes better than its softmax, the nearest-neighbour
-one promyelocytes (the subtype nearest a blast) best. The baseline must know
-the same classes as the diffusion model (trained without the same held-out class) and reads each image through its
-own intake, as ``baseline predict`` would.
+one promyelocytes (the subtype nearest a blast) best. The baseline must know the same classes as the diffusion model
+(trained without the same held-out class) and reads each image through its own intake, as ``baseline predict``
+would.
 """
 from __future__ import annotations
 
@@ -21,9 +21,7 @@ import numpy as np
 from cytocore.provenance import sha256_file
 
 from ..data import Intake, framed_arrays
-from .config import DENSITY_PARTS
-
-REFIT = "fit one with `cytomodel baseline fit-density --model DIR --data TRAINING_DATA --split train`"
+from .config import DENSITY_PARTS, FIT_DENSITY
 
 
 @dataclass
@@ -58,11 +56,11 @@ class BaselinePart:
         density = self.classifier.density
         if density is None and any(c in DENSITY_PARTS for c in parts):
             raise ValueError(f"anomaly={anomaly!r} reads the baseline's feature distance, and this baseline has no "
-                             f"feature density: {REFIT}")
+                             f"feature density: {FIT_DENSITY}")
         if density is not None and density.neighbours is None and "baseline_neighbours" in parts:
             raise ValueError(f"anomaly={anomaly!r} reads the baseline's nearest-neighbour distance, and this "
                              f"baseline's feature density keeps no training features (it was fitted before they "
-                             f"were kept): {REFIT}")
+                             f"were kept): {FIT_DENSITY}")
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs' baseline columns the same numbers (for a results table's run key and a reference)."""

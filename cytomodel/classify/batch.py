@@ -125,8 +125,8 @@ def classify_folder(model: CytoModel, source: str | Path, out: str | Path, confi
     whose framing columns say why (``strict``: a DataError instead, after the run). ``items`` ((path, label) pairs)
     replaces listing ``source``; ``classes`` restricts the candidate classes; ``texture`` (a cascade's 128-px stage,
     needed by the texture anomaly scores) adds each cell's texture columns, ``baseline`` (a baseline CNN, needed by
-    ``class-gain+texture+baseline``) its ``baseline_raw``, ``baseline_distance`` and ``baseline_neighbours``. Images already in ``out`` (or in a
-    process's part file from an interrupted run) are skipped. Under ``accelerate launch`` each process takes every
+    ``class-gain+texture+baseline``) its ``baseline_raw``, ``baseline_distance`` and ``baseline_neighbours``. Images
+    already in ``out`` (or in a process's part file from an interrupted run) are skipped. Under ``accelerate launch`` each process takes every
     n-th remaining image and writes ``out.part<rank>``; the main process merges them in input order at the end.
     """
     cfg = (config or ClassifierConfig()).validate()

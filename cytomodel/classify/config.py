@@ -39,6 +39,7 @@ SCORE_PARTS = {"best-error": ("novelty_raw",), "class-gain": ("novelty_raw",),
 BASELINE_PARTS = ("baseline_raw", "baseline_distance", "baseline_neighbours")
 # the baseline's parts that need its feature density (``baseline fit-density``), and the training features kept in it
 DENSITY_PARTS = ("baseline_distance", "baseline_neighbours")
+FIT_DENSITY = "fit one with `cytomodel baseline fit-density --model DIR --data TRAINING_DATA --split train`"
 # fields that change the scale of the errors, and so the meaning of a fitted temperature
 PLAN_LENGTH = 256
 SCALE_FIELDS = ("t_min", "t_max", "weighting", "min_snr_gamma", "tta", "error_region", "disc_radius", "lab_condition")

@@ -34,6 +34,7 @@ from cytocore import classification as ct
 from cytocore.provenance import provenance_record, write_json
 
 from .. import bundled_baseline_path
+from ..classify.config import FIT_DENSITY
 from ..data import ImageArrays, Intake
 from .feature_density import DENSITY_FILE, FeatureDensity
 from .metrics import classification_metrics
@@ -275,8 +276,7 @@ class BaselineClassifier:
 
     def _fitted_density(self) -> FeatureDensity:
         if self.density is None:
-            raise ValueError("this baseline has no feature density: fit one with `cytomodel baseline fit-density "
-                             "--model DIR --data TRAINING_DATA --split train`")
+            raise ValueError(f"this baseline has no feature density: {FIT_DENSITY}")
         return self.density
 
     def feature_distance(self, images, batch_size: int = 256) -> np.ndarray:

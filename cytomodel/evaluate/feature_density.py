@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from ..classify.config import FIT_DENSITY
 from ..classify.novelty import inverse_covariance, squared_mahalanobis
 
 DENSITY_FILE = "feature_density.safetensors"
@@ -93,9 +94,8 @@ class FeatureDensity:
         """(N,) cosine distance of each cell's features to its k-th nearest training cell's (higher = less like any
         cell the baseline was trained on)."""
         if self.neighbours is None:
-            raise ValueError("this feature density keeps no training features (fitted before they were kept): fit "
-                             "it again with `cytomodel baseline fit-density --model DIR --data TRAINING_DATA "
-                             "--split train`")
+            raise ValueError(f"this feature density keeps no training features (fitted before they were kept): "
+                             f"{FIT_DENSITY}")
         ref = self.neighbours.astype(np.float32)
         k = min(self.k, len(ref))
         x = _unit(np.asarray(features, dtype=np.float32))
