@@ -274,21 +274,14 @@ class BaselineClassifier:
                           stacklevel=2)
         return self.density
 
-    def _fitted_density(self) -> FeatureDensity:
+    def feature_distances(self, images, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
+        """Both feature statistics from one forward pass (higher = less like what it knows): the relative Mahalanobis
+        distance from the trained classes (:mod:`.feature_density`) and the cosine distance to the k-th nearest
+        training cell (:meth:`FeatureDensity.neighbour_distance`; None where the density keeps no training
+        features)."""
         if self.density is None:
             raise ValueError(f"this baseline has no feature density: {FIT_DENSITY}")
-        return self.density
-
-    def feature_distance(self, images, batch_size: int = 256) -> np.ndarray:
-        """(N,) relative Mahalanobis distance of the images' features from the trained classes'
-        (:mod:`.feature_density`): higher = less like any class it knows."""
-        return self._fitted_density().distance(self.features(images, batch_size))
-
-    def feature_distances(self, images, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
-        """Both feature statistics from one forward pass: the relative Mahalanobis distance and the cosine distance to
-        the k-th nearest training cell (:meth:`FeatureDensity.neighbour_distance`; None where the density keeps no
-        training features)."""
-        density = self._fitted_density()
+        density = self.density
         f = self.features(images, batch_size)
         return density.distance(f), density.neighbour_distance(f) if density.neighbours is not None else None
 
